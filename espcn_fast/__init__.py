@@ -1,0 +1,6 @@
+"""espcn_fast: the fastest faithful ESPCN (Shi et al. 2016) for PyTorch."""
+
+from .model import ESPCN
+
+__all__ = ["ESPCN"]
+__version__ = "0.1.0"

@@ -1,0 +1,215 @@
+"""``espcn-fast``: super-resolve images and reproduce the paper's table.
+
+    espcn-fast upscale IMAGE_OR_FOLDER... -o OUT --scale 3
+    espcn-fast eval --scale 3 --sets Set5 Set14
+    espcn-fast demo
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import torch
+
+from . import published
+from .data_dir import find_data_dir
+from .evaluate import SetScore, evaluate_sets
+from .image_io import IMAGE_SUFFIXES, ImageReadError, list_images, read_image, write_image
+from .model import ESPCN
+from .upscale import upscale_image
+from .weights import WeightsError, scale_of, load_weights
+
+
+class CliError(Exception):
+    """An error to print as one line, without a traceback."""
+
+
+def _load_model(scale: int, weights: Path | None, device: str) -> ESPCN:
+    if weights is None:
+        return ESPCN.from_pretrained(scale, device)
+    state = load_weights(weights)
+    if scale_of(state) != scale:
+        raise WeightsError(f"{weights} holds weights for scale {scale_of(state)}, not --scale {scale}")
+    model = ESPCN(scale)
+    model.load_state_dict(state)
+    return model.to(device).eval()
+
+
+def _default_device(name: str | None) -> str:
+    if name is not None:
+        if name.startswith("cuda") and not torch.cuda.is_available():
+            raise CliError(f"--device {name}: no CUDA GPU is available here")
+        return name
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def _plan_outputs(inputs: list[Path], out: Path) -> list[tuple[Path, Path]]:
+    """Pairs (input file, output file); a folder in gives a folder out."""
+    single_file = len(inputs) == 1 and inputs[0].is_file() and out.suffix.lower() in IMAGE_SUFFIXES
+    if single_file:
+        return [(inputs[0], out)]
+    pairs = []
+    for item in inputs:
+        if item.is_dir():
+            files = list_images(item)
+            if not files:
+                raise CliError(f"no images in folder {item}")
+            pairs += [(f, out / f"{f.stem}.png") for f in files]
+        elif item.exists():
+            pairs.append((item, out / f"{item.stem}.png"))
+        else:
+            raise CliError(f"input not found: {item}")
+    return pairs
+
+
+def cmd_upscale(args: argparse.Namespace) -> int:
+    device = _default_device(args.device)
+    model = _load_model(args.scale, args.weights, device)
+    pairs = _plan_outputs(args.inputs, args.output)
+    for src, dst in pairs:
+        if dst.exists() and dst.resolve() == src.resolve():
+            raise CliError(f"refusing to overwrite the input {src}; choose another -o")
+    if len({dst for _, dst in pairs}) != len(pairs):
+        raise CliError("two inputs would write the same output name; upscale them separately")
+    failed = 0
+    iterator = pairs
+    if len(pairs) > 1 and not args.quiet:
+        from tqdm import tqdm
+
+        iterator = tqdm(pairs, desc=f"upscale x{args.scale}", unit="img")
+    for src, dst in iterator:
+        try:
+            image = read_image(src, mode="keep")
+        except ImageReadError as exc:
+            print(f"skipped: {exc}", file=sys.stderr)
+            failed += 1
+            continue
+        result = upscale_image(image, model, args.scale, device)
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        write_image(result.cpu(), dst)
+        if not args.quiet:
+            print(f"{src} -> {dst} ({result.shape[2]}x{result.shape[1]})")
+    if failed:
+        print(f"{failed} of {len(pairs)} image(s) failed", file=sys.stderr)
+        return 1
+    return 0
+
+
+def format_table(scores: dict[int, list[SetScore]]) -> str:
+    """Markdown table of PSNR/SSIM beside the published figures."""
+    lines = [
+        "| scale | set | PSNR (dB) | SSIM | paper PSNR | ESPCN-PyTorch PSNR |",
+        "|---|---|---|---|---|---|",
+    ]
+    for scale, sets in scores.items():
+        for s in sets:
+            paper = published.PAPER.get((s.name, scale))
+            ours = published.ESPCN_PYTORCH.get((s.name, scale))
+            lines.append(
+                f"| x{scale} | {s.name} | {s.psnr:.2f} | {s.ssim:.4f} | "
+                f"{paper if paper else '-'} | {ours if ours else '-'} |"
+            )
+    return "\n".join(lines)
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    device = _default_device(args.device)
+    scores: dict[int, list[SetScore]] = {}
+    for scale in args.scale:
+        model = _load_model(scale, args.weights, device)
+        scores[scale] = evaluate_sets(model, scale, args.sets, args.data, progress=not args.quiet)
+    print(format_table(scores))
+    if args.json:
+        payload = {
+            f"x{scale}": {
+                s.name: {"psnr": s.psnr, "ssim": s.ssim,
+                         "images": {i.name: {"psnr": i.psnr, "ssim": i.ssim} for i in s.images}}
+                for s in sets
+            }
+            for scale, sets in scores.items()
+        }
+        args.json.write_text(json.dumps(payload, indent=2) + "\n")
+        print(f"wrote {args.json}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Upscale a sample image at x3, then print the Set5/Set14 table at x3."""
+    device = _default_device(args.device)
+    model = ESPCN.from_pretrained(3, device)
+    try:
+        data = find_data_dir(args.data)
+        sample = data / "Set5" / "butterfly.png"
+        image = read_image(sample)
+    except (FileNotFoundError, ImageReadError):
+        data = None
+        from skimage import data as skdata  # a bundled image: no download
+
+        sample = Path("skimage.data.astronaut")
+        image = torch.from_numpy(skdata.astronaut()).permute(2, 0, 1).contiguous()
+    args.output.mkdir(parents=True, exist_ok=True)
+    dst = args.output / "demo_x3.png"
+    write_image(upscale_image(image, model, 3, device).cpu(), dst)
+    print(f"upscaled {sample} ({image.shape[2]}x{image.shape[1]}) x3 -> {dst}")
+    if data is None:
+        print("no data folder (../shared/data): skipping the Set5/Set14 table")
+        return 0
+    print(format_table({3: evaluate_sets(model, 3, ("Set5", "Set14"), data)}))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="espcn-fast",
+        description="Real-time super-resolution with ESPCN (Shi et al. 2016): upscale images "
+        "and reproduce the paper's PSNR/SSIM table.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    up = sub.add_parser("upscale", help="super-resolve images or folders of images",
+                        description="Super-resolve Y with ESPCN, Cb/Cr by bicubic; PNG out.")
+    up.add_argument("inputs", nargs="+", type=Path, metavar="IMAGE", help="image files or folders")
+    up.add_argument("-o", "--output", type=Path, required=True,
+                    help="output folder, or an output file for a single image")
+    up.add_argument("--scale", type=int, default=3, choices=(2, 3, 4), help="upscaling factor (default 3)")
+    up.add_argument("--weights", type=Path, help="weights file (default: the shipped weights)")
+    up.add_argument("--device", help="cpu or cuda (default: cuda when present)")
+    up.add_argument("-q", "--quiet", action="store_true", help="print errors only")
+    up.set_defaults(func=cmd_upscale)
+
+    ev = sub.add_parser("eval", help="PSNR/SSIM on Set5/Set14 with the standard LR inputs",
+                        description="The SR papers' protocol: Y channel, scale-pixel border shaved.")
+    ev.add_argument("--scale", type=int, nargs="+", default=[3], choices=(2, 3, 4))
+    ev.add_argument("--sets", nargs="+", default=["Set5", "Set14"])
+    ev.add_argument("--data", type=Path, help="data folder (default: $ESPCN_FAST_DATA or ../shared/data)")
+    ev.add_argument("--weights", type=Path, help="weights file (default: the shipped weights)")
+    ev.add_argument("--json", type=Path, help="also write every figure to this JSON file")
+    ev.add_argument("--device", help="cpu or cuda (default: cuda when present)")
+    ev.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    ev.set_defaults(func=cmd_eval)
+
+    demo = sub.add_parser("demo", help="upscale a sample image and print the x3 table (make run)")
+    demo.add_argument("-o", "--output", type=Path, default=Path("outputs"))
+    demo.add_argument("--data", type=Path)
+    demo.add_argument("--device")
+    demo.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 0
+    try:
+        return args.func(args)
+    except (CliError, WeightsError, ImageReadError, FileNotFoundError, ValueError, TypeError) as exc:
+        print(f"espcn-fast: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("espcn-fast: interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,109 @@
+"""The evaluation protocol of SR papers: modcrop, bicubic LR, Y only, shaved PSNR/SSIM.
+
+Used by training (validation), ``espcn-fast eval`` and the benchmarks.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable
+
+import torch
+
+from .color import rgb_to_y
+from .data_dir import find_data_dir
+from .image_io import list_images, read_image
+from .metrics import psnr, quantize, ssim
+from .resize import imresize, modcrop
+
+# Any callable from LR Y (N, 1, h, w) on [0, 1] to SR Y (N, 1, h*r, w*r).
+SuperResolver = Callable[[torch.Tensor], torch.Tensor]
+
+
+@dataclass
+class ImageScore:
+    name: str
+    psnr: float
+    ssim: float
+
+
+@dataclass
+class SetScore:
+    name: str
+    images: list[ImageScore] = field(default_factory=list)
+
+    @property
+    def psnr(self) -> float:
+        return sum(i.psnr for i in self.images) / len(self.images)
+
+    @property
+    def ssim(self) -> float:
+        return sum(i.ssim for i in self.images) / len(self.images)
+
+
+def make_lr(hr_rgb: torch.Tensor, scale: int) -> torch.Tensor:
+    """The protocol's LR input: MATLAB bicubic ``imresize(modcrop(hr), 1/scale)``, uint8."""
+    return imresize(modcrop(hr_rgb, scale), 1.0 / scale)
+
+
+@torch.no_grad()
+def score_image(
+    model: SuperResolver, hr_rgb: torch.Tensor, scale: int, lr_rgb: torch.Tensor | None = None
+) -> tuple[float, float]:
+    """PSNR and SSIM of ``model`` on one uint8 RGB image pair (LR made if not given)."""
+    hr = modcrop(hr_rgb, scale)
+    lr = make_lr(hr_rgb, scale) if lr_rgb is None else lr_rgb
+    if lr.shape[-2] * scale != hr.shape[-2] or lr.shape[-1] * scale != hr.shape[-1]:
+        raise ValueError(f"LR image {tuple(lr.shape)} is not HR {tuple(hr.shape)} / {scale}")
+    device = next((p.device for p in getattr(model, "parameters", lambda: iter(()))()), torch.device("cpu"))
+    lr_y = rgb_to_y(lr).unsqueeze(0).to(device)
+    sr_y = quantize(model(lr_y)[0, 0]).cpu()
+    hr_y = rgb_to_y(hr)[0].to(torch.float64) * 255.0
+    return psnr(sr_y, hr_y, shave=scale), ssim(sr_y, hr_y, shave=scale)
+
+
+def evaluate_folder(
+    model: SuperResolver,
+    hr_dir: str | os.PathLike,
+    scale: int,
+    lr_dir: str | os.PathLike | None = None,
+    name: str | None = None,
+    progress: bool = False,
+) -> SetScore:
+    """Score every image of ``hr_dir``; LR files come from ``lr_dir`` when it exists."""
+    hr_dir = Path(hr_dir)
+    if not hr_dir.is_dir():
+        raise FileNotFoundError(f"evaluation folder not found: {hr_dir}")
+    paths = list_images(hr_dir)
+    if not paths:
+        raise FileNotFoundError(f"no images in evaluation folder {hr_dir}")
+    result = SetScore(name or hr_dir.name)
+    iterator: Iterable[Path] = paths
+    if progress:
+        from tqdm import tqdm
+
+        iterator = tqdm(paths, desc=f"{result.name} x{scale}", leave=False)
+    for path in iterator:
+        lr = None
+        if lr_dir is not None and (Path(lr_dir) / path.name).is_file():
+            lr = read_image(Path(lr_dir) / path.name)
+        p, s = score_image(model, read_image(path), scale, lr)
+        result.images.append(ImageScore(path.stem, p, s))
+    return result
+
+
+def evaluate_sets(
+    model: SuperResolver,
+    scale: int,
+    sets: Iterable[str] = ("Set5", "Set14"),
+    data_dir: str | os.PathLike | None = None,
+    progress: bool = False,
+) -> list[SetScore]:
+    """Score the standard sets with their standard LR inputs (``LR_bicubic/<set>/x<r>``)."""
+    root = find_data_dir(data_dir)
+    return [
+        evaluate_folder(model, root / s, scale, root / "LR_bicubic" / s / f"x{scale}", s, progress)
+        for s in sets
+    ]

@@ -1,0 +1,93 @@
+"""The reference ESPCN (Shi et al. 2016), layer for layer as the paper and ESPCN-PyTorch.
+
+Every faster backend of this project is tested against this module.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+
+import torch
+from torch import nn
+
+from .validation import check_image_batch, check_scale
+
+
+class ESPCN(nn.Module):
+    """Conv 5x5 -> tanh -> conv 3x3 -> tanh -> conv 3x3 -> pixel shuffle.
+
+    Args:
+        scale: upscaling factor r (an integer >= 1; 2, 3 and 4 are tested).
+        in_channels: image channels in (1: the Y channel).
+        out_channels: image channels out.
+        channels: width of the first layer (the second is half of it).
+
+    Input ``(N, in_channels, H, W)`` floats in [0, 1]; output
+    ``(N, out_channels, H*r, W*r)``, not clamped. State-dict keys are those of
+    ESPCN-PyTorch (``feature_maps.0.weight`` ... ``sub_pixel.0.bias``).
+    """
+
+    def __init__(
+        self, scale: int, in_channels: int = 1, out_channels: int = 1, channels: int = 64
+    ) -> None:
+        super().__init__()
+        self.scale = check_scale(scale)
+        self.in_channels = in_channels
+        self.out_channels = out_channels
+        hidden = channels // 2
+        self.feature_maps = nn.Sequential(
+            nn.Conv2d(in_channels, channels, kernel_size=5, padding=2),
+            nn.Tanh(),
+            nn.Conv2d(channels, hidden, kernel_size=3, padding=1),
+            nn.Tanh(),
+        )
+        self.sub_pixel = nn.Sequential(
+            nn.Conv2d(hidden, out_channels * scale * scale, kernel_size=3, padding=1),
+            nn.PixelShuffle(scale),
+        )
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Paper initialisation: N(0, sqrt(2 / (out * k * k))), N(0, 0.001) last, zero biases."""
+        for module in self.modules():
+            if isinstance(module, nn.Conv2d):
+                if module is self.sub_pixel[0]:
+                    nn.init.normal_(module.weight, 0.0, 0.001)
+                else:
+                    fan_out = module.out_channels * module.weight[0, 0].numel()
+                    nn.init.normal_(module.weight, 0.0, math.sqrt(2.0 / fan_out))
+                nn.init.zeros_(module.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_image_batch(x, self.in_channels, "ESPCN")
+        return self.sub_pixel(self.feature_maps(x))
+
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):  # type: ignore[override]
+        """Load weights, with a clear error when they belong to another scale or shape."""
+        from .weights import check_state_dict
+
+        check_state_dict(state_dict, self)
+        return super().load_state_dict(state_dict, strict=strict, assign=assign)
+
+    @classmethod
+    def from_pretrained(cls, scale: int, device: str | torch.device = "cpu") -> "ESPCN":
+        """The weights shipped in the package, trained on T91 (x2, x3, x4)."""
+        from .weights import pretrained_path, load_weights
+
+        model = cls(scale)
+        model.load_state_dict(load_weights(pretrained_path(scale)))
+        return model.to(device).eval()
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike, scale: int | None = None) -> "ESPCN":
+        """Load a ``.safetensors`` file or an ESPCN-PyTorch checkpoint (``.pth``/``.pth.tar``).
+
+        The scale is read from the weights when not given.
+        """
+        from .weights import load_weights, scale_of
+
+        state = load_weights(path)
+        model = cls(scale if scale is not None else scale_of(state))
+        model.load_state_dict(state)
+        return model.eval()

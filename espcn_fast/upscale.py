@@ -1,0 +1,41 @@
+"""The image data path: 8-bit image -> YCbCr -> network on Y, bicubic Cb/Cr -> 8-bit image."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+
+from .color import rgb_to_ycbcr, ycbcr_to_rgb
+from .resize import imresize
+
+SuperResolver = Callable[[torch.Tensor], torch.Tensor]
+
+
+@torch.no_grad()
+def upscale_image(
+    image: torch.Tensor, model: SuperResolver, scale: int, device: torch.device | str | None = None
+) -> torch.Tensor:
+    """Super-resolve a ``(C, H, W)`` uint8 image (C = 3 colour, C = 1 grey) by ``scale``.
+
+    Y goes through ``model`` (LR Y ``(1, 1, H, W)`` -> ``(1, 1, H*r, W*r)``,
+    floats on [0, 1]); Cb and Cr are upscaled with the MATLAB-compatible
+    bicubic resize. Returns ``(C, H*r, W*r)`` uint8.
+    """
+    if image.dtype != torch.uint8 or image.dim() != 3 or image.shape[0] not in (1, 3):
+        raise ValueError(
+            f"upscale_image expects a (1 or 3, H, W) uint8 image, got {image.dtype} {tuple(image.shape)}"
+        )
+    device = torch.device(device) if device is not None else image.device
+    grey = image.shape[0] == 1
+    rgb = image.to(device).expand(3, -1, -1)
+    ycbcr = rgb_to_ycbcr(rgb)
+    sr_y = model(ycbcr[None, :1])[0].clamp(0, 1).to(ycbcr.dtype)
+    if grey:
+        # Cb = Cr = 128 for R = G = B; no need to resize a constant.
+        cbcr = torch.full((2, *sr_y.shape[-2:]), 128.0 / 255.0, dtype=sr_y.dtype, device=device)
+    else:
+        cbcr = imresize(ycbcr[1:], size=tuple(sr_y.shape[-2:]))
+    out = ycbcr_to_rgb(torch.cat([sr_y, cbcr]))
+    out = torch.floor(out.clamp(0, 1) * 255.0 + 0.5).to(torch.uint8)
+    return out[:1] if grey else out

@@ -1,0 +1,121 @@
+"""Reading and checking ESPCN weight files: safetensors, or ESPCN-PyTorch checkpoints."""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import Mapping
+
+import torch
+
+PRETRAINED_DIR = Path(__file__).resolve().parent / "pretrained"
+
+# Keys of the reference model, in ESPCN-PyTorch's naming.
+KEYS = (
+    "feature_maps.0.weight",
+    "feature_maps.0.bias",
+    "feature_maps.2.weight",
+    "feature_maps.2.bias",
+    "sub_pixel.0.weight",
+    "sub_pixel.0.bias",
+)
+
+
+class WeightsError(ValueError):
+    """A weights file that can't be read, or weights that don't fit the model."""
+
+
+def pretrained_path(scale: int) -> Path:
+    """Path of the shipped weights for ``scale``; a clear error if there are none."""
+    path = PRETRAINED_DIR / f"espcn_x{scale}.safetensors"
+    if not path.is_file():
+        shipped = sorted(p.stem for p in PRETRAINED_DIR.glob("espcn_x*.safetensors"))
+        raise WeightsError(
+            f"no shipped weights for scale {scale}; the package has: {', '.join(shipped) or 'none'}"
+        )
+    return path
+
+
+def _strip_prefixes(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    # DistributedDataParallel and torch.compile wrap the keys; users shouldn't care.
+    out = {}
+    for key, value in state.items():
+        for prefix in ("module.", "_orig_mod."):
+            if key.startswith(prefix):
+                key = key[len(prefix) :]
+        out[key] = value
+    return out
+
+
+def load_weights(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """Read a state dict from ``.safetensors`` or a ``torch.save`` file.
+
+    ``torch.save`` files are loaded with ``weights_only=True`` (no arbitrary
+    pickles). ESPCN-PyTorch checkpoints (a dict with ``state_dict``) are
+    unwrapped. Errors name the file and what is wrong with it.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(f"weights file not found: {path}")
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            state = load_file(str(path))
+        else:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # the libraries raise many types for a corrupt file
+        raise WeightsError(f"cannot read weights file {path}: it is corrupt or not a weights file ({exc})") from None
+    if isinstance(state, Mapping) and "state_dict" in state:
+        state = state["state_dict"]
+    if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise WeightsError(f"weights file {path} does not hold a state dict of tensors")
+    return _strip_prefixes(state)
+
+
+def scale_of(state: Mapping[str, torch.Tensor], out_channels: int = 1) -> int:
+    """The upscaling factor that a state dict was trained for."""
+    if "sub_pixel.0.weight" not in state:
+        raise WeightsError("these are not ESPCN weights: 'sub_pixel.0.weight' is missing")
+    n = state["sub_pixel.0.weight"].shape[0] // out_channels
+    r = math.isqrt(n)
+    if r * r != n:
+        raise WeightsError(f"sub_pixel.0.weight has {n} outputs, not a square number: not ESPCN weights")
+    return r
+
+
+def check_state_dict(state: Mapping[str, torch.Tensor], model: torch.nn.Module) -> None:
+    """Raise :class:`WeightsError` naming the mismatch, before torch's generic error."""
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    if missing or unexpected:
+        raise WeightsError(
+            f"weights do not match ESPCN: missing keys {missing}, unexpected keys {unexpected}"
+        )
+    scale = getattr(model, "scale", None)
+    out_channels = getattr(model, "out_channels", 1)
+    w = state["sub_pixel.0.weight"]
+    if scale is not None and w.shape[0] != expected["sub_pixel.0.weight"].shape[0]:
+        try:
+            theirs = f"scale {scale_of(state, out_channels)}"
+        except WeightsError:
+            theirs = f"{w.shape[0]} output channels"
+        raise WeightsError(f"weights are for {theirs} but the model is for scale {scale}")
+    for key, value in expected.items():
+        if state[key].shape != value.shape:
+            raise WeightsError(
+                f"weight {key} has shape {tuple(state[key].shape)}, the model expects {tuple(value.shape)}"
+            )
+
+
+def save_weights(state: Mapping[str, torch.Tensor], path: str | os.PathLike, metadata: dict[str, str] | None = None) -> None:
+    """Write a state dict as safetensors, atomically (temporary file, then rename)."""
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    tensors = {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in state.items()}
+    save_file(tensors, str(tmp), metadata=metadata)
+    os.replace(tmp, path)

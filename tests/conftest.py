@@ -1,0 +1,32 @@
+"""Shared fixtures: the data folder, small random images and models."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from espcn_fast.data_dir import find_data_dir
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    try:
+        return find_data_dir()
+    except FileNotFoundError as exc:
+        pytest.skip(f"the image sets are not here: {exc}")
+
+
+@pytest.fixture
+def rng() -> torch.Generator:
+    return torch.Generator().manual_seed(1234)
+
+
+def random_rgb(h: int, w: int, seed: int = 0) -> torch.Tensor:
+    """A smooth-ish random uint8 RGB image (never constant)."""
+    g = torch.Generator().manual_seed(seed)
+    base = torch.rand(3, h // 4 + 2, w // 4 + 2, generator=g)
+    img = torch.nn.functional.interpolate(base[None], size=(h, w), mode="bilinear", align_corners=False)[0]
+    img = img + 0.1 * torch.rand(3, h, w, generator=g)
+    return (img.clamp(0, 1) * 255).round().to(torch.uint8)

@@ -1,0 +1,120 @@
+"""``espcn-fast`` end to end on real images, and its one-line errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from espcn_fast import ESPCN
+from espcn_fast.cli import main
+from espcn_fast.color import rgb_to_y, rgb_to_ycbcr
+from espcn_fast.image_io import read_image, write_image
+from espcn_fast.metrics import psnr
+from espcn_fast.resize import imresize, modcrop
+from espcn_fast.weights import save_weights
+from tests.conftest import random_rgb
+
+
+def test_upscale_colour_image_end_to_end(data_dir, tmp_path):
+    src = data_dir / "LR_bicubic" / "Set5" / "x3" / "butterfly.png"
+    dst = tmp_path / "out.png"
+    assert main(["upscale", str(src), "-o", str(dst), "--scale", "3", "-q"]) == 0
+    lr, sr = read_image(src), read_image(dst)
+    assert sr.shape == (3, lr.shape[1] * 3, lr.shape[2] * 3)
+    # Y is the network's output (up to the 8-bit round trip of the colour conversion)...
+    with torch.no_grad():
+        expected_y = ESPCN.from_pretrained(3)(rgb_to_y(lr)[None])[0].clamp(0, 1) * 255
+    assert psnr(rgb_to_y(sr) * 255, expected_y) > 45
+    # ...and Cb/Cr are the bicubic upscale.
+    expected_cbcr = imresize(rgb_to_ycbcr(lr)[1:], 3) * 255
+    assert psnr(rgb_to_ycbcr(sr)[1:] * 255, expected_cbcr) > 40
+    # and the result is closer to the HR image than bicubic is.
+    hr = modcrop(read_image(data_dir / "Set5" / "butterfly.png"), 3)
+    bicubic = imresize(lr, 3)
+    hr_y = rgb_to_y(hr) * 255
+    assert psnr(rgb_to_y(sr) * 255, hr_y, 3) > psnr(rgb_to_y(bicubic) * 255, hr_y, 3) + 0.5
+
+
+def test_upscale_grey_image_and_folder(data_dir, tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    write_image(read_image(data_dir / "LR_bicubic" / "Set14" / "x2" / "bridge.png", mode="keep"), folder / "bridge.png")
+    write_image(random_rgb(21, 17), folder / "odd.png")
+    out = tmp_path / "out"
+    assert main(["upscale", str(folder), "-o", str(out), "--scale", "2", "-q"]) == 0
+    grey = read_image(out / "bridge.png", mode="keep")
+    assert grey.shape == (1, 2 * 256, 2 * 256)
+    assert read_image(out / "odd.png").shape == (3, 42, 34)
+
+
+def test_bad_file_among_good_ones_is_skipped(tmp_path, capsys):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    write_image(random_rgb(12, 10), folder / "good.png")
+    (folder / "bad.png").write_text("not an image")
+    out = tmp_path / "out"
+    assert main(["upscale", str(folder), "-o", str(out), "--scale", "2", "-q"]) == 1
+    err = capsys.readouterr().err
+    assert "bad.png" in err and "1 of 2 image(s) failed" in err
+    assert (out / "good.png").is_file() and not (out / "bad.png").exists()
+
+
+def test_refuses_to_overwrite_input(tmp_path, capsys):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    write_image(random_rgb(12, 10), folder / "a.png")
+    before = (folder / "a.png").read_bytes()
+    assert main(["upscale", str(folder), "-o", str(folder), "-q"]) == 2
+    assert "refusing to overwrite the input" in capsys.readouterr().err
+    assert (folder / "a.png").read_bytes() == before
+
+
+def test_upscale_with_weights_file_of_other_scale(tmp_path, capsys):
+    save_weights(ESPCN(2).state_dict(), tmp_path / "x2.safetensors")
+    write_image(random_rgb(12, 10), tmp_path / "a.png")
+    code = main(["upscale", str(tmp_path / "a.png"), "-o", str(tmp_path / "o.png"), "--scale", "3",
+                 "--weights", str(tmp_path / "x2.safetensors")])
+    assert code == 2
+    assert "weights for scale 2, not --scale 3" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("content,match", [(None, "input not found"), (b"hello", "not an image")])
+def test_upscale_missing_or_non_image_input(tmp_path, capsys, content, match):
+    src = tmp_path / "x.png"
+    if content is not None:
+        src.write_bytes(content)
+    code = main(["upscale", str(src), "-o", str(tmp_path / "o.png")])
+    assert code == (2 if content is None else 1)
+    assert match in capsys.readouterr().err
+
+
+def test_eval_table_and_json(data_dir, tmp_path, capsys):
+    out = tmp_path / "scores.json"
+    assert main(["eval", "--scale", "3", "--sets", "Set5", "--json", str(out), "-q"]) == 0
+    table = capsys.readouterr().out
+    assert "| x3 | Set5 |" in table and "32.55" in table
+    scores = json.loads(out.read_text())["x3"]["Set5"]
+    assert set(scores["images"]) == {"baby", "bird", "butterfly", "head", "woman"}
+    assert 30.0 < scores["psnr"] < 40.0 and 0.8 < scores["ssim"] < 1.0
+
+
+def test_eval_missing_data_folder(tmp_path, capsys):
+    assert main(["eval", "--data", str(tmp_path / "nope"), "-q"]) == 2
+    assert "data folder not found" in capsys.readouterr().err
+
+
+def test_console_script_help():
+    result = subprocess.run([sys.executable, "-m", "espcn_fast", "--help"], capture_output=True, text=True)
+    assert result.returncode == 0
+    assert "upscale" in result.stdout and "eval" in result.stdout
+
+
+def test_demo(tmp_path, capsys):
+    assert main(["demo", "-o", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert (tmp_path / "demo_x3.png").is_file()
+    assert "| x3 | Set14 |" in out or "skipping" in out

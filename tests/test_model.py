@@ -1,0 +1,153 @@
+import math
+
+import pytest
+import torch
+
+from espcn_fast import ESPCN
+from espcn_fast.weights import KEYS, WeightsError, load_weights, save_weights, scale_of
+
+
+@pytest.mark.parametrize("scale", [1, 2, 3, 4])
+def test_shapes(scale):
+    model = ESPCN(scale)
+    x = torch.rand(2, 1, 7, 5)
+    assert model(x).shape == (2, 1, 7 * scale, 5 * scale)
+
+
+def test_layers_as_the_paper():
+    model = ESPCN(3)
+    convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert [(c.in_channels, c.out_channels, c.kernel_size, c.padding) for c in convs] == [
+        (1, 64, (5, 5), (2, 2)), (64, 32, (3, 3), (1, 1)), (32, 9, (3, 3), (1, 1))]
+    assert sum(p.numel() for p in model.parameters()) == 64 * 25 + 64 + 64 * 32 * 9 + 32 + 32 * 9 * 9 + 9
+
+
+def test_state_dict_keys_are_espcn_pytorch():
+    assert tuple(ESPCN(3).state_dict()) == KEYS
+
+
+def test_initialisation():
+    torch.manual_seed(0)
+    model = ESPCN(4)
+    w1, w2, w3 = model.feature_maps[0].weight, model.feature_maps[2].weight, model.sub_pixel[0].weight
+    assert w1.std().item() == pytest.approx(math.sqrt(2 / (64 * 25)), rel=0.1)
+    assert w2.std().item() == pytest.approx(math.sqrt(2 / (32 * 9)), rel=0.05)
+    assert w3.std().item() == pytest.approx(0.001, rel=0.1)
+    assert all((m.bias == 0).all() for m in model.modules() if isinstance(m, torch.nn.Conv2d))
+
+
+def test_matches_a_hand_written_forward_in_float64():
+    torch.manual_seed(1)
+    model = ESPCN(3).double()
+    for p in model.parameters():
+        torch.nn.init.normal_(p, 0, 0.2)
+    x = torch.rand(1, 1, 6, 7, dtype=torch.float64)
+    s = model.state_dict()
+    h = torch.tanh(torch.nn.functional.conv2d(x, s["feature_maps.0.weight"], s["feature_maps.0.bias"], padding=2))
+    h = torch.tanh(torch.nn.functional.conv2d(h, s["feature_maps.2.weight"], s["feature_maps.2.bias"], padding=1))
+    h = torch.nn.functional.conv2d(h, s["sub_pixel.0.weight"], s["sub_pixel.0.bias"], padding=1)
+    expected = torch.nn.functional.pixel_shuffle(h, 3)
+    assert torch.allclose(model(x), expected, atol=1e-14)
+
+
+def test_loads_espcn_pytorch_checkpoint(tmp_path):
+    torch.manual_seed(2)
+    source = ESPCN(2)
+    path = tmp_path / "espcn_x2-T91.pth.tar"
+    torch.save({"epoch": 10, "best_psnr": 36.6, "state_dict": source.state_dict(), "optimizer": {}}, path)
+    model = ESPCN.from_file(path)
+    assert model.scale == 2
+    for a, b in zip(model.state_dict().values(), source.state_dict().values()):
+        assert torch.equal(a, b)
+    # a DistributedDataParallel state dict ("module." keys) loads too
+    torch.save({f"module.{k}": v for k, v in source.state_dict().items()}, tmp_path / "ddp.pth")
+    assert ESPCN.from_file(tmp_path / "ddp.pth").scale == 2
+
+
+def test_safetensors_round_trip(tmp_path):
+    model = ESPCN(4)
+    save_weights(model.state_dict(), tmp_path / "w.safetensors")
+    state = load_weights(tmp_path / "w.safetensors")
+    assert scale_of(state) == 4
+    assert ESPCN.from_file(tmp_path / "w.safetensors").scale == 4
+
+
+@pytest.mark.parametrize("scale", [2, 3, 4])
+def test_from_pretrained(scale):
+    model = ESPCN.from_pretrained(scale)
+    assert model.scale == scale and not model.training
+    with torch.no_grad():
+        out = model(torch.rand(1, 1, 8, 8))
+    assert out.shape == (1, 1, 8 * scale, 8 * scale) and torch.isfinite(out).all()
+
+
+# -- bad inputs ---------------------------------------------------------------
+
+@pytest.mark.parametrize(
+    "x,exc,match",
+    [
+        (torch.rand(1, 3, 8, 8), ValueError, "1 input channel"),
+        (torch.zeros(1, 1, 8, 8, dtype=torch.uint8), TypeError, "floating-point"),
+        (torch.zeros(1, 1, 8, 8, dtype=torch.int64), TypeError, "floating-point"),
+        (torch.rand(1, 8, 8), ValueError, "4-D"),
+        (torch.empty(0), ValueError, "4-D"),
+        (torch.rand(1, 1, 0, 8), ValueError, "no pixels"),
+        ([[0.5]], TypeError, "torch.Tensor"),
+    ],
+)
+def test_bad_inputs(x, exc, match):
+    with pytest.raises(exc, match=match):
+        ESPCN(3)(x)
+
+
+def test_empty_batch_is_fine():
+    assert ESPCN(2)(torch.rand(0, 1, 4, 4)).shape == (0, 1, 8, 8)
+
+
+@pytest.mark.parametrize("scale,exc", [(0, ValueError), (-2, ValueError), (2.5, TypeError), (True, TypeError)])
+def test_bad_scale(scale, exc):
+    with pytest.raises(exc, match="scale"):
+        ESPCN(scale)
+
+
+def test_weights_for_another_scale(tmp_path):
+    save_weights(ESPCN(2).state_dict(), tmp_path / "x2.safetensors")
+    with pytest.raises(WeightsError, match="weights are for scale 2 but the model is for scale 3"):
+        ESPCN(3).load_state_dict(load_weights(tmp_path / "x2.safetensors"))
+    with pytest.raises(WeightsError, match="for scale 2 but the model is for scale 4"):
+        ESPCN.from_file(tmp_path / "x2.safetensors", scale=4)
+
+
+def test_weights_with_wrong_keys_or_shapes():
+    state = ESPCN(3).state_dict()
+    with pytest.raises(WeightsError, match="missing keys"):
+        ESPCN(3).load_state_dict({k: v for k, v in state.items() if k != "feature_maps.0.bias"})
+    bad = dict(state)
+    bad["feature_maps.0.weight"] = torch.zeros(64, 1, 3, 3)
+    with pytest.raises(WeightsError, match=r"feature_maps.0.weight has shape \(64, 1, 3, 3\)"):
+        ESPCN(3).load_state_dict(bad)
+
+
+@pytest.mark.parametrize("suffix", [".safetensors", ".pth"])
+def test_corrupted_weights_file(tmp_path, suffix):
+    good = tmp_path / f"good{suffix}"
+    if suffix == ".safetensors":
+        save_weights(ESPCN(3).state_dict(), good)
+    else:
+        torch.save(ESPCN(3).state_dict(), good)
+    data = good.read_bytes()
+    bad = tmp_path / f"bad{suffix}"
+    bad.write_bytes(data[: len(data) // 2])
+    with pytest.raises(WeightsError, match="corrupt"):
+        load_weights(bad)
+
+
+def test_missing_and_non_weights_files(tmp_path):
+    with pytest.raises(WeightsError, match="not found"):
+        load_weights(tmp_path / "nope.safetensors")
+    (tmp_path / "text.pth").write_text("hello")
+    with pytest.raises(WeightsError, match="corrupt"):
+        load_weights(tmp_path / "text.pth")
+    torch.save({"a": 1}, tmp_path / "dict.pth")
+    with pytest.raises(WeightsError, match="state dict of tensors"):
+        load_weights(tmp_path / "dict.pth")

@@ -1,0 +1,1 @@
+"""Training ESPCN on T91: ``python -m training.train --scale 3``."""

@@ -1,0 +1,47 @@
+"""Loading the training folder and holding out validation images."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+
+from espcn_fast.image_io import ImageReadError, list_images, read_image
+
+
+class TrainingDataError(ValueError):
+    """A missing, empty or unreadable training folder."""
+
+
+def load_folder(folder: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """Every image of ``folder`` as uint8 RGB ``(3, H, W)``, keyed by file name."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise TrainingDataError(f"training data folder not found: {folder}")
+    paths = list_images(folder)
+    if not paths:
+        raise TrainingDataError(f"no images in training data folder {folder}")
+    images = {}
+    for path in paths:
+        try:
+            images[path.name] = read_image(path)
+        except ImageReadError as exc:
+            raise TrainingDataError(str(exc)) from None
+    return images
+
+
+def split_validation(
+    images: dict[str, torch.Tensor], count: int
+) -> tuple[list[torch.Tensor], dict[str, torch.Tensor]]:
+    """Hold out ``count`` images, evenly spread over the sorted names (deterministic)."""
+    names = sorted(images)
+    if count <= 0:
+        return [images[n] for n in names], {}
+    if count >= len(names):
+        raise TrainingDataError(
+            f"cannot hold out {count} validation images from {len(names)}: nothing left to train on"
+        )
+    step = len(names) / count
+    held = {names[int(i * step)] for i in range(count)}
+    return [images[n] for n in names if n not in held], {n: images[n] for n in sorted(held)}

@@ -1,0 +1,285 @@
+"""Train ESPCN on T91 (or any folder of images), as the paper, resumable and distributed.
+
+    python -m training.train --scale 3 --out runs/x3
+    torchrun --nproc_per_node 2 -m training.train --scale 3 --out runs/x3
+
+One epoch is ``--steps`` optimiser steps of ``--batch`` random patches; each
+epoch ends with a validation PSNR on T91 images held out of training and
+writes ``last.pt`` and, when validation improved, ``best.pt`` and
+``best.safetensors``. ``--resume`` continues from ``last.pt`` exactly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from espcn_fast.data_dir import find_data_dir
+from espcn_fast.evaluate import score_image
+from espcn_fast.model import ESPCN
+from espcn_fast.weights import save_weights
+
+from .checkpoint import load_checkpoint, rng_state, save_atomic, set_rng_state
+from .data import TrainingDataError, load_folder, split_validation
+from .patches import PatchSampler
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog="python -m training.train",
+        description="Train ESPCN on the Y channel of T91 patches (MSE), as Shi et al. 2016.",
+    )
+    p.add_argument("--scale", type=int, required=True, help="upscaling factor (2, 3, 4, ...)")
+    p.add_argument("--data", type=Path, help="folder of HR training images (default: <data>/T91)")
+    p.add_argument("--out", type=Path, help="output folder (default: runs/x<scale>)")
+    p.add_argument("--epochs", type=int, default=100)
+    p.add_argument("--steps", type=int, default=500, help="optimiser steps per epoch")
+    p.add_argument("--batch", type=int, default=64, help="patches per step (per process)")
+    p.add_argument("--patch", type=int, default=17, help="LR patch side (HR side = patch * scale)")
+    p.add_argument("--optimizer", choices=("adam", "sgd"), default="adam")
+    p.add_argument("--lr", type=float, default=3e-3, help="initial learning rate")
+    p.add_argument("--lr-min", type=float, default=1e-5, help="final learning rate")
+    p.add_argument("--schedule", choices=("cosine", "exponential"), default="cosine",
+                   help="decay from --lr to --lr-min over all steps")
+    p.add_argument("--last-layer-lr", type=float, default=0.1,
+                   help="learning-rate multiplier of the last layer (the paper: 0.1)")
+    p.add_argument("--val-count", type=int, default=5, help="T91 images held out for validation")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch's default)")
+    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
+    p.add_argument("--resume", action="store_true", help="continue from <out>/last.pt")
+    p.add_argument("--stop-after", type=int, default=0, metavar="N",
+                   help="stop after N epochs in this run (continue later with --resume)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--save-rank-weights", action="store_true", help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.scale < 1:
+        p.error(f"--scale must be >= 1, got {args.scale}")
+    for name in ("epochs", "steps", "batch", "patch"):
+        if getattr(args, name) < 1:
+            p.error(f"--{name} must be >= 1, got {getattr(args, name)}")
+    if not (args.lr > 0 and args.lr_min > 0):
+        p.error("--lr and --lr-min must be positive")
+    return args
+
+
+def lr_factor(step: int, total: int, lr: float, lr_min: float, schedule: str) -> float:
+    """Multiplier of the initial learning rate after ``step`` of ``total`` steps."""
+    t = min(step / max(total, 1), 1.0)
+    end = lr_min / lr
+    if schedule == "exponential":
+        return end**t
+    return end + (1 - end) * 0.5 * (1 + math.cos(math.pi * t))
+
+
+def make_optimizer(model: ESPCN, args: argparse.Namespace) -> torch.optim.Optimizer:
+    last = list(model.sub_pixel.parameters())
+    rest = list(model.feature_maps.parameters())
+    groups = [{"params": rest, "lr": args.lr}, {"params": last, "lr": args.lr * args.last_layer_lr}]
+    if args.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=args.lr, momentum=0.9)
+    return torch.optim.Adam(groups, lr=args.lr)
+
+
+class Trainer:
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
+        self.device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        if self.distributed:
+            backend = "nccl" if self.device.type == "cuda" else "gloo"
+            dist.init_process_group(backend)
+            if self.device.type == "cuda":
+                self.device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+                torch.cuda.set_device(self.device)
+        self.rank = dist.get_rank() if self.distributed else 0
+        self.world = dist.get_world_size() if self.distributed else 1
+        if args.threads:
+            torch.set_num_threads(args.threads)
+        torch.manual_seed(args.seed)
+
+        data = args.data if args.data is not None else find_data_dir() / "T91"
+        train_images, self.val_images = split_validation(load_folder(data), args.val_count)
+        # Each process draws its own patches; the model starts identical everywhere.
+        self.sampler = PatchSampler(train_images, args.scale, args.patch, seed=args.seed + 7919 * self.rank)
+        self.model = ESPCN(args.scale).to(self.device)
+        self.net: nn.Module = self.model
+        if self.distributed:
+            self.net = nn.parallel.DistributedDataParallel(self.model)
+        self.optimizer = make_optimizer(self.model, args)
+        total = args.epochs * args.steps
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda s: lr_factor(s, total, args.lr, args.lr_min, args.schedule)
+        )
+        self.out = args.out if args.out is not None else Path("runs") / f"x{args.scale}"
+        self.epoch = 0
+        self.best_psnr = -math.inf
+        if self.rank == 0:
+            self.out.mkdir(parents=True, exist_ok=True)
+        if args.resume:
+            self.resume()
+
+    # -- state ---------------------------------------------------------------
+    def state(self) -> dict[str, Any]:
+        samplers: list[Any] = [self.sampler.state_dict()]
+        rngs: list[Any] = [rng_state()]
+        if self.distributed:
+            samplers = [None] * self.world
+            rngs = [None] * self.world
+            dist.all_gather_object(samplers, self.sampler.state_dict())
+            dist.all_gather_object(rngs, rng_state())
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "epoch": self.epoch,
+            "best_psnr": self.best_psnr,
+            "samplers": samplers,
+            "rng": rngs,
+            "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(self.args).items()},
+        }
+
+    def resume(self) -> None:
+        ckpt = load_checkpoint(self.out / "last.pt")
+        saved = ckpt["args"]
+        for key in ("scale", "patch", "optimizer", "epochs", "steps", "batch"):
+            if saved.get(key) != getattr(self.args, key):
+                raise TrainingDataError(
+                    f"--resume: checkpoint was trained with --{key} {saved.get(key)}, "
+                    f"now {getattr(self.args, key)}; use the same settings"
+                )
+        if len(ckpt["samplers"]) != self.world:
+            raise TrainingDataError(
+                f"--resume: checkpoint has {len(ckpt['samplers'])} process(es), now {self.world}"
+            )
+        self.model.load_state_dict(ckpt["model"])
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        self.scheduler.load_state_dict(ckpt["scheduler"])
+        self.epoch = ckpt["epoch"]
+        self.best_psnr = ckpt["best_psnr"]
+        self.sampler.load_state_dict(ckpt["samplers"][self.rank])
+        set_rng_state(ckpt["rng"][self.rank])
+
+    # -- work ------------------------------------------------------------------
+    def validate(self) -> float:
+        if not self.val_images:
+            return math.nan
+        self.model.eval()
+        scores = [score_image(self.model, img, self.args.scale)[0] for img in self.val_images.values()]
+        self.model.train()
+        return sum(scores) / len(scores)
+
+    def ranks_in_sync(self) -> bool:
+        flat = torch.cat([p.detach().flatten() for p in self.model.parameters()])
+        reference = flat.clone()
+        dist.broadcast(reference, 0)
+        same = torch.tensor([int(torch.equal(flat, reference))], device=flat.device)
+        dist.all_reduce(same, op=dist.ReduceOp.MIN)
+        return bool(same.item())
+
+    def train_epoch(self) -> float:
+        args = self.args
+        bar = None
+        if self.rank == 0 and not args.no_progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=args.steps, desc=f"x{args.scale} epoch {self.epoch + 1}/{args.epochs}",
+                       leave=False, dynamic_ncols=True)
+        loss_sum = torch.zeros((), dtype=torch.float64)
+        self.model.train()
+        for step in range(args.steps):
+            lr, hr = self.sampler.sample(args.batch)
+            lr, hr = lr.to(self.device), hr.to(self.device)
+            loss = nn.functional.mse_loss(self.net(lr), hr)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            self.scheduler.step()
+            loss_sum += loss.detach().double().cpu()
+            if bar is not None:
+                bar.update(1)
+                if step % 20 == 0:
+                    mse = loss.item()
+                    bar.set_postfix(loss=f"{mse:.2e}", psnr=f"{10 * math.log10(1 / max(mse, 1e-12)):.2f}")
+        if bar is not None:
+            bar.close()
+        return (loss_sum / args.steps).item()
+
+    def run(self) -> None:
+        args = self.args
+        log_path = self.out / "log.jsonl"
+        if self.rank == 0 and self.sampler.skipped:
+            print(f"note: {self.sampler.skipped} image(s) smaller than the HR crop are not used", file=sys.stderr)
+        stop_at = min(args.epochs, self.epoch + args.stop_after) if args.stop_after else args.epochs
+        while self.epoch < stop_at:
+            start = time.time()
+            loss = self.train_epoch()
+            self.epoch += 1
+            record: dict[str, Any] = {
+                "epoch": self.epoch,
+                "step": self.epoch * args.steps,
+                "loss": loss,
+                "lr": self.optimizer.param_groups[0]["lr"],
+                "seconds": round(time.time() - start, 3),
+            }
+            if self.distributed:
+                record["ranks_in_sync"] = self.ranks_in_sync()
+            state = self.state()  # collective under DDP: every rank takes part
+            if self.rank == 0:
+                val = self.validate()
+                record["val_psnr"] = val
+                improved = val > self.best_psnr
+                if improved:
+                    self.best_psnr = val
+                    state["best_psnr"] = val
+                save_atomic(state, self.out / "last.pt")
+                if improved:
+                    save_atomic(state, self.out / "best.pt")
+                    save_weights(self.model.state_dict(), self.out / "best.safetensors",
+                                 {"scale": str(args.scale), "epoch": str(self.epoch), "val_psnr": f"{val:.4f}"})
+                save_weights(self.model.state_dict(), self.out / "last.safetensors",
+                             {"scale": str(args.scale), "epoch": str(self.epoch)})
+                with open(log_path, "a") as f:
+                    f.write(json.dumps(record) + "\n")
+                print(
+                    f"x{args.scale} epoch {self.epoch}/{args.epochs}: loss {loss:.3e}, "
+                    f"val PSNR {val:.3f} dB (best {self.best_psnr:.3f}), {record['seconds']:.1f} s",
+                    flush=True,
+                )
+            if self.distributed:
+                # Every rank must agree on best_psnr for the next checkpoint.
+                best = torch.tensor([self.best_psnr], dtype=torch.float64, device=self.device)
+                dist.broadcast(best, 0)
+                self.best_psnr = best.item()
+        if args.save_rank_weights:
+            save_weights(self.model.state_dict(), self.out / f"rank{self.rank}.safetensors")
+        if self.distributed:
+            dist.barrier()
+            dist.destroy_process_group()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        Trainer(args).run()
+    except (TrainingDataError, FileNotFoundError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: the last finished epoch is in last.pt (use --resume)", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
