@@ -1,24 +1,82 @@
-"""Build espcn_fast: the Python package and, when csrc/ has sources, its C++ extension.
+"""Build espcn_fast: the Python package and its C++/CUDA extension ``espcn_fast._C``.
 
 Install for development with ``pip install --no-build-isolation -e .`` so that
 the extension is built against the torch already installed.
+
+- The CPU kernels (csrc/*.cpp, csrc/cpu/*.cpp) are built on every machine.
+- The CUDA kernels (csrc/cuda/) are added when torch has CUDA and nvcc is
+  found; ``FORCE_CUDA=1`` forces them (an error if nvcc is missing),
+  ``FORCE_CUDA=0`` leaves them out. ``ESPCN_FAST_CUDA_ARCH`` chooses the
+  architectures (default ``8.0;8.6;8.9;9.0+PTX``).
+- ``ESPCN_FAST_NO_EXTENSION=1`` installs the pure-Python package only.
 """
 
+import os
+import sys
+import sysconfig
 from pathlib import Path
 
 from setuptools import find_packages, setup
 
 ROOT = Path(__file__).resolve().parent
+DEFAULT_CUDA_ARCH = "8.0;8.6;8.9;9.0+PTX"
+
+
+def _sources(folder: str, *patterns: str) -> list[str]:
+    found = []
+    for pattern in patterns:
+        found += sorted(str(p.relative_to(ROOT)) for p in (ROOT / folder).glob(pattern))
+    return found
+
+
+def _cuda_wanted() -> bool:
+    force = os.environ.get("FORCE_CUDA")
+    if force == "0" or not _sources("csrc/cuda", "*.cu"):
+        return False
+    import torch
+    from torch.utils.cpp_extension import CUDA_HOME
+
+    if force == "1":
+        if CUDA_HOME is None:
+            sys.exit("FORCE_CUDA=1 but nvcc was not found (set CUDA_HOME)")
+        return True
+    return torch.version.cuda is not None and CUDA_HOME is not None
+
+
+def _wheel_cuda_dirs() -> tuple[list[str], list[str]]:
+    """Headers and libraries of the nvidia-* wheels that come with torch (cusparse.h & co)."""
+    site = Path(sysconfig.get_paths()["purelib"]) / "nvidia"
+    includes, libs = [], []
+    for sub in ("cu13", "cu12"):
+        if (site / sub / "include").is_dir():
+            includes.append(str(site / sub / "include"))
+        if (site / sub / "lib").is_dir():
+            libs.append(str(site / sub / "lib"))
+    return includes, libs
 
 
 def extensions():
-    sources = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "csrc").rglob("*.cpp"))
-    if not sources:
+    if os.environ.get("ESPCN_FAST_NO_EXTENSION") == "1":
         return [], {}
-    from torch.utils.cpp_extension import BuildExtension, CppExtension
+    from torch.utils.cpp_extension import BuildExtension, CppExtension, CUDAExtension
 
-    ext = CppExtension("espcn_fast._C", sources, extra_compile_args={"cxx": ["-O3"]})
-    return [ext], {"build_ext": BuildExtension}
+    sources = _sources("csrc", "*.cpp") + _sources("csrc/cpu", "*.cpp")
+    cxx = ["-O3", "-fopenmp", "-Wall", "-Wno-unknown-pragmas"]
+    if _cuda_wanted():
+        os.environ.setdefault("TORCH_CUDA_ARCH_LIST", os.environ.get("ESPCN_FAST_CUDA_ARCH", DEFAULT_CUDA_ARCH))
+        includes, libs = _wheel_cuda_dirs()
+        ext = CUDAExtension(
+            "espcn_fast._C",
+            sources + _sources("csrc/cuda", "*.cpp", "*.cu"),
+            include_dirs=includes,
+            library_dirs=libs,
+            define_macros=[("ESPCN_WITH_CUDA", "1")],
+            extra_compile_args={"cxx": cxx, "nvcc": ["-O3", "-lineinfo", "--use_fast_math", "-Xptxas=-v"]},
+            extra_link_args=["-fopenmp"],
+        )
+    else:
+        ext = CppExtension("espcn_fast._C", sources, extra_compile_args={"cxx": cxx}, extra_link_args=["-fopenmp"])
+    return [ext], {"build_ext": BuildExtension.with_options(no_python_abi_suffix=False)}
 
 
 ext_modules, cmdclass = extensions()

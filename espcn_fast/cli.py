@@ -18,6 +18,8 @@ from . import published
 from .data_dir import find_data_dir
 from .evaluate import SetScore, evaluate_sets
 from .image_io import IMAGE_SUFFIXES, ImageReadError, list_images, read_image, write_image
+from .backends import BACKENDS
+from .fast import FastESPCN
 from .model import ESPCN
 from .upscale import upscale_image
 from .weights import WeightsError, scale_of, load_weights
@@ -27,15 +29,20 @@ class CliError(Exception):
     """An error to print as one line, without a traceback."""
 
 
-def _load_model(scale: int, weights: Path | None, device: str) -> ESPCN:
+def _load_model(scale: int, weights: Path | None, device: str, backend: str = "auto") -> FastESPCN:
     if weights is None:
-        return ESPCN.from_pretrained(scale, device)
-    state = load_weights(weights)
-    if scale_of(state) != scale:
-        raise WeightsError(f"{weights} holds weights for scale {scale_of(state)}, not --scale {scale}")
-    model = ESPCN(scale)
-    model.load_state_dict(state)
-    return model.to(device).eval()
+        reference = ESPCN.from_pretrained(scale)
+    else:
+        state = load_weights(weights)
+        if scale_of(state) != scale:
+            raise WeightsError(f"{weights} holds weights for scale {scale_of(state)}, not --scale {scale}")
+        reference = ESPCN(scale)
+        reference.load_state_dict(state)
+    try:
+        model = FastESPCN.from_reference(reference, backend=backend)
+    except RuntimeError as exc:
+        raise CliError(str(exc)) from None
+    return model.to(device)
 
 
 def _default_device(name: str | None) -> str:
@@ -67,7 +74,7 @@ def _plan_outputs(inputs: list[Path], out: Path) -> list[tuple[Path, Path]]:
 
 def cmd_upscale(args: argparse.Namespace) -> int:
     device = _default_device(args.device)
-    model = _load_model(args.scale, args.weights, device)
+    model = _load_model(args.scale, args.weights, device, args.backend)
     pairs = _plan_outputs(args.inputs, args.output)
     for src, dst in pairs:
         if dst.exists() and dst.resolve() == src.resolve():
@@ -119,7 +126,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     device = _default_device(args.device)
     scores: dict[int, list[SetScore]] = {}
     for scale in args.scale:
-        model = _load_model(scale, args.weights, device)
+        model = _load_model(scale, args.weights, device, args.backend)
         scores[scale] = evaluate_sets(model, scale, args.sets, args.data, progress=not args.quiet)
     print(format_table(scores))
     if args.json:
@@ -139,7 +146,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     """Upscale a sample image at x3, then print the Set5/Set14 table at x3."""
     device = _default_device(args.device)
-    model = ESPCN.from_pretrained(3, device)
+    model = _load_model(3, None, device)
     try:
         data = find_data_dir(args.data)
         sample = data / "Set5" / "butterfly.png"
@@ -177,6 +184,8 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--scale", type=int, default=3, choices=(2, 3, 4), help="upscaling factor (default 3)")
     up.add_argument("--weights", type=Path, help="weights file (default: the shipped weights)")
     up.add_argument("--device", help="cpu or cuda (default: cuda when present)")
+    up.add_argument("--backend", choices=BACKENDS, default="auto",
+                    help="kernels to run (default auto: the fastest here; torch = the reference layers)")
     up.add_argument("-q", "--quiet", action="store_true", help="print errors only")
     up.set_defaults(func=cmd_upscale)
 
@@ -188,6 +197,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--weights", type=Path, help="weights file (default: the shipped weights)")
     ev.add_argument("--json", type=Path, help="also write every figure to this JSON file")
     ev.add_argument("--device", help="cpu or cuda (default: cuda when present)")
+    ev.add_argument("--backend", choices=BACKENDS, default="auto", help="kernels to run (default auto)")
     ev.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     ev.set_defaults(func=cmd_eval)
 

@@ -118,3 +118,20 @@ def test_demo(tmp_path, capsys):
     out = capsys.readouterr().out
     assert (tmp_path / "demo_x3.png").is_file()
     assert "| x3 | Set14 |" in out or "skipping" in out
+
+
+def test_upscale_backends_agree(tmp_path):
+    write_image(random_rgb(20, 24), tmp_path / "a.png")
+    for backend in ("torch", "auto"):
+        code = main(["upscale", str(tmp_path / "a.png"), "-o", str(tmp_path / f"{backend}.png"), "--scale", "2",
+                     "--backend", backend, "-q"])
+        assert code == 0
+    difference = read_image(tmp_path / "torch.png").int() - read_image(tmp_path / "auto.png").int()
+    assert difference.abs().max() <= 1
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message shown where there is no GPU")
+def test_upscale_unavailable_backend(tmp_path, capsys):
+    write_image(random_rgb(12, 10), tmp_path / "a.png")
+    assert main(["upscale", str(tmp_path / "a.png"), "-o", str(tmp_path / "o.png"), "--backend", "cuda"]) == 2
+    assert "backend 'cuda' is not available" in capsys.readouterr().err

@@ -1,0 +1,67 @@
+#include "checks.h"
+
+#include <c10/util/Exception.h>
+
+#include <sstream>
+
+namespace espcn {
+
+namespace {
+std::string dtype_list(std::initializer_list<at::ScalarType> dtypes) {
+  std::ostringstream s;
+  bool first = true;
+  for (auto d : dtypes) {
+    s << (first ? "" : " or ") << c10::toString(d);
+    first = false;
+  }
+  return s.str();
+}
+}  // namespace
+
+void check_input(const char* op, const at::Tensor& x, std::initializer_list<at::ScalarType> dtypes) {
+  TORCH_CHECK(x.defined(), op, ": x is an undefined tensor");
+  TORCH_CHECK(x.dim() == 4, op, ": x must be a 4-D (N, C, H, W) tensor, got ", x.dim(), "-D shape ",
+              x.sizes());
+  TORCH_CHECK(x.size(2) >= 1 && x.size(3) >= 1, op, ": x must have H and W >= 1, got shape ", x.sizes());
+  bool ok = false;
+  for (auto d : dtypes) ok = ok || x.scalar_type() == d;
+  TORCH_CHECK(ok, op, ": x must be ", dtype_list(dtypes), " on ", x.device().type(), ", got ",
+              x.scalar_type());
+  TORCH_CHECK(x.size(2) * x.size(3) < (int64_t(1) << 31), op, ": x has too many pixels per image (",
+              x.size(2), "x", x.size(3), ")");
+}
+
+int64_t check_conv(const char* op, const char* wname, const char* bname, const at::Tensor& x,
+                   const at::Tensor& weight, const at::Tensor& bias, int64_t in_channels,
+                   int64_t max_kernel) {
+  TORCH_CHECK(weight.device() == x.device(), op, ": ", wname, " is on ", weight.device(),
+              " but x is on ", x.device(), "; all tensors must be on one device");
+  TORCH_CHECK(bias.device() == x.device(), op, ": ", bname, " is on ", bias.device(), " but x is on ",
+              x.device(), "; all tensors must be on one device");
+  TORCH_CHECK(weight.scalar_type() == at::kFloat, op, ": ", wname, " must be float32, got ",
+              weight.scalar_type());
+  TORCH_CHECK(bias.scalar_type() == at::kFloat, op, ": ", bname, " must be float32, got ",
+              bias.scalar_type());
+  TORCH_CHECK(weight.dim() == 4, op, ": ", wname, " must be 4-D (out_channels, in_channels, k, k), got shape ",
+              weight.sizes());
+  const int64_t k = weight.size(2);
+  TORCH_CHECK(weight.size(3) == k, op, ": ", wname, " must have a square kernel, got ", weight.size(2), "x",
+              weight.size(3));
+  TORCH_CHECK(k % 2 == 1, op, ": ", wname, " must have an odd kernel size (\"same\" padding), got ", k);
+  TORCH_CHECK(k <= max_kernel, op, ": ", wname, " kernel size ", k, " is larger than the supported ", max_kernel);
+  TORCH_CHECK(weight.size(1) == in_channels, op, ": ", wname, " expects ", weight.size(1),
+              " input channel(s) but its input has ", in_channels);
+  TORCH_CHECK(weight.size(0) >= 1, op, ": ", wname, " has no output channels");
+  TORCH_CHECK(bias.dim() == 1 && bias.size(0) == weight.size(0), op, ": ", bname, " must have shape (",
+              weight.size(0), ",), got ", bias.sizes());
+  return k;
+}
+
+int64_t check_scale(const char* op, int64_t scale, int64_t channels, const char* wname) {
+  TORCH_CHECK(scale >= 1, op, ": scale must be >= 1, got ", scale);
+  TORCH_CHECK(channels % (scale * scale) == 0, op, ": ", wname, " has ", channels,
+              " output channels, not a multiple of scale^2 = ", scale * scale);
+  return channels / (scale * scale);
+}
+
+}  // namespace espcn

@@ -1,0 +1,23 @@
+// Argument checks shared by every backend's bindings: each names the op, the
+// argument and what was expected.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+#include <initializer_list>
+
+namespace espcn {
+
+// x: (N, C, H, W), H and W >= 1, of one of `dtypes`.
+void check_input(const char* op, const at::Tensor& x, std::initializer_list<at::ScalarType> dtypes);
+
+// weight (Cout, Cin, k, k) with odd k <= max_kernel, bias (Cout,), Cin == in_channels,
+// float32, on x's device. Returns k.
+int64_t check_conv(const char* op, const char* wname, const char* bname, const at::Tensor& x,
+                   const at::Tensor& weight, const at::Tensor& bias, int64_t in_channels,
+                   int64_t max_kernel);
+
+// scale >= 1 and `channels` divisible by scale^2. Returns channels / scale^2.
+int64_t check_scale(const char* op, int64_t scale, int64_t channels, const char* wname);
+
+}  // namespace espcn

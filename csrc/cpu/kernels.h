@@ -1,0 +1,57 @@
+// The CPU kernels' plain C++ interface: pointers and sizes, no torch.
+// One implementation (conv_rows.h) is compiled once per instruction set
+// (AVX-512, AVX2, portable); cpu_kernels() picks the best one the CPU runs.
+#pragma once
+
+#include <cstddef>
+
+namespace espcn::cpu {
+
+// A convolution with weights repacked as [ky][kx][ci][co_padded] and a
+// zero-padded bias, co_padded a multiple of the vector width.
+struct PackedConv {
+  const float* weight;
+  const float* bias;
+  int in_channels;
+  int out_channels;         // real output channels
+  int out_channels_padded;  // multiple of Kernels::vector_width
+  int kernel;               // odd
+};
+
+enum class Epilogue { kTanh, kPixelShuffle };
+
+// Output layouts: kTanh writes (C, H, W) planes; kPixelShuffle writes the
+// (C / r^2, H*r, W*r) planes of one image. Rows [y0, y1) of one image.
+struct ConvJob {
+  const float* x;  // (in_channels, h, w) of one image
+  float* out;
+  int h, w;
+  int y0, y1;
+  Epilogue epilogue;
+  int scale;   // kPixelShuffle only
+  bool clamp;  // clamp to [0, 1], kPixelShuffle only
+};
+
+struct Kernels {
+  const char* name;
+  int vector_width;  // floats per SIMD vector
+  // Scratch floats a call needs for an image width (per thread).
+  size_t (*conv_scratch)(const PackedConv& layer, int w);
+  void (*conv)(const PackedConv& layer, const ConvJob& job, float* scratch);
+  size_t (*espcn_scratch)(const PackedConv& l1, const PackedConv& l2, const PackedConv& l3, int w);
+  // The whole network on rows [y0, y1): layers 1 and 2 with tanh, layer 3 with
+  // the pixel shuffle (job.epilogue is ignored).
+  void (*espcn)(const PackedConv& l1, const PackedConv& l2, const PackedConv& l3, const ConvJob& job,
+                float* scratch);
+  // Elementwise tanh (for tests of the vector tanh).
+  void (*tanh)(const float* x, float* y, size_t n);
+};
+
+// The kernels for this CPU: AVX-512 where present, else AVX2+FMA, else
+// portable. ESPCN_FAST_CPU_ISA=avx512|avx2|portable forces one (an
+// unsupported choice falls back, never an illegal instruction).
+const Kernels& cpu_kernels();
+// All the implementations this CPU can run, best first.
+int available_kernels(const Kernels** out, int max);
+
+}  // namespace espcn::cpu

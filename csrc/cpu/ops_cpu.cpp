@@ -1,0 +1,135 @@
+// CPU bindings: check the arguments, repack the weights, split the batch into
+// strips of rows and run them on torch's intra-op threads.
+#include <ATen/Parallel.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/empty.h>
+#include <torch/library.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "../checks.h"
+#include "../tile_geometry.h"
+#include "kernels.h"
+
+namespace espcn::cpu {
+namespace {
+
+constexpr int64_t kMaxKernel = 15;
+
+// Weights as [ky][kx][ci][co_padded], bias padded with zeros: padded output
+// channels compute tanh(0) = 0 and are never stored.
+struct Packed {
+  std::vector<float> weight, bias;
+  PackedConv conv;
+};
+
+Packed pack(const at::Tensor& weight, const at::Tensor& bias, int vw) {
+  const at::Tensor w = weight.contiguous(), b = bias.contiguous();
+  const int co = int(w.size(0)), ci = int(w.size(1)), k = int(w.size(2));
+  const int cop = ceil_div(co, vw) * vw;
+  Packed p;
+  p.weight.assign(size_t(k) * k * ci * cop, 0.0f);
+  p.bias.assign(cop, 0.0f);
+  const float* src = w.data_ptr<float>();
+  for (int o = 0; o < co; ++o)
+    for (int i = 0; i < ci; ++i)
+      for (int ky = 0; ky < k; ++ky)
+        for (int kx = 0; kx < k; ++kx)
+          p.weight[((size_t(ky) * k + kx) * ci + i) * cop + o] = src[((size_t(o) * ci + i) * k + ky) * k + kx];
+  const float* bs = b.data_ptr<float>();
+  for (int o = 0; o < co; ++o) p.bias[o] = bs[o];
+  p.conv = PackedConv{p.weight.data(), p.bias.data(), ci, co, cop, k};
+  return p;
+}
+
+// Runs fn(image, y0, y1, scratch) over strips of every image, in parallel.
+template <typename Fn>
+void for_each_strip(int64_t n, int h, size_t scratch_floats, Fn fn) {
+  const int strips = cpu_strip_count(h, at::get_num_threads());
+  at::parallel_for(0, n * strips, 1, [&](int64_t begin, int64_t end) {
+    std::unique_ptr<float[]> scratch(new float[scratch_floats]);
+    for (int64_t t = begin; t < end; ++t) {
+      const int s = int(t % strips);
+      fn(t / strips, strip_begin(s, strips, h), strip_begin(s + 1, strips, h), scratch.get());
+    }
+  });
+}
+
+at::Tensor conv_layer(const char* op, const at::Tensor& x_in, const at::Tensor& weight, const at::Tensor& bias,
+                      Epilogue epilogue, int64_t scale, bool clamp) {
+  check_input(op, x_in, {at::kFloat});
+  check_conv(op, "weight", "bias", x_in, weight, bias, x_in.size(1), kMaxKernel);
+  const int64_t out_channels = epilogue == Epilogue::kPixelShuffle
+                                   ? check_scale(op, scale, weight.size(0), "weight")
+                                   : weight.size(0);
+  const int64_t r = epilogue == Epilogue::kPixelShuffle ? scale : 1;
+  const at::Tensor x = x_in.contiguous();
+  const int64_t n = x.size(0), cin = x.size(1);
+  const int h = int(x.size(2)), w = int(x.size(3));
+  at::Tensor out = at::empty({n, out_channels, h * r, w * r}, x.options());
+  if (n == 0) return out;
+  const Kernels& k = cpu_kernels();
+  const Packed p = pack(weight, bias, k.vector_width);
+  const float* xp = x.data_ptr<float>();
+  float* op_ = out.data_ptr<float>();
+  const int64_t in_image = cin * h * w, out_image = weight.size(0) * int64_t(h) * w;
+  for_each_strip(n, h, k.conv_scratch(p.conv, w), [&](int64_t i, int y0, int y1, float* scratch) {
+    const ConvJob job{xp + i * in_image, op_ + i * out_image, h, w, y0, y1, epilogue, int(r), clamp};
+    k.conv(p.conv, job, scratch);
+  });
+  return out;
+}
+
+at::Tensor conv2d_tanh(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias) {
+  return conv_layer("espcn_fast::conv2d_tanh", x, weight, bias, Epilogue::kTanh, 1, false);
+}
+
+at::Tensor conv2d_pixel_shuffle(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias,
+                                int64_t scale, bool clamp) {
+  return conv_layer("espcn_fast::conv2d_pixel_shuffle", x, weight, bias, Epilogue::kPixelShuffle, scale, clamp);
+}
+
+at::Tensor espcn_forward(const at::Tensor& x_in, const at::Tensor& w1, const at::Tensor& b1,
+                         const at::Tensor& w2, const at::Tensor& b2, const at::Tensor& w3,
+                         const at::Tensor& b3, int64_t scale, bool clamp) {
+  const char* op = "espcn_fast::espcn_forward";
+  check_input(op, x_in, {at::kFloat});
+  check_conv(op, "w1", "b1", x_in, w1, b1, x_in.size(1), kMaxKernel);
+  check_conv(op, "w2", "b2", x_in, w2, b2, w1.size(0), kMaxKernel);
+  check_conv(op, "w3", "b3", x_in, w3, b3, w2.size(0), kMaxKernel);
+  const int64_t out_channels = check_scale(op, scale, w3.size(0), "w3");
+  const at::Tensor x = x_in.contiguous();
+  const int64_t n = x.size(0), cin = x.size(1);
+  const int h = int(x.size(2)), w = int(x.size(3));
+  at::Tensor out = at::empty({n, out_channels, h * scale, w * scale}, x.options());
+  if (n == 0) return out;
+  const Kernels& k = cpu_kernels();
+  const Packed p1 = pack(w1, b1, k.vector_width), p2 = pack(w2, b2, k.vector_width),
+               p3 = pack(w3, b3, k.vector_width);
+  const float* xp = x.data_ptr<float>();
+  float* op_ = out.data_ptr<float>();
+  const int64_t in_image = cin * h * w, out_image = w3.size(0) * int64_t(h) * w;
+  for_each_strip(n, h, k.espcn_scratch(p1.conv, p2.conv, p3.conv, w),
+                 [&](int64_t i, int y0, int y1, float* scratch) {
+                   const ConvJob job{xp + i * in_image, op_ + i * out_image, h, w, y0, y1,
+                                     Epilogue::kPixelShuffle, int(scale), clamp};
+                   k.espcn(p1.conv, p2.conv, p3.conv, job, scratch);
+                 });
+  return out;
+}
+
+std::string cpu_isa() { return cpu_kernels().name; }
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(espcn_fast, CPU, m) {
+  m.impl("conv2d_tanh", &conv2d_tanh);
+  m.impl("conv2d_pixel_shuffle", &conv2d_pixel_shuffle);
+  m.impl("espcn_forward", &espcn_forward);
+}
+
+TORCH_LIBRARY_IMPL(espcn_fast, CompositeExplicitAutograd, m) { m.impl("cpu_isa", &cpu_isa); }
+
+}  // namespace espcn::cpu

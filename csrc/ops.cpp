@@ -1,0 +1,24 @@
+// The op schemas: the one place that declares them. Backends register their
+// kernels with TORCH_LIBRARY_IMPL (cpu/, cuda/); fake kernels are in Python
+// (espcn_fast/ops.py) so that torch.compile can trace through the ops.
+#include <Python.h>
+#include <torch/library.h>
+
+extern "C" {
+// An empty module: importing espcn_fast._C loads this library, whose static
+// initialisers register the ops with the dispatcher.
+PyObject* PyInit__C(void) {
+  static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_C", nullptr, -1, nullptr};
+  return PyModule_Create(&module);
+}
+}
+
+TORCH_LIBRARY(espcn_fast, m) {
+  m.def("conv2d_tanh(Tensor x, Tensor weight, Tensor bias) -> Tensor");
+  m.def("conv2d_pixel_shuffle(Tensor x, Tensor weight, Tensor bias, int scale, bool clamp) -> Tensor");
+  m.def(
+      "espcn_forward(Tensor x, Tensor w1, Tensor b1, Tensor w2, Tensor b2, Tensor w3, Tensor b3, "
+      "int scale, bool clamp) -> Tensor");
+  // Which CPU kernels run here: "avx512", "avx2" or "portable".
+  m.def("cpu_isa() -> str");
+}

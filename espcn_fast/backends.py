@@ -1,0 +1,61 @@
+"""Which backends can run here, and why not when they can't.
+
+``auto`` picks, for the input's device, the first available of:
+CPU tensors: ``cpu`` (fused C++ kernels) then ``torch``;
+CUDA tensors: ``cuda`` (fused CUDA kernels), ``triton``, then ``torch``.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from . import ops
+
+BACKENDS = ("auto", "cpu", "cuda", "triton", "torch")
+AUTO_ORDER = {"cpu": ("cpu", "torch"), "cuda": ("cuda", "triton", "torch")}
+
+
+def unavailable_reason(backend: str) -> str | None:
+    """None when ``backend`` can run here, else a sentence saying why not."""
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    if backend in ("auto", "torch"):
+        return None
+    if backend == "cpu":
+        if not ops.HAVE_EXTENSION:
+            return ops.EXTENSION_ERROR
+        return None
+    if backend == "cuda":
+        if not ops.HAVE_EXTENSION:
+            return ops.EXTENSION_ERROR
+        if not ops.has_kernel("espcn_forward", "CUDA"):
+            return "the extension was built without its CUDA kernels (rebuild where nvcc and a CUDA torch are present)"
+        if not torch.cuda.is_available():
+            return "no CUDA GPU is available"
+        return None
+    if backend == "triton":
+        return "the Triton backend is not built yet"
+    return None  # pragma: no cover
+
+
+def available() -> dict[str, str | None]:
+    """Every backend with None (available) or the reason it is not."""
+    return {b: unavailable_reason(b) for b in BACKENDS if b != "auto"}
+
+
+def resolve(backend: str, device: torch.device) -> str:
+    """The concrete backend that runs an input on ``device``; a clear error if it can't."""
+    kind = "cuda" if device.type == "cuda" else "cpu"
+    if backend == "auto":
+        for candidate in AUTO_ORDER.get(kind, ("torch",)):
+            if unavailable_reason(candidate) is None:
+                return candidate
+        return "torch"
+    reason = unavailable_reason(backend)
+    if reason is not None:
+        raise RuntimeError(f"backend {backend!r} is not available: {reason}")
+    if backend == "cpu" and device.type != "cpu":
+        raise RuntimeError(f"backend 'cpu' runs CPU tensors, but the input is on {device}")
+    if backend in ("cuda", "triton") and device.type != "cuda":
+        raise RuntimeError(f"backend {backend!r} runs CUDA tensors, but the input is on {device}")
+    return backend

@@ -1,0 +1,92 @@
+"""The fused ops ``torch.ops.espcn_fast.*``: loading the extension and their fake kernels.
+
+The schemas live in ``csrc/ops.cpp``; each backend registers its kernels
+there (CPU, CUDA) or in ``espcn_fast.triton`` (Triton). The fake (meta)
+kernels below only compute output shapes, so that ``torch.compile`` traces
+through the ops.
+"""
+
+from __future__ import annotations
+
+import torch
+
+try:
+    from . import _C  # noqa: F401  (loading the library registers the ops)
+
+    EXTENSION_ERROR: str | None = None
+except ImportError as exc:  # a source checkout without a build
+    EXTENSION_ERROR = (
+        f"the C++ extension espcn_fast._C is not built ({exc}); "
+        "build it with `pip install --no-build-isolation -e .`"
+    )
+
+HAVE_EXTENSION = EXTENSION_ERROR is None
+
+
+def has_kernel(op: str, dispatch_key: str) -> bool:
+    """Whether ``espcn_fast::<op>`` has a kernel for ``dispatch_key`` ("CPU", "CUDA")."""
+    if not HAVE_EXTENSION:
+        return False
+    return torch._C._dispatch_has_kernel_for_dispatch_key(f"espcn_fast::{op}", dispatch_key)
+
+
+def cpu_isa() -> str | None:
+    """The CPU kernels in use here ("avx512", "avx2", "portable"), or None without the extension."""
+    return torch.ops.espcn_fast.cpu_isa() if HAVE_EXTENSION else None
+
+
+def _fake_conv(x: torch.Tensor, weight: torch.Tensor, channels: int, scale: int) -> torch.Tensor:
+    torch._check(x.dim() == 4, lambda: f"x must be 4-D (N, C, H, W), got {x.dim()}-D")
+    torch._check(weight.dim() == 4, lambda: f"weight must be 4-D, got {weight.dim()}-D")
+    torch._check(weight.shape[1] == x.shape[1], lambda: "weight and x disagree on input channels")
+    return x.new_empty((x.shape[0], channels, x.shape[2] * scale, x.shape[3] * scale))
+
+
+if HAVE_EXTENSION:
+
+    @torch.library.register_fake("espcn_fast::conv2d_tanh")
+    def _conv2d_tanh_fake(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+        return _fake_conv(x, weight, weight.shape[0], 1)
+
+    @torch.library.register_fake("espcn_fast::conv2d_pixel_shuffle")
+    def _conv2d_pixel_shuffle_fake(
+        x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, scale: int, clamp: bool
+    ) -> torch.Tensor:
+        torch._check(scale >= 1, lambda: f"scale must be >= 1, got {scale}")
+        return _fake_conv(x, weight, weight.shape[0] // (scale * scale), scale)
+
+    @torch.library.register_fake("espcn_fast::espcn_forward")
+    def _espcn_forward_fake(
+        x: torch.Tensor, w1: torch.Tensor, b1: torch.Tensor, w2: torch.Tensor, b2: torch.Tensor,
+        w3: torch.Tensor, b3: torch.Tensor, scale: int, clamp: bool,
+    ) -> torch.Tensor:
+        torch._check(scale >= 1, lambda: f"scale must be >= 1, got {scale}")
+        return _fake_conv(x, w1, w3.shape[0] // (scale * scale), scale)
+
+
+def _require_extension() -> None:
+    if not HAVE_EXTENSION:
+        raise RuntimeError(EXTENSION_ERROR)
+
+
+def conv2d_tanh(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """``tanh(conv2d(x, weight, bias, padding=k // 2))``, fused; odd square kernels."""
+    _require_extension()
+    return torch.ops.espcn_fast.conv2d_tanh(x, weight, bias)
+
+
+def conv2d_pixel_shuffle(
+    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, scale: int, clamp: bool = False
+) -> torch.Tensor:
+    """``pixel_shuffle(conv2d(x, weight, bias, padding=k // 2), scale)``, written straight to HR."""
+    _require_extension()
+    return torch.ops.espcn_fast.conv2d_pixel_shuffle(x, weight, bias, scale, clamp)
+
+
+def espcn_forward(
+    x: torch.Tensor, w1: torch.Tensor, b1: torch.Tensor, w2: torch.Tensor, b2: torch.Tensor,
+    w3: torch.Tensor, b3: torch.Tensor, scale: int, clamp: bool = False,
+) -> torch.Tensor:
+    """The whole ESPCN in one op: conv-tanh, conv-tanh, conv-pixel-shuffle (optionally clamped)."""
+    _require_extension()
+    return torch.ops.espcn_fast.espcn_forward(x, w1, b1, w2, b2, w3, b3, scale, clamp)

@@ -1,0 +1,161 @@
+"""FastESPCN: a drop-in for the reference ESPCN, its backends and their errors."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from espcn_fast import ESPCN, FastESPCN, backends, ops
+
+needs_extension = pytest.mark.skipif(not ops.HAVE_EXTENSION, reason=f"{ops.EXTENSION_ERROR}")
+
+
+def _random_reference(scale: int) -> ESPCN:
+    g = torch.Generator().manual_seed(scale)
+    model = ESPCN(scale)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(torch.randn(p.shape, generator=g) * 0.2)
+    return model.eval()
+
+
+@needs_extension
+@pytest.mark.parametrize("scale", [2, 3, 4])
+def test_matches_reference_on_cpu(scale):
+    ref = _random_reference(scale)
+    fast = FastESPCN.from_reference(ref)
+    x = torch.rand(2, 1, 23, 17)
+    assert fast.backend_for(x) == "cpu"
+    with torch.no_grad():
+        torch.testing.assert_close(fast(x).double(), ref.double()(x.double()), atol=1e-5, rtol=0)
+
+
+@needs_extension
+def test_reference_state_dict_loads_unchanged():
+    ref = ESPCN.from_pretrained(3)
+    fast = FastESPCN(3)
+    fast.load_state_dict(ref.state_dict())
+    assert list(fast.state_dict()) == list(ref.state_dict())
+    x = torch.rand(1, 1, 16, 16)
+    with torch.no_grad():
+        torch.testing.assert_close(fast(x), ref(x), atol=1e-5, rtol=0)
+    assert all(not p.requires_grad for p in fast.parameters())
+
+
+@needs_extension
+def test_from_pretrained_and_clamp():
+    fast = FastESPCN.from_pretrained(2, clamp=True)
+    out = fast(torch.rand(1, 1, 10, 10) * 3 - 1)
+    assert out.min() >= 0 and out.max() <= 1
+
+
+@needs_extension
+def test_shapes_layouts_and_empty_batch():
+    ref = _random_reference(3)
+    fast = FastESPCN.from_reference(ref)
+    cases = [torch.rand(1, 1, 1, 1), torch.rand(3, 1, 70, 5), torch.rand(2, 1, 8, 9)[..., ::2],
+             torch.rand(2, 1, 8, 9).to(memory_format=torch.channels_last)]
+    with torch.no_grad():
+        for x in cases:
+            torch.testing.assert_close(fast(x), ref(x), atol=1e-5, rtol=0)
+        assert fast(torch.rand(0, 1, 4, 4)).shape == (0, 1, 12, 12)
+
+
+@needs_extension
+def test_dtypes_on_cpu():
+    ref = _random_reference(2)
+    fast = FastESPCN.from_reference(ref)
+    x = torch.rand(1, 1, 12, 12)
+    with torch.no_grad():
+        half = fast(x.half())
+        assert half.dtype == torch.float16
+        torch.testing.assert_close(half.float(), ref(x.half().float()), atol=2e-3, rtol=0)
+        assert fast(x.bfloat16()).dtype == torch.bfloat16
+        # float64 runs on the reference layers under "auto"
+        assert fast.backend_for(x.double()) == "torch"
+        torch.testing.assert_close(fast.double()(x.double()), ref.double()(x.double()))
+    with pytest.raises(TypeError, match="backend 'cpu' computes in float32"):
+        FastESPCN(2, backend="cpu")(x.double())
+
+
+@needs_extension
+def test_half_module_runs_on_cpu_backend():
+    fast = FastESPCN.from_reference(_random_reference(2)).half()
+    x = torch.rand(1, 1, 6, 6).half()
+    assert fast.backend_for(x) == "cpu"
+    assert fast(x).dtype == torch.float16
+
+
+def test_gradients_fall_back_to_reference():
+    ref = _random_reference(2)
+    fast = FastESPCN.from_reference(ref, backend="auto")
+    x = torch.rand(1, 1, 6, 6, requires_grad=True)
+    assert fast.backend_for(x) == "torch"
+    fast(x).sum().backward()
+    expected = torch.autograd.grad(ref(x).sum(), x)[0]
+    torch.testing.assert_close(x.grad, expected)
+
+
+def test_torch_backend_is_the_reference():
+    ref = _random_reference(4)
+    fast = FastESPCN.from_reference(ref, backend="torch")
+    x = torch.rand(1, 1, 5, 7)
+    with torch.no_grad():
+        assert torch.equal(fast(x), ref(x))
+
+
+@needs_extension
+def test_torch_compile():
+    ref = _random_reference(3)
+    fast = FastESPCN.from_reference(ref)
+    compiled = torch.compile(fast)
+    x = torch.rand(1, 1, 13, 11)
+    with torch.no_grad():
+        torch.testing.assert_close(compiled(x), ref(x), atol=1e-5, rtol=0)
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="unknown backend 'fastest'"):
+        FastESPCN(3, backend="fastest")
+    with pytest.raises(ValueError, match="unknown precision 'fp8'"):
+        FastESPCN(3, precision="fp8")
+    fast = FastESPCN(3)
+    with pytest.raises(ValueError, match="1 input channel"):
+        fast(torch.rand(1, 3, 4, 4))
+    with pytest.raises(TypeError, match="floating-point"):
+        fast(torch.zeros(1, 1, 4, 4, dtype=torch.uint8))
+    with pytest.raises(ValueError, match="no pixels"):
+        fast(torch.rand(1, 1, 0, 4))
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message shown where there is no GPU")
+def test_gpu_backends_explain_why_they_are_missing():
+    reasons = backends.available()
+    assert reasons["torch"] is None
+    assert reasons["cuda"] and reasons["triton"]
+    with pytest.raises(RuntimeError, match="backend 'cuda' is not available: "):
+        FastESPCN(3, backend="cuda")
+    with pytest.raises(RuntimeError, match="backend 'triton' is not available: "):
+        FastESPCN(3, backend="triton")
+
+
+def test_import_without_extension_keeps_the_reference():
+    code = (
+        "import sys; sys.modules['espcn_fast._C'] = None\n"
+        "import torch, espcn_fast\n"
+        "from espcn_fast import ESPCN, FastESPCN, backends\n"
+        "print(ESPCN(3)(torch.rand(1, 1, 4, 4)).shape)\n"
+        "print(backends.available()['cpu'])\n"
+        "print(FastESPCN(3).backend_for(torch.rand(1, 1, 4, 4)))\n"
+        "try:\n    FastESPCN(3, backend='cpu')\nexcept RuntimeError as e:\n    print('error:', e)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == "torch.Size([1, 1, 12, 12])"
+    assert "not built" in lines[1]
+    assert lines[2] == "torch"
+    assert lines[3].startswith("error: backend 'cpu' is not available: the C++ extension espcn_fast._C is not built")

@@ -1,0 +1,275 @@
+"""The fused CPU ops against the reference ESPCN, in float64 where it matters."""
+
+from __future__ import annotations
+
+import os
+from contextlib import contextmanager
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from espcn_fast import ESPCN, ops
+
+pytestmark = pytest.mark.skipif(not ops.HAVE_EXTENSION, reason=f"{ops.EXTENSION_ERROR}")
+
+ISAS = ["avx512", "avx2", "portable"]
+
+
+@contextmanager
+def cpu_isa(name: str):
+    old = os.environ.get("ESPCN_FAST_CPU_ISA")
+    os.environ["ESPCN_FAST_CPU_ISA"] = name
+    try:
+        if ops.cpu_isa() != name:
+            pytest.skip(f"this CPU cannot run the {name} kernels")
+        yield
+    finally:
+        if old is None:
+            del os.environ["ESPCN_FAST_CPU_ISA"]
+        else:
+            os.environ["ESPCN_FAST_CPU_ISA"] = old
+
+
+@contextmanager
+def poisoned_outputs():
+    """Fresh op outputs are filled with NaN, so an element the kernel skips shows up."""
+    old = torch.are_deterministic_algorithms_enabled(), torch.utils.deterministic.fill_uninitialized_memory
+    torch.use_deterministic_algorithms(True)
+    torch.utils.deterministic.fill_uninitialized_memory = True
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(old[0])
+        torch.utils.deterministic.fill_uninitialized_memory = old[1]
+
+
+@contextmanager
+def threads(n: int):
+    old = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+
+
+def random_model(scale: int, seed: int = 0) -> ESPCN:
+    """Random weights and biases (never zeros), large enough to exercise tanh's whole range."""
+    g = torch.Generator().manual_seed(seed)
+    model = ESPCN(scale)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(torch.randn(p.shape, generator=g) * (0.3 if p.dim() > 1 else 0.5))
+    return model.eval()
+
+
+def weights(model: ESPCN) -> list[torch.Tensor]:
+    return [t.detach() for t in model.state_dict().values()]
+
+
+def reference64(model: ESPCN, x: torch.Tensor, clamp: bool = False) -> torch.Tensor:
+    with torch.no_grad():
+        out = model.double()(x.double())
+    model.float()
+    return out.clamp(0, 1) if clamp else out
+
+
+def test_poisoning_works():
+    with poisoned_outputs():
+        assert torch.isnan(torch.empty(4)).all()
+
+
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("scale", [2, 3, 4])
+@pytest.mark.parametrize("shape", [(1, 1, 1, 1), (1, 1, 2, 3), (2, 1, 7, 13), (1, 1, 37, 53), (3, 1, 131, 29)])
+def test_espcn_forward_random_weights(isa, scale, shape):
+    model = random_model(scale, seed=scale)
+    x = torch.rand(shape, generator=torch.Generator().manual_seed(shape[2]))
+    with cpu_isa(isa), poisoned_outputs(), threads(2):
+        out = ops.espcn_forward(x, *weights(model), scale)
+    assert out.shape == (shape[0], 1, shape[2] * scale, shape[3] * scale)
+    torch.testing.assert_close(out.double(), reference64(model, x), atol=2e-5, rtol=0)
+
+
+@pytest.mark.parametrize("scale", [2, 3, 4])
+def test_espcn_forward_shipped_weights_1080p(scale):
+    """A 1080p frame out, the shipped weights, the acceptance bound of 1e-5."""
+    model = ESPCN.from_pretrained(scale)
+    h, w = 1080 // scale, 1920 // scale
+    x = torch.rand(1, 1, h, w, generator=torch.Generator().manual_seed(scale))
+    with poisoned_outputs():
+        out = ops.espcn_forward(x, *weights(model), scale)
+    torch.testing.assert_close(out.double(), reference64(model, x), atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("n_threads", [1, 2, 3])
+def test_thread_counts_give_identical_results(n_threads):
+    model = random_model(3)
+    x = torch.rand(2, 1, 150, 40)
+    with threads(1):
+        expected = ops.espcn_forward(x, *weights(model), 3)
+    with threads(n_threads):
+        assert torch.equal(ops.espcn_forward(x, *weights(model), 3), expected)
+
+
+def test_clamp():
+    model = random_model(2, seed=5)
+    x = torch.rand(1, 1, 9, 11)
+    out = ops.espcn_forward(x, *weights(model), 2, True)
+    ref = reference64(model, x)
+    assert (ref < 0).any() and (ref > 1).any(), "the test needs values outside [0, 1]"
+    torch.testing.assert_close(out.double(), ref.clamp(0, 1), atol=2e-5, rtol=0)
+
+
+def test_non_contiguous_and_channels_last_inputs():
+    model = random_model(3, seed=2)
+    base = torch.rand(2, 1, 40, 60)
+    strided = base[:, :, ::2, 1::2]
+    assert not strided.is_contiguous()
+    cl = torch.rand(2, 1, 20, 30).to(memory_format=torch.channels_last)
+    for x in (strided, cl):
+        torch.testing.assert_close(ops.espcn_forward(x, *weights(model), 3).double(), reference64(model, x),
+                                   atol=2e-5, rtol=0)
+
+
+def test_empty_batch():
+    model = random_model(2)
+    assert ops.espcn_forward(torch.rand(0, 1, 5, 5), *weights(model), 2).shape == (0, 1, 10, 10)
+
+
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("k,cin,cout", [(1, 3, 5), (3, 64, 32), (5, 1, 64), (7, 2, 17)])
+def test_conv2d_tanh(isa, k, cin, cout):
+    g = torch.Generator().manual_seed(k)
+    x = torch.rand(2, cin, 19, 23, generator=g)
+    w = torch.randn(cout, cin, k, k, generator=g) * 0.3
+    b = torch.randn(cout, generator=g)
+    with cpu_isa(isa), poisoned_outputs():
+        out = ops.conv2d_tanh(x, w, b)
+    ref = torch.tanh(F.conv2d(x.double(), w.double(), b.double(), padding=k // 2))
+    torch.testing.assert_close(out.double(), ref, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("scale,cout,clamp", [(1, 1, False), (2, 1, True), (3, 1, False), (4, 2, True)])
+def test_conv2d_pixel_shuffle(isa, scale, cout, clamp):
+    g = torch.Generator().manual_seed(scale)
+    x = torch.rand(2, 32, 17, 10, generator=g) * 2 - 1
+    w = torch.randn(cout * scale * scale, 32, 3, 3, generator=g) * 0.2
+    b = torch.randn(cout * scale * scale, generator=g) * 0.5
+    with cpu_isa(isa), poisoned_outputs():
+        out = ops.conv2d_pixel_shuffle(x, w, b, scale, clamp)
+    ref = F.pixel_shuffle(F.conv2d(x.double(), w.double(), b.double(), padding=1), scale)
+    torch.testing.assert_close(out.double(), ref.clamp(0, 1) if clamp else ref, atol=1e-5, rtol=0)
+
+
+def test_layer_ops_chain_to_the_reference():
+    model = random_model(3, seed=9)
+    s = model.state_dict()
+    x = torch.rand(1, 1, 30, 41)
+    h = ops.conv2d_tanh(x, s["feature_maps.0.weight"], s["feature_maps.0.bias"])
+    h = ops.conv2d_tanh(h, s["feature_maps.2.weight"], s["feature_maps.2.bias"])
+    out = ops.conv2d_pixel_shuffle(h, s["sub_pixel.0.weight"], s["sub_pixel.0.bias"], 3)
+    torch.testing.assert_close(out.double(), reference64(model, x), atol=2e-5, rtol=0)
+
+
+@pytest.mark.parametrize("isa", ISAS)
+def test_tanh_is_accurate_to_float_rounding(isa):
+    """A 1x1 identity conv is tanh alone: compare it with float64 tanh over the whole range."""
+    values = torch.cat([
+        torch.linspace(-12, 12, 200001),
+        torch.logspace(-30, 1.2, 20000), -torch.logspace(-30, 1.2, 20000),
+        torch.tensor([0.0, -0.0, 0.625, -0.625, 0.6249999, 9.0, 10.0, 20.0, 1e30, -1e30]),
+    ])
+    x = values.reshape(1, 1, 1, -1)
+    with cpu_isa(isa):
+        out = ops.conv2d_tanh(x, torch.ones(1, 1, 1, 1), torch.zeros(1)).flatten()
+    exact = torch.tanh(values.double())
+    ulp = (exact.float().abs() * 2**-23).clamp_min(2**-149).double()
+    errors = (out.double() - exact).abs() / ulp
+    assert errors.max().item() <= 2.0, f"max error {errors.max().item():.2f} ulp at x = {values[errors.argmax()].item()}"
+    # odd: tanh(-x) == -tanh(x) exactly
+    n = 20000
+    assert torch.equal(out[200001 : 200001 + n], -out[200001 + n : 200001 + 2 * n])
+
+
+# -- opcheck and torch.compile -----------------------------------------------------
+
+def _op_samples():
+    model = random_model(3, seed=4)
+    s = model.state_dict()
+    x = torch.rand(2, 1, 9, 7)
+    h = torch.rand(2, 32, 9, 7)
+    return [
+        (torch.ops.espcn_fast.conv2d_tanh.default, (x, s["feature_maps.0.weight"], s["feature_maps.0.bias"])),
+        (torch.ops.espcn_fast.conv2d_pixel_shuffle.default, (h, s["sub_pixel.0.weight"], s["sub_pixel.0.bias"], 3, True)),
+        (torch.ops.espcn_fast.espcn_forward.default, (x, *weights(model), 3, False)),
+    ]
+
+
+@pytest.mark.parametrize("index", range(3))
+def test_opcheck(index):
+    op, args = _op_samples()[index]
+    torch.library.opcheck(op, args)
+
+
+def test_torch_compile_traces_the_op():
+    model = random_model(2, seed=3)
+    ws = weights(model)
+    fn = torch.compile(lambda x: ops.espcn_forward(x, *ws, 2), fullgraph=True)
+    x = torch.rand(1, 1, 12, 10)
+    torch.testing.assert_close(fn(x).double(), reference64(model, x), atol=2e-5, rtol=0)
+
+
+# -- errors ------------------------------------------------------------------------
+
+def _conv_args():
+    return torch.rand(1, 2, 5, 5), torch.rand(3, 2, 3, 3), torch.rand(3)
+
+
+@pytest.mark.parametrize(
+    "change,match",
+    [
+        (lambda x, w, b: (x[0], w, b), r"x must be a 4-D \(N, C, H, W\) tensor, got 3-D"),
+        (lambda x, w, b: (x[:, :, :0], w, b), "x must have H and W >= 1"),
+        (lambda x, w, b: (x.double(), w, b), "x must be Float on cpu, got Double"),
+        (lambda x, w, b: ((x * 255).to(torch.uint8), w, b), "x must be Float on cpu, got Byte"),
+        (lambda x, w, b: (x, w.double(), b), "weight must be float32, got Double"),
+        (lambda x, w, b: (x, w, b.half()), "bias must be float32, got Half"),
+        (lambda x, w, b: (x, w[0], b), r"weight must be 4-D"),
+        (lambda x, w, b: (x, w[:, :, :, :2], b), "weight must have a square kernel, got 3x2"),
+        (lambda x, w, b: (x, torch.rand(3, 2, 2, 2), b), "odd kernel size"),
+        (lambda x, w, b: (x, torch.rand(3, 2, 17, 17), b), "kernel size 17 is larger than the supported 15"),
+        (lambda x, w, b: (x, torch.rand(3, 1, 3, 3), b), "weight expects 1 input channel"),
+        (lambda x, w, b: (x, w, torch.rand(4)), r"bias must have shape \(3,\)"),
+    ],
+)
+def test_conv2d_tanh_errors(change, match):
+    with pytest.raises(RuntimeError, match=match):
+        ops.conv2d_tanh(*change(*_conv_args()))
+
+
+def test_pixel_shuffle_errors():
+    x = torch.rand(1, 2, 5, 5)
+    with pytest.raises(RuntimeError, match="scale must be >= 1, got 0"):
+        ops.conv2d_pixel_shuffle(x, torch.rand(4, 2, 3, 3), torch.rand(4), 0)
+    with pytest.raises(RuntimeError, match="weight has 5 output channels, not a multiple of scale\\^2 = 4"):
+        ops.conv2d_pixel_shuffle(x, torch.rand(5, 2, 3, 3), torch.rand(5), 2)
+
+
+def test_espcn_forward_errors_name_the_argument():
+    ws = weights(random_model(3))
+    x = torch.rand(1, 1, 6, 6)
+    bad = list(ws)
+    bad[2] = torch.rand(32, 63, 3, 3)  # w2 expects 64 input channels
+    with pytest.raises(RuntimeError, match="w2 expects 63 input channel\\(s\\) but its input has 64"):
+        ops.espcn_forward(x, *bad, 3)
+    with pytest.raises(RuntimeError, match="w3 has 9 output channels, not a multiple of scale\\^2 = 4"):
+        ops.espcn_forward(x, *ws, 2)
+    with pytest.raises(RuntimeError, match="w1 expects 1 input channel\\(s\\) but its input has 3"):
+        ops.espcn_forward(torch.rand(1, 3, 6, 6), *ws, 3)
+    bad = list(ws)
+    bad[5] = torch.rand(8)
+    with pytest.raises(RuntimeError, match=r"b3 must have shape \(9,\)"):
+        ops.espcn_forward(x, *bad, 3)
