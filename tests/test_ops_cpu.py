@@ -240,7 +240,7 @@ def _conv_args():
         (lambda x, w, b: (x, w[0], b), r"weight must be 4-D"),
         (lambda x, w, b: (x, w[:, :, :, :2], b), "weight must have a square kernel, got 3x2"),
         (lambda x, w, b: (x, torch.rand(3, 2, 2, 2), b), "odd kernel size"),
-        (lambda x, w, b: (x, torch.rand(3, 2, 17, 17), b), "kernel size 17 is larger than the supported 15"),
+        (lambda x, w, b: (x, torch.rand(3, 2, 9, 9), b), "kernel size 9 is larger than the supported 7"),
         (lambda x, w, b: (x, torch.rand(3, 1, 3, 3), b), "weight expects 1 input channel"),
         (lambda x, w, b: (x, w, torch.rand(4)), r"bias must have shape \(3,\)"),
     ],

@@ -4,6 +4,7 @@
 // compiled for this instruction set.
 #include <cstddef>
 #include <cstdint>
+#include <immintrin.h>
 
 #include "../tile_geometry.h"
 #include "kernels.h"
@@ -12,8 +13,10 @@
 #pragma GCC target("avx2,fma")
 #define ESPCN_ISA avx2
 #define ESPCN_ISA_NAME "avx2"
+#define ESPCN_FMA256
 #define ESPCN_VW 8
-#define ESPCN_M 6
+#define ESPCN_ACC 12
+#define ESPCN_MAXNC 4
 #include "conv_rows.h"
 #pragma GCC pop_options
 #endif

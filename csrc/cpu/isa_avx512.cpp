@@ -4,6 +4,7 @@
 // compiled for this instruction set.
 #include <cstddef>
 #include <cstdint>
+#include <immintrin.h>
 
 #include "../tile_geometry.h"
 #include "kernels.h"
@@ -12,8 +13,10 @@
 #pragma GCC target("avx512f,avx512vl,avx512bw,avx512dq,avx2,fma")
 #define ESPCN_ISA avx512
 #define ESPCN_ISA_NAME "avx512"
+#define ESPCN_FMA512
 #define ESPCN_VW 16
-#define ESPCN_M 12
+#define ESPCN_ACC 16
+#define ESPCN_MAXNC 8
 #include "conv_rows.h"
 #pragma GCC pop_options
 #endif

@@ -11,5 +11,6 @@
 #define ESPCN_ISA portable
 #define ESPCN_ISA_NAME "portable"
 #define ESPCN_VW 4
-#define ESPCN_M 6
+#define ESPCN_ACC 12
+#define ESPCN_MAXNC 4
 #include "conv_rows.h"

@@ -7,15 +7,13 @@
 
 namespace espcn::cpu {
 
-// A convolution with weights repacked as [ky][kx][ci][co_padded] and a
-// zero-padded bias, co_padded a multiple of the vector width.
+// A convolution with its weights repacked as [ci][ky][kx][co].
 struct PackedConv {
   const float* weight;
   const float* bias;
   int in_channels;
-  int out_channels;         // real output channels
-  int out_channels_padded;  // multiple of Kernels::vector_width
-  int kernel;               // odd
+  int out_channels;
+  int kernel;  // 1, 3, 5 or 7
 };
 
 enum class Epilogue { kTanh, kPixelShuffle };
@@ -35,6 +33,7 @@ struct ConvJob {
 struct Kernels {
   const char* name;
   int vector_width;  // floats per SIMD vector
+  int max_kernel;    // largest kernel size the CPU kernels take
   // Scratch floats a call needs for an image width (per thread).
   size_t (*conv_scratch)(const PackedConv& layer, int w);
   void (*conv)(const PackedConv& layer, const ConvJob& job, float* scratch);

@@ -16,31 +16,26 @@
 namespace espcn::cpu {
 namespace {
 
-constexpr int64_t kMaxKernel = 15;
-
-// Weights as [ky][kx][ci][co_padded], bias padded with zeros: padded output
-// channels compute tanh(0) = 0 and are never stored.
+// Weights as [ci][ky][kx][co]: the kernels broadcast neighbouring output
+// channels' weights for one input tap.
 struct Packed {
   std::vector<float> weight, bias;
   PackedConv conv;
 };
 
-Packed pack(const at::Tensor& weight, const at::Tensor& bias, int vw) {
+Packed pack(const at::Tensor& weight, const at::Tensor& bias) {
   const at::Tensor w = weight.contiguous(), b = bias.contiguous();
   const int co = int(w.size(0)), ci = int(w.size(1)), k = int(w.size(2));
-  const int cop = ceil_div(co, vw) * vw;
   Packed p;
-  p.weight.assign(size_t(k) * k * ci * cop, 0.0f);
-  p.bias.assign(cop, 0.0f);
+  p.weight.resize(size_t(k) * k * ci * co);
   const float* src = w.data_ptr<float>();
   for (int o = 0; o < co; ++o)
     for (int i = 0; i < ci; ++i)
       for (int ky = 0; ky < k; ++ky)
         for (int kx = 0; kx < k; ++kx)
-          p.weight[((size_t(ky) * k + kx) * ci + i) * cop + o] = src[((size_t(o) * ci + i) * k + ky) * k + kx];
-  const float* bs = b.data_ptr<float>();
-  for (int o = 0; o < co; ++o) p.bias[o] = bs[o];
-  p.conv = PackedConv{p.weight.data(), p.bias.data(), ci, co, cop, k};
+          p.weight[((size_t(i) * k + ky) * k + kx) * co + o] = src[((size_t(o) * ci + i) * k + ky) * k + kx];
+  p.bias.assign(b.data_ptr<float>(), b.data_ptr<float>() + co);
+  p.conv = PackedConv{p.weight.data(), p.bias.data(), ci, co, k};
   return p;
 }
 
@@ -60,7 +55,7 @@ void for_each_strip(int64_t n, int h, size_t scratch_floats, Fn fn) {
 at::Tensor conv_layer(const char* op, const at::Tensor& x_in, const at::Tensor& weight, const at::Tensor& bias,
                       Epilogue epilogue, int64_t scale, bool clamp) {
   check_input(op, x_in, {at::kFloat});
-  check_conv(op, "weight", "bias", x_in, weight, bias, x_in.size(1), kMaxKernel);
+  check_conv(op, "weight", "bias", x_in, weight, bias, x_in.size(1), cpu_kernels().max_kernel);
   const int64_t out_channels = epilogue == Epilogue::kPixelShuffle
                                    ? check_scale(op, scale, weight.size(0), "weight")
                                    : weight.size(0);
@@ -71,7 +66,7 @@ at::Tensor conv_layer(const char* op, const at::Tensor& x_in, const at::Tensor& 
   at::Tensor out = at::empty({n, out_channels, h * r, w * r}, x.options());
   if (n == 0) return out;
   const Kernels& k = cpu_kernels();
-  const Packed p = pack(weight, bias, k.vector_width);
+  const Packed p = pack(weight, bias);
   const float* xp = x.data_ptr<float>();
   float* op_ = out.data_ptr<float>();
   const int64_t in_image = cin * h * w, out_image = weight.size(0) * int64_t(h) * w;
@@ -96,9 +91,9 @@ at::Tensor espcn_forward(const at::Tensor& x_in, const at::Tensor& w1, const at:
                          const at::Tensor& b3, int64_t scale, bool clamp) {
   const char* op = "espcn_fast::espcn_forward";
   check_input(op, x_in, {at::kFloat});
-  check_conv(op, "w1", "b1", x_in, w1, b1, x_in.size(1), kMaxKernel);
-  check_conv(op, "w2", "b2", x_in, w2, b2, w1.size(0), kMaxKernel);
-  check_conv(op, "w3", "b3", x_in, w3, b3, w2.size(0), kMaxKernel);
+  check_conv(op, "w1", "b1", x_in, w1, b1, x_in.size(1), cpu_kernels().max_kernel);
+  check_conv(op, "w2", "b2", x_in, w2, b2, w1.size(0), cpu_kernels().max_kernel);
+  check_conv(op, "w3", "b3", x_in, w3, b3, w2.size(0), cpu_kernels().max_kernel);
   const int64_t out_channels = check_scale(op, scale, w3.size(0), "w3");
   const at::Tensor x = x_in.contiguous();
   const int64_t n = x.size(0), cin = x.size(1);
@@ -106,8 +101,7 @@ at::Tensor espcn_forward(const at::Tensor& x_in, const at::Tensor& w1, const at:
   at::Tensor out = at::empty({n, out_channels, h * scale, w * scale}, x.options());
   if (n == 0) return out;
   const Kernels& k = cpu_kernels();
-  const Packed p1 = pack(w1, b1, k.vector_width), p2 = pack(w2, b2, k.vector_width),
-               p3 = pack(w3, b3, k.vector_width);
+  const Packed p1 = pack(w1, b1), p2 = pack(w2, b2), p3 = pack(w3, b3);
   const float* xp = x.data_ptr<float>();
   float* op_ = out.data_ptr<float>();
   const int64_t in_image = cin * h * w, out_image = w3.size(0) * int64_t(h) * w;

@@ -1,0 +1,133 @@
+"""What a user would run instead of espcn_fast, each made ready to time.
+
+Every factory returns ``(fn, setup_seconds)`` where ``fn(x) -> Tensor`` runs
+one batch, or raises :class:`Skip` with the reason it can't run here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import tempfile
+import time
+import warnings
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from espcn_fast import ESPCN
+
+Runner = Callable[[torch.Tensor], torch.Tensor]
+
+
+class Skip(Exception):
+    """This row can't run here; the message says why."""
+
+
+def eager(model: ESPCN, x: torch.Tensor, channels_last: bool = False) -> tuple[Runner, float]:
+    model = model.eval()
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+
+    def run(inp: torch.Tensor) -> torch.Tensor:
+        with torch.inference_mode():
+            return model(inp.to(memory_format=torch.channels_last) if channels_last else inp)
+
+    return run, 0.0
+
+
+def autocast_fp16(model: ESPCN, x: torch.Tensor) -> tuple[Runner, float]:
+    if x.device.type != "cuda":
+        raise Skip("autocast fp16 is a GPU peer")
+
+    def run(inp: torch.Tensor) -> torch.Tensor:
+        with torch.inference_mode(), torch.autocast("cuda", dtype=torch.float16):
+            return model(inp)
+
+    return run, 0.0
+
+
+def compiled(model: ESPCN, x: torch.Tensor, mode: str | None = None, freezing: bool = False) -> tuple[Runner, float]:
+    """``torch.compile``; the compile time (first call) is reported apart."""
+    import torch._inductor.config as inductor_config
+
+    torch._dynamo.reset()
+    old = inductor_config.freezing
+    inductor_config.freezing = freezing
+    try:
+        fn = torch.compile(model.eval(), mode=mode)
+        start = time.perf_counter()
+        with torch.inference_mode():
+            fn(x)
+        if x.device.type == "cuda":
+            torch.cuda.synchronize()
+        setup = time.perf_counter() - start
+    except Exception as exc:  # compilers fail in many ways; the row says how
+        raise Skip(f"torch.compile failed: {type(exc).__name__}: {str(exc)[:200]}") from None
+    finally:
+        inductor_config.freezing = old
+
+    def run(inp: torch.Tensor) -> torch.Tensor:
+        with torch.inference_mode():
+            return fn(inp)
+
+    return run, setup
+
+
+def export_onnx(model: ESPCN, folder: Path) -> Path:
+    """The reference model as ONNX with dynamic batch, height and width."""
+    path = folder / f"espcn_x{model.scale}.onnx"
+    example = torch.rand(1, 1, 16, 16)
+    cpu_model = ESPCN(model.scale)
+    cpu_model.load_state_dict({k: v.detach().float().cpu() for k, v in model.state_dict().items()})
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        warnings.simplefilter("ignore")
+        torch.onnx.export(cpu_model.eval(), (example,), str(path), input_names=["y"], output_names=["sr"],
+                          dynamic_axes={"y": {0: "n", 2: "h", 3: "w"}, "sr": {0: "n", 2: "H", 3: "W"}},
+                          dynamo=False)
+    return path
+
+
+def onnxruntime(model: ESPCN, x: torch.Tensor, threads: int, provider: str = "CPUExecutionProvider") -> tuple[Runner, float]:
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        raise Skip("onnxruntime is not installed") from None
+    if provider not in ort.get_available_providers():
+        raise Skip(f"onnxruntime has no {provider} here (onnxruntime-gpu is not installed)")
+    if x.device.type != "cpu":
+        raise Skip("ONNX Runtime rows run on the CPU")
+    start = time.perf_counter()
+    folder = Path(tempfile.mkdtemp(prefix="espcn_onnx_"))
+    path = export_onnx(model, folder)
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    session = ort.InferenceSession(str(path), options, providers=[provider])
+    setup = time.perf_counter() - start
+    def run(inp: torch.Tensor) -> torch.Tensor:
+        return torch.from_numpy(session.run(None, {"y": inp.numpy()})[0])
+
+    return run, setup
+
+
+def opencv_dnn(model: ESPCN, x: torch.Tensor, threads: int) -> tuple[Runner, float]:
+    if x.device.type != "cpu":
+        raise Skip("OpenCV's DNN module runs on the CPU here (no CUDA build of OpenCV)")
+    try:
+        import cv2
+    except ImportError:
+        raise Skip("OpenCV (cv2) is not installed") from None
+    start = time.perf_counter()
+    path = export_onnx(model, Path(tempfile.mkdtemp(prefix="espcn_cv2_")))
+    cv2.setNumThreads(threads)
+    net = cv2.dnn.readNetFromONNX(str(path))
+    setup = time.perf_counter() - start
+
+    def run(inp: torch.Tensor) -> torch.Tensor:
+        net.setInput(inp.numpy())
+        return torch.from_numpy(net.forward())
+
+    return run, setup
