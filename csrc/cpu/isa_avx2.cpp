@@ -4,6 +4,7 @@
 // compiled for this instruction set.
 #include <cstddef>
 #include <cstdint>
+#include <utility>
 #include <immintrin.h>
 
 #include "../tile_geometry.h"

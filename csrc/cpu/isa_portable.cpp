@@ -3,6 +3,7 @@
 // compiled for this instruction set.
 #include <cstddef>
 #include <cstdint>
+#include <utility>
 
 #include "../tile_geometry.h"
 #include "kernels.h"

@@ -14,6 +14,10 @@ struct PackedConv {
   int in_channels;
   int out_channels;
   int kernel;  // 1, 3, 5 or 7
+  // 3x3 layers may also carry Winograd F(2x2, 3x3) weights U = G g G^T as
+  // [16][ci][co], and a zero bias of out_channels; nullptr otherwise.
+  const float* winograd;
+  const float* zero_bias;
 };
 
 enum class Epilogue { kTanh, kPixelShuffle };

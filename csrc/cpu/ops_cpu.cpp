@@ -19,11 +19,29 @@ namespace {
 // Weights as [ci][ky][kx][co]: the kernels broadcast neighbouring output
 // channels' weights for one input tap.
 struct Packed {
-  std::vector<float> weight, bias;
+  std::vector<float> weight, bias, winograd, zero_bias;
   PackedConv conv;
 };
 
-Packed pack(const at::Tensor& weight, const at::Tensor& bias) {
+// Winograd F(2x2, 3x3) weights: U = G g G^T for each (co, ci), as [16][ci][co].
+std::vector<float> winograd_weights(const float* g, int co, int ci) {
+  static const double G[4][3] = {{1, 0, 0}, {0.5, 0.5, 0.5}, {0.5, -0.5, 0.5}, {0, 0, 1}};
+  std::vector<float> u(size_t(16) * ci * co);
+  for (int o = 0; o < co; ++o)
+    for (int i = 0; i < ci; ++i) {
+      const float* k = g + (size_t(o) * ci + i) * 9;
+      for (int a = 0; a < 4; ++a)
+        for (int b = 0; b < 4; ++b) {
+          double sum = 0;
+          for (int p = 0; p < 3; ++p)
+            for (int q = 0; q < 3; ++q) sum += G[a][p] * k[p * 3 + q] * G[b][q];
+          u[(size_t(a * 4 + b) * ci + i) * co + o] = float(sum);
+        }
+    }
+  return u;
+}
+
+Packed pack(const at::Tensor& weight, const at::Tensor& bias, bool winograd = false) {
   const at::Tensor w = weight.contiguous(), b = bias.contiguous();
   const int co = int(w.size(0)), ci = int(w.size(1)), k = int(w.size(2));
   Packed p;
@@ -35,7 +53,13 @@ Packed pack(const at::Tensor& weight, const at::Tensor& bias) {
         for (int kx = 0; kx < k; ++kx)
           p.weight[((size_t(i) * k + ky) * k + kx) * co + o] = src[((size_t(o) * ci + i) * k + ky) * k + kx];
   p.bias.assign(b.data_ptr<float>(), b.data_ptr<float>() + co);
-  p.conv = PackedConv{p.weight.data(), p.bias.data(), ci, co, k};
+  p.conv = PackedConv{p.weight.data(), p.bias.data(), ci, co, k, nullptr, nullptr};
+  if (winograd && k == 3) {
+    p.winograd = winograd_weights(src, co, ci);
+    p.zero_bias.assign(co, 0.0f);
+    p.conv.winograd = p.winograd.data();
+    p.conv.zero_bias = p.zero_bias.data();
+  }
   return p;
 }
 
@@ -101,7 +125,7 @@ at::Tensor espcn_forward(const at::Tensor& x_in, const at::Tensor& w1, const at:
   at::Tensor out = at::empty({n, out_channels, h * scale, w * scale}, x.options());
   if (n == 0) return out;
   const Kernels& k = cpu_kernels();
-  const Packed p1 = pack(w1, b1), p2 = pack(w2, b2), p3 = pack(w3, b3);
+  const Packed p1 = pack(w1, b1), p2 = pack(w2, b2, /*winograd=*/true), p3 = pack(w3, b3);
   const float* xp = x.data_ptr<float>();
   float* op_ = out.data_ptr<float>();
   const int64_t in_image = cin * h * w, out_image = w3.size(0) * int64_t(h) * w;
