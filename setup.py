@@ -43,13 +43,28 @@ def _cuda_wanted() -> bool:
     return torch.version.cuda is not None and CUDA_HOME is not None
 
 
-def _wheel_cuda_dirs() -> tuple[list[str], list[str]]:
-    """Headers and libraries of the nvidia-* wheels that come with torch (cusparse.h & co)."""
+def _cuda_dirs() -> tuple[list[str], list[str]]:
+    """Headers and libraries beyond what torch adds.
+
+    The nvidia-* wheels that come with torch hold cusparse.h & co. that a
+    bare toolkit may lack; and torch looks for libcudart only in
+    CUDA_HOME/lib64, where some toolkits keep it in lib (or in
+    /usr/local/cuda* when nvcc is linked into /usr/local/bin).
+    """
+    from torch.utils.cpp_extension import CUDA_HOME
+
     site = Path(sysconfig.get_paths()["purelib"]) / "nvidia"
     includes, libs = [], []
     for sub in ("cu13", "cu12"):
         if (site / sub / "include").is_dir():
             includes.append(str(site / sub / "include"))
+    homes = [Path(CUDA_HOME)] if CUDA_HOME else []
+    homes += sorted(Path("/usr/local").glob("cuda*"))
+    for home in homes:
+        for sub in ("lib64", "lib"):
+            if (home / sub / "libcudart.so").exists():
+                return includes, [str(home / sub)]
+    for sub in ("cu13", "cu12"):
         if (site / sub / "lib").is_dir():
             libs.append(str(site / sub / "lib"))
     return includes, libs
@@ -64,7 +79,7 @@ def extensions():
     cxx = ["-O3", "-fopenmp", "-Wall", "-Wno-unknown-pragmas"]
     if _cuda_wanted():
         os.environ.setdefault("TORCH_CUDA_ARCH_LIST", os.environ.get("ESPCN_FAST_CUDA_ARCH", DEFAULT_CUDA_ARCH))
-        includes, libs = _wheel_cuda_dirs()
+        includes, libs = _cuda_dirs()
         ext = CUDAExtension(
             "espcn_fast._C",
             sources + _sources("csrc/cuda", "*.cpp", "*.cu"),

@@ -95,8 +95,13 @@ def cmd_upscale(args: argparse.Namespace) -> int:
             failed += 1
             continue
         result = upscale_image(image, model, args.scale, device)
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        write_image(result.cpu(), dst)
+        try:
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            write_image(result.cpu(), dst)
+        except OSError as exc:
+            print(f"failed: cannot write {dst}: {exc.strerror or exc}", file=sys.stderr)
+            failed += 1
+            continue
         if not args.quiet:
             print(f"{src} -> {dst} ({result.shape[2]}x{result.shape[1]})")
     if failed:

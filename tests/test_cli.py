@@ -135,3 +135,12 @@ def test_upscale_unavailable_backend(tmp_path, capsys):
     write_image(random_rgb(12, 10), tmp_path / "a.png")
     assert main(["upscale", str(tmp_path / "a.png"), "-o", str(tmp_path / "o.png"), "--backend", "cuda"]) == 2
     assert "backend 'cuda' is not available" in capsys.readouterr().err
+
+
+def test_unwritable_output_is_reported(tmp_path, capsys):
+    write_image(random_rgb(12, 10), tmp_path / "a.png")
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    code = main(["upscale", str(tmp_path / "a.png"), "-o", str(blocker / "sub" / "o.png"), "-q"])
+    assert code == 1
+    assert "cannot write" in capsys.readouterr().err

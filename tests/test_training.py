@@ -127,3 +127,17 @@ def test_bad_numbers(tiny_data, tmp_path, capsys, flag, value):
         main(args)
     assert exc.value.code == 2
     assert f"{flag} must be" in capsys.readouterr().err
+
+
+def test_init_from_weights(tiny_data, tmp_path, capsys):
+    first = tmp_path / "first"
+    assert main(_args(tiny_data, first, "--epochs", "1")) == 0
+    second = tmp_path / "second"
+    assert main(_args(tiny_data, second, "--epochs", "1", "--init", str(first / "last.safetensors"))) == 0
+    x2 = tmp_path / "x2.safetensors"
+    from espcn_fast import ESPCN
+    from espcn_fast.weights import save_weights
+
+    save_weights(ESPCN(2).state_dict(), x2)
+    assert main(_args(tiny_data, tmp_path / "third", "--epochs", "1", "--init", str(x2))) == 2
+    assert "weights are for scale 2 but the model is for scale 3" in capsys.readouterr().err

@@ -27,7 +27,7 @@ from torch import nn
 from espcn_fast.data_dir import find_data_dir
 from espcn_fast.evaluate import score_image
 from espcn_fast.model import ESPCN
-from espcn_fast.weights import save_weights
+from espcn_fast.weights import WeightsError, load_weights, save_weights
 
 from .checkpoint import load_checkpoint, rng_state, save_atomic, set_rng_state
 from .data import TrainingDataError, load_folder, split_validation
@@ -58,6 +58,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch's default)")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
     p.add_argument("--resume", action="store_true", help="continue from <out>/last.pt")
+    p.add_argument("--init", type=Path, metavar="WEIGHTS",
+                   help="start from these weights (safetensors or ESPCN-PyTorch checkpoint) instead of random")
     p.add_argument("--stop-after", type=int, default=0, metavar="N",
                    help="stop after N epochs in this run (continue later with --resume)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -112,7 +114,10 @@ class Trainer:
         train_images, self.val_images = split_validation(load_folder(data), args.val_count)
         # Each process draws its own patches; the model starts identical everywhere.
         self.sampler = PatchSampler(train_images, args.scale, args.patch, seed=args.seed + 7919 * self.rank)
-        self.model = ESPCN(args.scale).to(self.device)
+        self.model = ESPCN(args.scale)
+        if args.init is not None:
+            self.model.load_state_dict(load_weights(args.init))
+        self.model.to(self.device)
         self.net: nn.Module = self.model
         if self.distributed:
             self.net = nn.parallel.DistributedDataParallel(self.model)
@@ -272,7 +277,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         Trainer(args).run()
-    except (TrainingDataError, FileNotFoundError, ValueError) as exc:
+    except (TrainingDataError, WeightsError, FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -2,7 +2,10 @@
 // compiled once per instruction set by isa_*.cpp, each of which defines
 //   ESPCN_ISA     the namespace of this copy (avx512, avx2, portable)
 //   ESPCN_VW      floats per vector (16, 8, 4)
-//   ESPCN_ACC     accumulator vectors in a register tile (24 of 32 zmm; 12 of 16 ymm/xmm)
+//   ESPCN_ACC     accumulator vectors in a register tile (16 of 32 zmm: more
+//                 made GCC shuffle registers and was no faster; 12 of 16 ymm/xmm)
+//   ESPCN_MAXNC   output channels in a register tile (8; 4)
+//   ESPCN_FMA512 / ESPCN_FMA256  use these FMA intrinsics (portable: a * b + c)
 // and includes this file after its `#pragma GCC target`. Everything here has
 // internal linkage, so no inline function compiled for one instruction set
 // can be picked by the linker for another.
@@ -16,7 +19,7 @@
 // step is a base pointer plus a constant.
 
 #ifndef ESPCN_ISA
-#error "define ESPCN_ISA, ESPCN_VW and ESPCN_ACC before including conv_rows.h"
+#error "define ESPCN_ISA, ESPCN_VW, ESPCN_ACC and ESPCN_MAXNC before including conv_rows.h"
 #endif
 
 namespace espcn::cpu::ESPCN_ISA {
@@ -24,8 +27,8 @@ namespace {
 
 constexpr int VW = ESPCN_VW;
 constexpr int kAcc = ESPCN_ACC;
-constexpr int kMaxNC = ESPCN_MAXNC;  // output channels per register tile
-constexpr int kMaxKernel = 7;     // the bindings refuse larger kernels
+constexpr int kMaxNC = ESPCN_MAXNC;
+constexpr int kMaxKernel = 7;  // the bindings refuse larger kernels
 
 typedef float vf __attribute__((vector_size(VW * 4)));
 typedef float vf_u __attribute__((vector_size(VW * 4), aligned(4)));
@@ -49,7 +52,7 @@ inline vf fma_v(vf a, vf b, vf c) {
 // below 2^-27), several times the throughput of a 512-bit division.
 inline vf recip(vf d) {
 #if defined(ESPCN_FMA512)
-  const vf r = (vf)_mm512_rcp14_ps((__m512)d);
+  const vf r = (vf)_mm512_maskz_rcp14_ps(__mmask16(0xffff), (__m512)d);
   return fma_v(r, fma_v(-d, r, splat(1.0f)), r);
 #else
   return 1.0f / d;
@@ -170,9 +173,14 @@ void row_k(const float* const* rows, size_t lp, const PackedConv& L, float* out,
     const float* w = L.weight + c0;
     const float* b = L.bias + c0;
     float* o = out + c0 * out_lp;
+    // One instantiation per chunk size; sizes above kMaxNC never occur here
+    // but must still compile, so they map to 1.
     switch (c1 - c0) {
-#define ESPCN_CASE(n) \
-  case n: if (n <= kMaxNC) row_channels<(n <= kMaxNC ? n : 1), K, kTanh>(rows, lp, L.in_channels, w, L.out_channels, b, o, out_lp, xend); break;
+#define ESPCN_CASE(n)                                                                                \
+  case n:                                                                                            \
+    row_channels<(n <= kMaxNC ? n : 1), K, kTanh>(rows, lp, L.in_channels, w, L.out_channels, b, o, \
+                                                  out_lp, xend);                                     \
+    break;
       ESPCN_CASE(1) ESPCN_CASE(2) ESPCN_CASE(3) ESPCN_CASE(4)
       ESPCN_CASE(5) ESPCN_CASE(6) ESPCN_CASE(7) ESPCN_CASE(8)
 #undef ESPCN_CASE

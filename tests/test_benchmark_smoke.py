@@ -1,0 +1,37 @@
+"""benchmarks/run.py --quick runs and writes a complete JSON (a smoke test, not a timing)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from espcn_fast import ops
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.skipif(not ops.HAVE_EXTENSION, reason=f"{ops.EXTENSION_ERROR}")
+def test_quick_run_writes_complete_json(tmp_path):
+    out = tmp_path / "bench.json"
+    cmd = [sys.executable, "benchmarks/run.py", "--quick", "--device", "cpu", "--budget", "0.05",
+           "--backends", "espcn_fast:cpu", "espcn_fast:cpu-layers", "eager", "onnxruntime", "--json", str(out)]
+    result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    data = json.loads(out.read_text())
+    assert {"date", "command", "machine", "device", "frame", "rows", "available_backends"} <= set(data)
+    assert data["machine"]["cpu_isa"] in ("avx512", "avx2", "portable")
+    rows = {r["name"]: r for r in data["rows"]}
+    assert set(rows) == {"espcn_fast:cpu", "espcn_fast:cpu-layers", "eager", "onnxruntime"}
+    for row in rows.values():
+        assert row["status"] in ("ok", "skipped"), row
+        if row["status"] == "ok":
+            assert row["ms_per_frame"] > 0 and row["fps"] > 0 and row["gflops"] > 0
+            assert row["max_abs_error"] <= 1e-4
+    assert rows["espcn_fast:cpu"]["status"] == "ok"
+    assert rows["eager"]["speedup_vs_eager"] == 1.0
+    assert out.with_suffix(".png").is_file()
+    assert "| x3 | 1 | **espcn_fast:cpu** |" in result.stdout
