@@ -474,10 +474,14 @@ void espcn(const PackedConv& l1, const PackedConv& l2, const PackedConv& l3, con
   const size_t row_lp = row_floats(w, 0);
   float* V = row + size_t(l3.out_channels) * row_lp;
   float* M = V + 16 * wino_plane(l2.in_channels);
-  // The first row each ring will hold for output row y0.
-  a2.last = job.y0 - p3 - 1;
-  a1.last = a2.last + 1 - p2 - 1;
-  in.last = a1.last + 1 - p1 - 1;
+  // The first row each ring computes for output row y0. Winograd pairs are
+  // always rows (2k, 2k + 1), wherever the strip starts, so that results do
+  // not depend on the strips (and so on the thread count).
+  int first = job.y0 - p3;
+  if (wino) first -= first & 1;
+  a2.last = first - 1;
+  a1.last = first - p2 - 1;
+  in.last = first - p2 - p1 - 1;
   auto ensure_in = [&](int upto) { ensure_input(in, job.x, h, w, upto); };
   auto ensure_a1 = [&](int upto) { ensure_layer(a1, in, l1, h, w, upto, ensure_in); };
   const float* rows[kMaxKernel];
