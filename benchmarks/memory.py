@@ -1,13 +1,30 @@
-"""Peak memory of one benchmark row: CUDA's allocator stats, or the process's peak RSS on Linux."""
+"""Peak memory of one benchmark row.
+
+CUDA: the caching allocator's peak during one call, over what was allocated
+before it. CPU: the rise of the process's peak resident set during one call,
+measured in a fresh child process whose glibc maps every large allocation
+and unmaps it on free (MALLOC_MMAP_THRESHOLD_=64 KiB), so that the resident
+set follows live memory. (The timing runs keep freed memory instead, which
+is faster, and would report no rise at all.)
+"""
 
 from __future__ import annotations
 
 import contextlib
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
+from typing import Callable
+
 import torch
 
+PROBE_ENV = "ESPCN_BENCH_MEMORY_PROBE"
+_PROBE_MALLOC = {"MALLOC_MMAP_THRESHOLD_": "65536", "MALLOC_TRIM_THRESHOLD_": "131072"}
 
-def _rss_kib(field: str) -> int | None:
+
+def _status_kib(field: str) -> int | None:
     try:
         for line in Path("/proc/self/status").read_text().splitlines():
             if line.startswith(field + ":"):
@@ -17,34 +34,38 @@ def _rss_kib(field: str) -> int | None:
     return None
 
 
-class PeakMemory:
-    """``with PeakMemory(device) as peak: ...`` then ``peak.mib`` (None where unknown).
+def cuda_peak_mib(fn: Callable[[torch.Tensor], object], x: torch.Tensor) -> float:
+    torch.cuda.synchronize(x.device)
+    torch.cuda.reset_peak_memory_stats(x.device)
+    base = torch.cuda.memory_allocated(x.device)
+    fn(x)
+    torch.cuda.synchronize(x.device)
+    return (torch.cuda.max_memory_allocated(x.device) - base) / 2**20
 
-    CPU: the rise of the peak resident set over what the process held before
-    (Linux resets the peak with /proc/self/clear_refs). CUDA: the allocator's
-    peak over what was allocated before.
-    """
 
-    def __init__(self, device: torch.device) -> None:
-        self.device = device
-        self.mib: float | None = None
-        self._base = 0
+def rss_peak_mib(fn: Callable[[torch.Tensor], object], x: torch.Tensor) -> float | None:
+    """In this process: the peak RSS rise during one call (after a warm-up call)."""
+    fn(x)
+    with contextlib.suppress(OSError):
+        Path("/proc/self/clear_refs").write_text("5")
+    base = _status_kib("VmRSS")
+    fn(x)
+    peak = _status_kib("VmHWM")
+    if base is None or peak is None:
+        return None
+    return max(0, peak - base) / 1024
 
-    def __enter__(self) -> "PeakMemory":
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-            torch.cuda.reset_peak_memory_stats(self.device)
-            self._base = torch.cuda.memory_allocated(self.device)
-        else:
-            with contextlib.suppress(OSError):
-                Path("/proc/self/clear_refs").write_text("5")
-            self._base = _rss_kib("VmRSS") or 0
-        return self
 
-    def __exit__(self, *exc: object) -> None:
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-            self.mib = (torch.cuda.max_memory_allocated(self.device) - self._base) / 2**20
-        else:
-            peak = _rss_kib("VmHWM")
-            self.mib = None if peak is None else max(0, peak - self._base) / 1024
+def cpu_peak_mib_in_child(name: str, scale: int, batch: int, quick: bool, threads: int) -> float | None:
+    """Run benchmarks/run.py in probe mode for one row; None where it can't be measured."""
+    if not Path("/proc/self/status").exists():
+        return None
+    script = Path(__file__).resolve().parent / "run.py"
+    cmd = [sys.executable, str(script), "--device", "cpu", "--scales", str(scale), "--batch", str(batch),
+           "--threads", str(threads), "--backends", name] + (["--quick"] if quick else [])
+    env = {**os.environ, **_PROBE_MALLOC, PROBE_ENV: "1"}
+    try:
+        out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900, check=True).stdout
+        return json.loads(out.strip().splitlines()[-1])["peak_mib"]
+    except (subprocess.SubprocessError, ValueError, KeyError, IndexError):
+        return None

@@ -25,7 +25,8 @@ from typing import Callable
 # which doubles the time of the frame-sized allocations here. Fix it for the
 # whole process, before anything allocates: the settings are read at start.
 _MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": str(2**30), "MALLOC_TRIM_THRESHOLD_": str(2**31)}
-if __name__ == "__main__" and any(os.environ.get(k) != v for k, v in _MALLOC_ENV.items()):
+if (__name__ == "__main__" and not os.environ.get("ESPCN_BENCH_MEMORY_PROBE")
+        and any(os.environ.get(k) != v for k, v in _MALLOC_ENV.items())):
     os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, **_MALLOC_ENV})
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -34,7 +35,7 @@ import torch  # noqa: E402
 
 from benchmarks import peers  # noqa: E402
 from benchmarks.machine import describe  # noqa: E402
-from benchmarks.memory import PeakMemory  # noqa: E402
+from benchmarks.memory import PROBE_ENV, cpu_peak_mib_in_child, cuda_peak_mib, rss_peak_mib  # noqa: E402
 from benchmarks.timing import time_fn  # noqa: E402
 from espcn_fast import ESPCN, FastESPCN, backends, ops  # noqa: E402
 
@@ -130,14 +131,14 @@ def run_row(cand: Candidate, model: ESPCN, inputs: list[torch.Tensor], expected:
     if not row.max_abs_error <= TOLERANCE[cand.precision]:
         row.status, row.reason = "wrong", f"max error {row.max_abs_error:.3g} > {TOLERANCE[cand.precision]}"
         return row
-    with PeakMemory(x.device) as peak:
-        timing = time_fn(fn, inputs, x.device, budget_s=budget, min_repeats=min_repeats)
+    timing = time_fn(fn, inputs, x.device, budget_s=budget, min_repeats=min_repeats)
+    if x.device.type == "cuda":
+        row.peak_mib = round(cuda_peak_mib(fn, x), 1)
     batch = x.shape[0]
     row.ms_per_frame = timing.median_ms / batch
     row.ms_spread = timing.spread_ms / batch
     row.fps = 1e3 / row.ms_per_frame
     row.repeats = timing.repeats
-    row.peak_mib = None if peak.mib is None else round(peak.mib, 1)
     flops = 2 * macs_per_lr_pixel(model) * x.shape[2] * x.shape[3]
     row.gflops = flops / (row.ms_per_frame * 1e-3) / 1e9
     return row
@@ -179,6 +180,20 @@ def plot(rows: list[Row], path: Path, title: str) -> None:
     plt.close(fig)
 
 
+def memory_probe(args: argparse.Namespace, device: torch.device) -> int:
+    """Child mode: set up one row, print its peak memory during one call as JSON."""
+    scale, batch = args.scales[0], args.batch[0]
+    frame = QUICK_FRAME if args.quick else FRAME
+    cand = next(c for c in candidates(device, torch.get_num_threads()) if c.name == args.backends[0])
+    model = ESPCN.from_pretrained(scale).to(device)
+    x = torch.rand(batch, 1, frame[0] // scale, frame[1] // scale, device=device)
+    fn, _ = cand.make(model, x)
+    with torch.inference_mode():
+        peak = rss_peak_mib(fn, x)
+    print(json.dumps({"peak_mib": None if peak is None else round(peak, 1)}))
+    return 0
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda when present")
@@ -190,6 +205,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--budget", type=float, help="seconds of timing per row (default 3, quick 0.3)")
     p.add_argument("--json", type=Path, default=Path("benchmarks/results/latest.json"))
     p.add_argument("--plot", type=Path, help="bar chart PNG (default: beside the JSON)")
+    p.add_argument("--no-memory", action="store_true", help="skip the CPU peak-memory runs (a child process per row)")
     return p.parse_args(argv)
 
 
@@ -205,6 +221,8 @@ def main(argv: list[str] | None = None) -> int:
     frame = QUICK_FRAME if args.quick else FRAME
     batches = [1] if args.quick and args.batch == [1, 8] else args.batch
     scales = [3] if args.quick and args.scales == [2, 3, 4] else args.scales
+    if os.environ.get(PROBE_ENV):
+        return memory_probe(args, device)
     machine = describe(device, threads)
     print(f"device: {machine.get('gpu') or machine['cpu']}, {threads} thread(s), torch {torch.__version__}, "
           f"CPU kernels: {machine['cpu_isa']}", flush=True)
@@ -234,6 +252,11 @@ def main(argv: list[str] | None = None) -> int:
     for row in rows:
         if row.status == "ok" and row.speedup_vs_eager is None:
             row.speedup_vs_eager = float("nan")
+    if device.type == "cpu" and not args.no_memory:
+        print("peak memory (a child process per row)...", flush=True)
+        for row in rows:
+            if row.status == "ok":
+                row.peak_mib = cpu_peak_mib_in_child(row.name, row.scale, row.batch, args.quick, threads)
     table = format_table(rows)
     print()
     print(table)
