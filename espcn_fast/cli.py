@@ -61,10 +61,7 @@ def _plan_outputs(inputs: list[Path], out: Path) -> list[tuple[Path, Path]]:
     pairs = []
     for item in inputs:
         if item.is_dir():
-            files = list_images(item)
-            if not files:
-                raise CliError(f"no images in folder {item}")
-            pairs += [(f, out / f"{f.stem}.png") for f in files]
+            pairs += [(f, out / f"{f.stem}.png") for f in list_images(item)]
         elif item.exists():
             pairs.append((item, out / f"{item.stem}.png"))
         else:

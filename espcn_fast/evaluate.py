@@ -74,11 +74,7 @@ def evaluate_folder(
 ) -> SetScore:
     """Score every image of ``hr_dir``; LR files come from ``lr_dir`` when it exists."""
     hr_dir = Path(hr_dir)
-    if not hr_dir.is_dir():
-        raise FileNotFoundError(f"evaluation folder not found: {hr_dir}")
-    paths = list_images(hr_dir)
-    if not paths:
-        raise FileNotFoundError(f"no images in evaluation folder {hr_dir}")
+    paths = list_images(hr_dir, "evaluation folder")
     result = SetScore(name or hr_dir.name)
     iterator: Iterable[Path] = paths
     if progress:

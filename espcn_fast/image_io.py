@@ -61,7 +61,16 @@ def write_image(image: torch.Tensor, path: str | os.PathLike) -> None:
             tmp.unlink()
 
 
-def list_images(folder: str | os.PathLike) -> list[Path]:
-    """Image files directly in ``folder``, sorted by name."""
+def list_images(folder: str | os.PathLike, what: str = "folder") -> list[Path]:
+    """Image files directly in ``folder``, sorted by name.
+
+    Raises FileNotFoundError naming ``what`` (for example "training data
+    folder") when the folder is missing or holds no images.
+    """
     folder = Path(folder)
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{what} not found: {folder}")
+    images = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    if not images:
+        raise FileNotFoundError(f"no images in {what} {folder}")
+    return images

@@ -144,3 +144,9 @@ def test_unwritable_output_is_reported(tmp_path, capsys):
     code = main(["upscale", str(tmp_path / "a.png"), "-o", str(blocker / "sub" / "o.png"), "-q"])
     assert code == 1
     assert "cannot write" in capsys.readouterr().err
+
+
+def test_upscale_empty_folder(tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    assert main(["upscale", str(tmp_path / "empty"), "-o", str(tmp_path / "out")]) == 2
+    assert "no images in folder" in capsys.readouterr().err

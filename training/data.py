@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import torch
 
@@ -16,12 +15,10 @@ class TrainingDataError(ValueError):
 
 def load_folder(folder: str | os.PathLike) -> dict[str, torch.Tensor]:
     """Every image of ``folder`` as uint8 RGB ``(3, H, W)``, keyed by file name."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise TrainingDataError(f"training data folder not found: {folder}")
-    paths = list_images(folder)
-    if not paths:
-        raise TrainingDataError(f"no images in training data folder {folder}")
+    try:
+        paths = list_images(folder, "training data folder")
+    except FileNotFoundError as exc:
+        raise TrainingDataError(str(exc)) from None
     images = {}
     for path in paths:
         try:
