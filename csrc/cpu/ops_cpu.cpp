@@ -63,42 +63,44 @@ Packed pack(const at::Tensor& weight, const at::Tensor& bias, bool winograd = fa
   return p;
 }
 
-// Runs fn(image, y0, y1, scratch) over strips of every image, in parallel.
-template <typename Fn>
-void for_each_strip(int64_t n, int h, size_t scratch_floats, Fn fn) {
+// Allocates the (N, out_channels, H*r, W*r) output and runs kernel(job,
+// scratch) over strips of rows of every image, in parallel: one task per
+// strip, one scratch buffer per worker.
+template <typename Kernel>
+at::Tensor run_strips(const at::Tensor& x_in, int64_t out_channels, Epilogue epilogue, int r, bool clamp,
+                      size_t scratch_floats, Kernel kernel) {
+  const at::Tensor x = x_in.contiguous();
+  const int64_t n = x.size(0);
+  const int h = int(x.size(2)), w = int(x.size(3));
+  at::Tensor out = at::empty({n, out_channels, int64_t(h) * r, int64_t(w) * r}, x.options());
+  if (n == 0) return out;
+  const float* xp = x.data_ptr<float>();
+  float* op = out.data_ptr<float>();
+  const int64_t in_image = x.size(1) * int64_t(h) * w, out_image = out_channels * int64_t(r) * r * h * w;
   const int strips = cpu_strip_count(h, at::get_num_threads());
   at::parallel_for(0, n * strips, 1, [&](int64_t begin, int64_t end) {
     std::unique_ptr<float[]> scratch(new float[scratch_floats]);
     for (int64_t t = begin; t < end; ++t) {
+      const int64_t i = t / strips;
       const int s = int(t % strips);
-      fn(t / strips, strip_begin(s, strips, h), strip_begin(s + 1, strips, h), scratch.get());
+      const ConvJob job{xp + i * in_image, op + i * out_image, h, w, strip_begin(s, strips, h),
+                        strip_begin(s + 1, strips, h), epilogue, r, clamp};
+      kernel(job, scratch.get());
     }
   });
+  return out;
 }
 
-at::Tensor conv_layer(const char* op, const at::Tensor& x_in, const at::Tensor& weight, const at::Tensor& bias,
+at::Tensor conv_layer(const char* op, const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias,
                       Epilogue epilogue, int64_t scale, bool clamp) {
-  check_input(op, x_in, {at::kFloat});
-  check_conv(op, "weight", "bias", x_in, weight, bias, x_in.size(1), cpu_kernels().max_kernel);
-  const int64_t out_channels = epilogue == Epilogue::kPixelShuffle
-                                   ? check_scale(op, scale, weight.size(0), "weight")
-                                   : weight.size(0);
-  const int64_t r = epilogue == Epilogue::kPixelShuffle ? scale : 1;
-  const at::Tensor x = x_in.contiguous();
-  const int64_t n = x.size(0), cin = x.size(1);
-  const int h = int(x.size(2)), w = int(x.size(3));
-  at::Tensor out = at::empty({n, out_channels, h * r, w * r}, x.options());
-  if (n == 0) return out;
   const Kernels& k = cpu_kernels();
+  check_input(op, x, {at::kFloat});
+  check_conv(op, "weight", "bias", x, weight, bias, x.size(1), k.max_kernel);
+  const bool shuffle = epilogue == Epilogue::kPixelShuffle;
+  const int64_t out_channels = shuffle ? check_scale(op, scale, weight.size(0), "weight") : weight.size(0);
   const Packed p = pack(weight, bias);
-  const float* xp = x.data_ptr<float>();
-  float* op_ = out.data_ptr<float>();
-  const int64_t in_image = cin * h * w, out_image = weight.size(0) * int64_t(h) * w;
-  for_each_strip(n, h, k.conv_scratch(p.conv, w), [&](int64_t i, int y0, int y1, float* scratch) {
-    const ConvJob job{xp + i * in_image, op_ + i * out_image, h, w, y0, y1, epilogue, int(r), clamp};
-    k.conv(p.conv, job, scratch);
-  });
-  return out;
+  return run_strips(x, out_channels, epilogue, shuffle ? int(scale) : 1, clamp, k.conv_scratch(p.conv, int(x.size(3))),
+                    [&](const ConvJob& job, float* scratch) { k.conv(p.conv, job, scratch); });
 }
 
 at::Tensor conv2d_tanh(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias) {
@@ -110,32 +112,20 @@ at::Tensor conv2d_pixel_shuffle(const at::Tensor& x, const at::Tensor& weight, c
   return conv_layer("espcn_fast::conv2d_pixel_shuffle", x, weight, bias, Epilogue::kPixelShuffle, scale, clamp);
 }
 
-at::Tensor espcn_forward(const at::Tensor& x_in, const at::Tensor& w1, const at::Tensor& b1,
+at::Tensor espcn_forward(const at::Tensor& x, const at::Tensor& w1, const at::Tensor& b1,
                          const at::Tensor& w2, const at::Tensor& b2, const at::Tensor& w3,
                          const at::Tensor& b3, int64_t scale, bool clamp) {
   const char* op = "espcn_fast::espcn_forward";
-  check_input(op, x_in, {at::kFloat});
-  check_conv(op, "w1", "b1", x_in, w1, b1, x_in.size(1), cpu_kernels().max_kernel);
-  check_conv(op, "w2", "b2", x_in, w2, b2, w1.size(0), cpu_kernels().max_kernel);
-  check_conv(op, "w3", "b3", x_in, w3, b3, w2.size(0), cpu_kernels().max_kernel);
-  const int64_t out_channels = check_scale(op, scale, w3.size(0), "w3");
-  const at::Tensor x = x_in.contiguous();
-  const int64_t n = x.size(0), cin = x.size(1);
-  const int h = int(x.size(2)), w = int(x.size(3));
-  at::Tensor out = at::empty({n, out_channels, h * scale, w * scale}, x.options());
-  if (n == 0) return out;
   const Kernels& k = cpu_kernels();
+  check_input(op, x, {at::kFloat});
+  check_conv(op, "w1", "b1", x, w1, b1, x.size(1), k.max_kernel);
+  check_conv(op, "w2", "b2", x, w2, b2, w1.size(0), k.max_kernel);
+  check_conv(op, "w3", "b3", x, w3, b3, w2.size(0), k.max_kernel);
+  const int64_t out_channels = check_scale(op, scale, w3.size(0), "w3");
   const Packed p1 = pack(w1, b1), p2 = pack(w2, b2, /*winograd=*/true), p3 = pack(w3, b3);
-  const float* xp = x.data_ptr<float>();
-  float* op_ = out.data_ptr<float>();
-  const int64_t in_image = cin * h * w, out_image = w3.size(0) * int64_t(h) * w;
-  for_each_strip(n, h, k.espcn_scratch(p1.conv, p2.conv, p3.conv, w),
-                 [&](int64_t i, int y0, int y1, float* scratch) {
-                   const ConvJob job{xp + i * in_image, op_ + i * out_image, h, w, y0, y1,
-                                     Epilogue::kPixelShuffle, int(scale), clamp};
-                   k.espcn(p1.conv, p2.conv, p3.conv, job, scratch);
-                 });
-  return out;
+  return run_strips(x, out_channels, Epilogue::kPixelShuffle, int(scale), clamp,
+                    k.espcn_scratch(p1.conv, p2.conv, p3.conv, int(x.size(3))),
+                    [&](const ConvJob& job, float* scratch) { k.espcn(p1.conv, p2.conv, p3.conv, job, scratch); });
 }
 
 std::string cpu_isa() { return cpu_kernels().name; }
