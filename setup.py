@@ -55,11 +55,16 @@ def _cuda_dirs() -> tuple[list[str], list[str]]:
 
     site = Path(sysconfig.get_paths()["purelib"]) / "nvidia"
     includes, libs = [], []
+    homes = [Path(CUDA_HOME)] if CUDA_HOME else []
+    homes += sorted(Path("/usr/local").glob("cuda*"))
+    # The toolkit's own headers first: the wheels' copies lack crt/.
+    for home in homes:
+        if (home / "include" / "crt" / "host_defines.h").exists():
+            includes.append(str(home / "include"))
+            break
     for sub in ("cu13", "cu12"):
         if (site / sub / "include").is_dir():
             includes.append(str(site / sub / "include"))
-    homes = [Path(CUDA_HOME)] if CUDA_HOME else []
-    homes += sorted(Path("/usr/local").glob("cuda*"))
     for home in homes:
         for sub in ("lib64", "lib"):
             if (home / sub / "libcudart.so").exists():
@@ -86,7 +91,7 @@ def extensions():
             include_dirs=includes,
             library_dirs=libs,
             define_macros=[("ESPCN_WITH_CUDA", "1")],
-            extra_compile_args={"cxx": cxx, "nvcc": ["-O3", "-lineinfo", "--use_fast_math", "-Xptxas=-v"]},
+            extra_compile_args={"cxx": cxx, "nvcc": ["-O3", "-lineinfo", "-Xptxas=-v"]},
             extra_link_args=["-fopenmp"],
         )
     else:

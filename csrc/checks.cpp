@@ -7,11 +7,23 @@
 namespace espcn {
 
 namespace {
+// torch's Python names: float32, not Float.
+std::string dtype_name(at::ScalarType d) {
+  switch (d) {
+    case at::kFloat: return "float32";
+    case at::kHalf: return "float16";
+    case at::kBFloat16: return "bfloat16";
+    case at::kDouble: return "float64";
+    case at::kByte: return "uint8";
+    default: return c10::toString(d);
+  }
+}
+
 std::string dtype_list(std::initializer_list<at::ScalarType> dtypes) {
   std::ostringstream s;
   bool first = true;
   for (auto d : dtypes) {
-    s << (first ? "" : " or ") << c10::toString(d);
+    s << (first ? "" : " or ") << dtype_name(d);
     first = false;
   }
   return s.str();
@@ -26,22 +38,22 @@ void check_input(const char* op, const at::Tensor& x, std::initializer_list<at::
   bool ok = false;
   for (auto d : dtypes) ok = ok || x.scalar_type() == d;
   TORCH_CHECK(ok, op, ": x must be ", dtype_list(dtypes), " on ", x.device().type(), ", got ",
-              x.scalar_type());
+              dtype_name(x.scalar_type()));
   TORCH_CHECK(x.size(2) * x.size(3) < (int64_t(1) << 31), op, ": x has too many pixels per image (",
               x.size(2), "x", x.size(3), ")");
 }
 
 int64_t check_conv(const char* op, const char* wname, const char* bname, const at::Tensor& x,
                    const at::Tensor& weight, const at::Tensor& bias, int64_t in_channels,
-                   int64_t max_kernel) {
+                   int64_t max_kernel, at::ScalarType weight_dtype) {
   TORCH_CHECK(weight.device() == x.device(), op, ": ", wname, " is on ", weight.device(),
               " but x is on ", x.device(), "; all tensors must be on one device");
   TORCH_CHECK(bias.device() == x.device(), op, ": ", bname, " is on ", bias.device(), " but x is on ",
               x.device(), "; all tensors must be on one device");
-  TORCH_CHECK(weight.scalar_type() == at::kFloat, op, ": ", wname, " must be float32, got ",
-              weight.scalar_type());
+  TORCH_CHECK(weight.scalar_type() == weight_dtype, op, ": ", wname, " must be ", dtype_name(weight_dtype),
+              ", got ", dtype_name(weight.scalar_type()));
   TORCH_CHECK(bias.scalar_type() == at::kFloat, op, ": ", bname, " must be float32, got ",
-              bias.scalar_type());
+              dtype_name(bias.scalar_type()));
   TORCH_CHECK(weight.dim() == 4, op, ": ", wname, " must be 4-D (out_channels, in_channels, k, k), got shape ",
               weight.sizes());
   const int64_t k = weight.size(2);
@@ -62,6 +74,19 @@ int64_t check_scale(const char* op, int64_t scale, int64_t channels, const char*
   TORCH_CHECK(channels % (scale * scale) == 0, op, ": ", wname, " has ", channels,
               " output channels, not a multiple of scale^2 = ", scale * scale);
   return channels / (scale * scale);
+}
+
+Precision parse_precision(const char* op, c10::string_view precision) {
+  if (precision == "fp32") return Precision::kFp32;
+  if (precision == "tf32") return Precision::kTf32;
+  if (precision == "fp16") return Precision::kFp16;
+  if (precision == "bf16") return Precision::kBf16;
+  TORCH_CHECK(false, op, ": unknown precision '", std::string(precision.data(), precision.size()),
+              "'; choose fp32, tf32, fp16 or bf16");
+}
+
+at::ScalarType precision_weight_dtype(Precision p) {
+  return p == Precision::kFp16 ? at::kHalf : p == Precision::kBf16 ? at::kBFloat16 : at::kFloat;
 }
 
 }  // namespace espcn

@@ -6,16 +6,22 @@
 
 #include <initializer_list>
 
+#include "precision.h"
+
 namespace espcn {
 
 // x: (N, C, H, W), H and W >= 1, of one of `dtypes`.
 void check_input(const char* op, const at::Tensor& x, std::initializer_list<at::ScalarType> dtypes);
 
-// weight (Cout, Cin, k, k) with odd k <= max_kernel, bias (Cout,), Cin == in_channels,
-// float32, on x's device. Returns k.
+// weight (Cout, Cin, k, k) of weight_dtype with odd k <= max_kernel, bias (Cout,)
+// float32, Cin == in_channels, on x's device. Returns k.
 int64_t check_conv(const char* op, const char* wname, const char* bname, const at::Tensor& x,
                    const at::Tensor& weight, const at::Tensor& bias, int64_t in_channels,
-                   int64_t max_kernel);
+                   int64_t max_kernel, at::ScalarType weight_dtype = at::kFloat);
+
+Precision parse_precision(const char* op, c10::string_view precision);
+// The dtype its weights come in: float16 for fp16, bfloat16 for bf16, else float32.
+at::ScalarType precision_weight_dtype(Precision p);
 
 // scale >= 1 and `channels` divisible by scale^2. Returns channels / scale^2.
 int64_t check_scale(const char* op, int64_t scale, int64_t channels, const char* wname);

@@ -13,6 +13,8 @@
 
 namespace espcn {
 
+ESPCN_HD int ceil_div(int a, int b) { return (a + b - 1) / b; }
+
 // Kernel sizes of the three layers (5x5, 3x3, 3x3) and the LR halo that an
 // output tile needs around it: 1 for layer 3, +1 for layer 2, +2 for layer 1.
 constexpr int kK1 = 5;
@@ -22,12 +24,74 @@ constexpr int kHalo3 = kK3 / 2;              // layer-2 rows/cols around an outp
 constexpr int kHalo2 = kHalo3 + kK2 / 2;     // layer-1 rows/cols around an output tile
 constexpr int kHalo = kHalo2 + kK1 / 2;      // input rows/cols around an output tile (4)
 
+// The network shape the fused CUDA kernel is compiled for: 1 -> 64 -> 32 -> r^2
+// channels, r <= kFusedMaxScale. Other shapes run the per-layer kernels.
+constexpr int kC1 = 64;
+constexpr int kC2 = 32;
+constexpr int kFusedMaxScale = 4;
+
+// CUDA, fused kernel: each block of kFusedThreads threads loops over output
+// tiles of rows x cols LR pixels, with all weights in shared memory for the
+// whole launch and both intermediates in shared memory. Larger tiles
+// recompute less halo (layer 2 computes (rows+2)(cols+2) pixels per
+// rows*cols kept) but need more shared memory; the launcher takes the first
+// shape of each list that fits the GPU (H100/H200 227 KB, A100 163 KB,
+// RTX 30/40 and L4 99 KB). First choices, to be settled by measurement.
+struct TileShape {
+  int rows, cols;
+};
+constexpr int kFusedThreads = 256;
+// fp16/bf16 storage: 14x30 -> layer 2 over 16x32 = 32 m16 tiles (even across 8 warps), 181 KB.
+constexpr TileShape kFused16Tiles[] = {{14, 30}, {6, 14}};
+// fp32/tf32 storage (twice the bytes, and 100 KB of fp32 weights).
+constexpr TileShape kFused32Tiles[] = {{6, 22}, {4, 14}};
+
+// Work of one warp in a fused stage: tensor-core stages take this many
+// 16-pixel M tiles at a time (their B fragments are loaded once for all);
+// FFMA stages take 32 * kFfmaPixels pixels (one per lane, 32 apart, so that
+// a warp's 16-byte loads hit distinct banks) by kFfmaChannels channels.
+constexpr int kFused16MTiles = 2;
+constexpr int kFused32MTiles = 1;
+constexpr int kFfmaPixels = 2;
+constexpr int kFfmaChannels = 8;
+
+// CUDA, per-layer kernel: a block computes a kLayerTile^2 pixel tile for
+// kLayerCo output channels, kLayerChunk input channels at a time.
+constexpr int kLayerTile = 16;
+constexpr int kLayerCo = 16;
+constexpr int kLayerChunk = 4;
+constexpr int kLayerMaxKernel = 7;
+
+// Rows, cols of the region each fused stage computes around a rows x cols
+// output tile, and where it starts relative to the tile: the input (halo 4),
+// layer 1 (halo 2), layer 2 (halo 1).
+ESPCN_HD int region_size(int tile, int halo) { return tile + 2 * halo; }
+
+// Whether region pixel (ry, rx) of a region starting `halo` rows/cols before
+// tile origin (y0, x0) lies in the h x w image: outside it the layer's output
+// must be the next layer's zero padding, not tanh(bias).
+ESPCN_HD bool region_in_image(int ry, int rx, int halo, int y0, int x0, int h, int w) {
+  const int y = y0 - halo + ry, x = x0 - halo + rx;
+  return y >= 0 && y < h && x >= 0 && x < w;
+}
+
+// Output tiles of an n x h x w batch, and tile t's image and origin.
+struct TileGrid {
+  int tiles_y, tiles_x;
+  ESPCN_HD TileGrid(int h, int w, TileShape s) : tiles_y(ceil_div(h, s.rows)), tiles_x(ceil_div(w, s.cols)) {}
+  ESPCN_HD int64_t count(int n) const { return int64_t(n) * tiles_y * tiles_x; }
+  ESPCN_HD void locate(int t, TileShape s, int* image, int* y0, int* x0) const {
+    const int per_image = tiles_y * tiles_x, r = t % per_image;
+    *image = t / per_image;
+    *y0 = (r / tiles_x) * s.rows;
+    *x0 = (r % tiles_x) * s.cols;
+  }
+};
+
 // CPU: each task is a strip of this many LR rows of one image; the network
 // runs down the strip a row at a time with the intermediates in small ring
 // buffers, so only the 2 + 4 rows of halo at each strip start are recomputed.
 constexpr int kCpuStripRows = 64;
-
-ESPCN_HD int ceil_div(int a, int b) { return (a + b - 1) / b; }
 
 // "Same" zero padding of an odd kernel.
 ESPCN_HD int same_padding(int kernel) { return kernel / 2; }

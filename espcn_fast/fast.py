@@ -8,8 +8,11 @@ from . import backends, ops
 from .model import ESPCN
 from .validation import check_image_batch
 
-PRECISIONS = ("fp32",)
+PRECISIONS = ops.PRECISIONS
 _CPU_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+# What the CUDA kernels read and write; bfloat16 images are converted.
+_CUDA_IO_DTYPES = (torch.float32, torch.float16)
+_CUDA_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 
 
 class FastESPCN(ESPCN):
@@ -20,15 +23,22 @@ class FastESPCN(ESPCN):
         backend: ``"auto"`` (the fastest available for the input's device, see
             :mod:`espcn_fast.backends`), ``"cpu"``, ``"cuda"``, ``"triton"`` or
             ``"torch"`` (the reference layers).
-        precision: ``"fp32"``.
+        precision: arithmetic of the CUDA backend: ``"fp32"`` (exact float32
+            on the CUDA cores), or ``"tf32"``, ``"fp16"``, ``"bf16"`` on the
+            tensor cores with float32 accumulation. The CPU backend always
+            computes in fp32 (a non-fp32 precision with ``backend="cpu"`` is
+            an error; under ``"auto"`` CPU inputs run in fp32).
         clamp: clamp the output to [0, 1] inside the kernel.
 
     Parameters are created with ``requires_grad=False``. When autograd is
     wanted (grad mode on and the input or a parameter requires grad), the
     forward runs the reference layers instead, so gradients are correct.
     The CPU backend computes in float32; float16/bfloat16 inputs are upcast
-    and the result cast back. float64 inputs run on the reference layers under
-    ``"auto"`` (an error with ``"cpu"``).
+    and the result cast back. The CUDA backend reads and writes float32 and
+    float16 images (bfloat16 ones are converted). float64 inputs run on the
+    reference layers under ``"auto"`` (an error with ``"cpu"``/``"cuda"``).
+    The weights are converted to the kernels' dtype once per device and
+    precision, and again only when a parameter changes.
     """
 
     def __init__(
@@ -46,6 +56,8 @@ class FastESPCN(ESPCN):
             raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(backends.BACKENDS)}")
         if precision not in PRECISIONS:
             raise ValueError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
+        if backend == "cpu" and precision != "fp32":
+            raise ValueError(f"backend 'cpu' computes in fp32; precision {precision!r} needs backend 'cuda' or 'auto'")
         if backend != "auto":
             reason = backends.unavailable_reason(backend)
             if reason is not None:
@@ -54,6 +66,7 @@ class FastESPCN(ESPCN):
         self.precision = precision
         self.clamp = clamp
         self.requires_grad_(False)
+        self._kernel_weights: dict[tuple, tuple[tuple[int, ...], list[torch.Tensor]]] = {}
 
     @classmethod
     def from_pretrained(cls, scale: int, device: str | torch.device = "cpu", **kwargs) -> "FastESPCN":  # type: ignore[override]
@@ -79,13 +92,38 @@ class FastESPCN(ESPCN):
         )
         if wants_grad:
             return "torch"
-        if self.backend == "auto" and x.device.type == "cpu" and x.dtype not in _CPU_DTYPES:
+        supported = _CPU_DTYPES if x.device.type == "cpu" else _CUDA_DTYPES
+        if self.backend == "auto" and x.dtype not in supported:
             return "torch"
         return backends.resolve(self.backend, x.device)
 
-    def _weights(self, dtype: torch.dtype) -> list[torch.Tensor]:
+    def _weights(self, device: torch.device, precision: str) -> list[torch.Tensor]:
+        """w1, b1, w2, b2, w3, b3 as the kernels take them (weights in the precision's dtype, biases float32).
+
+        Cached per device and precision; a parameter changed in place (its
+        version counter moves) or a moved module rebuilds the cache.
+        """
         convs = (self.feature_maps[0], self.feature_maps[2], self.sub_pixel[0])
-        return [t.to(dtype) for c in convs for t in (c.weight, c.bias)]
+        params = [t for c in convs for t in (c.weight, c.bias)]
+        wdtype = ops.WEIGHT_DTYPES[precision]
+
+        def convert() -> list[torch.Tensor]:
+            return [t.detach().to(device, wdtype if i % 2 == 0 else torch.float32).contiguous()
+                    for i, t in enumerate(params)]
+
+        if torch.compiler.is_compiling():
+            return convert()
+        key = (device, precision)
+        versions = tuple(p._version for p in params) + tuple(p.data_ptr() for p in params)
+        cached = self._kernel_weights.get(key)
+        if cached is None or cached[0] != versions:
+            cached = (versions, convert())
+            self._kernel_weights[key] = cached
+        return cached[1]
+
+    def _apply(self, fn, recurse=True):  # .to(), .cuda(), .half(): the cached kernel weights are stale
+        self._kernel_weights = {}
+        return super()._apply(fn, recurse)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_image_batch(x, self.in_channels, "FastESPCN")
@@ -99,6 +137,15 @@ class FastESPCN(ESPCN):
                     f"backend 'cpu' computes in float32 and takes float32/float16/bfloat16 inputs, got {x.dtype}; "
                     "use backend='torch' for float64"
                 )
-            out = ops.espcn_forward(x.float(), *self._weights(torch.float32), self.scale, self.clamp)
+            out = ops.espcn_forward(x.float(), *self._weights(x.device, "fp32"), self.scale, self.clamp)
+            return out.to(x.dtype)
+        if backend == "cuda":
+            if x.dtype not in _CUDA_DTYPES:
+                raise TypeError(
+                    f"backend 'cuda' takes float32/float16/bfloat16 inputs, got {x.dtype}; use backend='torch' for float64"
+                )
+            xin = x if x.dtype in _CUDA_IO_DTYPES else x.float()
+            out = ops.espcn_forward(xin, *self._weights(x.device, self.precision), self.scale, self.clamp,
+                                    self.precision)
             return out.to(x.dtype)
         raise RuntimeError(f"backend {backend!r} is not implemented yet")  # pragma: no cover

@@ -22,6 +22,11 @@ except ImportError as exc:  # a source checkout without a build
 
 HAVE_EXTENSION = EXTENSION_ERROR is None
 
+# espcn_forward's arithmetic: "fp32" everywhere; on CUDA also "tf32", "fp16"
+# and "bf16" on the tensor cores, whose weights come in WEIGHT_DTYPES[precision].
+PRECISIONS = ("fp32", "tf32", "fp16", "bf16")
+WEIGHT_DTYPES = {"fp32": torch.float32, "tf32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+
 
 def has_kernel(op: str, dispatch_key: str) -> bool:
     """Whether ``espcn_fast::<op>`` has a kernel for ``dispatch_key`` ("CPU", "CUDA")."""
@@ -58,9 +63,10 @@ if HAVE_EXTENSION:
     @torch.library.register_fake("espcn_fast::espcn_forward")
     def _espcn_forward_fake(
         x: torch.Tensor, w1: torch.Tensor, b1: torch.Tensor, w2: torch.Tensor, b2: torch.Tensor,
-        w3: torch.Tensor, b3: torch.Tensor, scale: int, clamp: bool,
+        w3: torch.Tensor, b3: torch.Tensor, scale: int, clamp: bool, precision: str = "fp32",
     ) -> torch.Tensor:
         torch._check(scale >= 1, lambda: f"scale must be >= 1, got {scale}")
+        torch._check(precision in PRECISIONS, lambda: f"unknown precision {precision!r}")
         return _fake_conv(x, w1, w3.shape[0] // (scale * scale), scale)
 
 
@@ -85,8 +91,12 @@ def conv2d_pixel_shuffle(
 
 def espcn_forward(
     x: torch.Tensor, w1: torch.Tensor, b1: torch.Tensor, w2: torch.Tensor, b2: torch.Tensor,
-    w3: torch.Tensor, b3: torch.Tensor, scale: int, clamp: bool = False,
+    w3: torch.Tensor, b3: torch.Tensor, scale: int, clamp: bool = False, precision: str = "fp32",
 ) -> torch.Tensor:
-    """The whole ESPCN in one op: conv-tanh, conv-tanh, conv-pixel-shuffle (optionally clamped)."""
+    """The whole ESPCN in one op: conv-tanh, conv-tanh, conv-pixel-shuffle (optionally clamped).
+
+    ``precision`` other than "fp32" runs on CUDA tensors only, with w1..w3 in
+    ``WEIGHT_DTYPES[precision]`` (biases float32).
+    """
     _require_extension()
-    return torch.ops.espcn_fast.espcn_forward(x, w1, b1, w2, b2, w3, b3, scale, clamp)
+    return torch.ops.espcn_fast.espcn_forward(x, w1, b1, w2, b2, w3, b3, scale, clamp, precision)

@@ -114,8 +114,10 @@ at::Tensor conv2d_pixel_shuffle(const at::Tensor& x, const at::Tensor& weight, c
 
 at::Tensor espcn_forward(const at::Tensor& x, const at::Tensor& w1, const at::Tensor& b1,
                          const at::Tensor& w2, const at::Tensor& b2, const at::Tensor& w3,
-                         const at::Tensor& b3, int64_t scale, bool clamp) {
+                         const at::Tensor& b3, int64_t scale, bool clamp, c10::string_view precision) {
   const char* op = "espcn_fast::espcn_forward";
+  TORCH_CHECK(parse_precision(op, precision) == Precision::kFp32, op, ": the CPU kernels compute in fp32; precision '",
+              std::string(precision.data(), precision.size()), "' runs on CUDA tensors only");
   const Kernels& k = cpu_kernels();
   check_input(op, x, {at::kFloat});
   check_conv(op, "w1", "b1", x, w1, b1, x.size(1), k.max_kernel);

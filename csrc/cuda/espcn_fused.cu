@@ -1,0 +1,51 @@
+// The fused kernel's entry points: pick the precision's launcher, and say
+// whether the current device can run it.
+#include <cuda_runtime.h>
+
+#include "espcn_fused.cuh"
+#include "kernels.h"
+
+namespace espcn::cuda {
+
+DeviceInfo device_info() {
+  // Read once per device: the attribute queries cost microseconds per launch otherwise.
+  constexpr int kMaxDevices = 64;
+  static DeviceInfo cache[kMaxDevices];
+  int device = 0;
+  if (cudaGetDevice(&device) != cudaSuccess || device < 0 || device >= kMaxDevices) return DeviceInfo{};
+  DeviceInfo& info = cache[device];
+  if (info.sms == 0) {
+    DeviceInfo fresh;
+    if (cudaDeviceGetAttribute(&fresh.major, cudaDevAttrComputeCapabilityMajor, device) != cudaSuccess ||
+        cudaDeviceGetAttribute(&fresh.smem_optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device) != cudaSuccess ||
+        cudaDeviceGetAttribute(&fresh.sms, cudaDevAttrMultiProcessorCount, device) != cudaSuccess)
+      return DeviceInfo{};
+    info = fresh;
+  }
+  return info;
+}
+
+bool espcn_fused_supported(Precision precision) {
+  const DeviceInfo info = device_info();
+  if (info.major < 8) return false;  // mma.sync bf16/tf32, ldmatrix, cvt.rna.tf32: sm_80+
+  int bytes = 0;
+  switch (precision) {
+    case Precision::kFp32: bytes = fused_bytes_fp32(); break;
+    case Precision::kTf32: bytes = fused_bytes_tf32(); break;
+    case Precision::kFp16: bytes = fused_bytes_fp16(); break;
+    case Precision::kBf16: bytes = fused_bytes_bf16(); break;
+  }
+  return bytes <= info.smem_optin;
+}
+
+cudaError_t espcn_fused(const EspcnArgs& a, cudaStream_t stream) {
+  switch (a.precision) {
+    case Precision::kFp32: return launch_fused_fp32(a, stream);
+    case Precision::kTf32: return launch_fused_tf32(a, stream);
+    case Precision::kFp16: return launch_fused_fp16(a, stream);
+    case Precision::kBf16: return launch_fused_bf16(a, stream);
+  }
+  return cudaErrorInvalidValue;
+}
+
+}  // namespace espcn::cuda

@@ -1,0 +1,13 @@
+// The fused kernel in fp32: its instantiations live in their own file so
+// that the four precisions compile in parallel.
+#include "espcn_fused.cuh"
+
+namespace espcn::cuda {
+
+cudaError_t launch_fused_fp32(const EspcnArgs& a, cudaStream_t stream) {
+  return launch_fitting<Fp32, kFused32Tiles>(a, stream);
+}
+
+int fused_bytes_fp32() { return smallest_fused_bytes<Fp32, kFused32Tiles>(); }
+
+}  // namespace espcn::cuda
