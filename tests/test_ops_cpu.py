@@ -11,6 +11,8 @@ import torch.nn.functional as F
 
 from espcn_fast import ESPCN, ops
 
+from .kernel_checks import poisoned_outputs, random_model, reference64, weights
+
 pytestmark = pytest.mark.skipif(not ops.HAVE_EXTENSION, reason=f"{ops.EXTENSION_ERROR}")
 
 ISAS = ["avx512", "avx2", "portable"]
@@ -32,19 +34,6 @@ def cpu_isa(name: str):
 
 
 @contextmanager
-def poisoned_outputs():
-    """Fresh op outputs are filled with NaN, so an element the kernel skips shows up."""
-    old = torch.are_deterministic_algorithms_enabled(), torch.utils.deterministic.fill_uninitialized_memory
-    torch.use_deterministic_algorithms(True)
-    torch.utils.deterministic.fill_uninitialized_memory = True
-    try:
-        yield
-    finally:
-        torch.use_deterministic_algorithms(old[0])
-        torch.utils.deterministic.fill_uninitialized_memory = old[1]
-
-
-@contextmanager
 def threads(n: int):
     old = torch.get_num_threads()
     torch.set_num_threads(n)
@@ -52,27 +41,6 @@ def threads(n: int):
         yield
     finally:
         torch.set_num_threads(old)
-
-
-def random_model(scale: int, seed: int = 0) -> ESPCN:
-    """Random weights and biases (never zeros), large enough to exercise tanh's whole range."""
-    g = torch.Generator().manual_seed(seed)
-    model = ESPCN(scale)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.copy_(torch.randn(p.shape, generator=g) * (0.3 if p.dim() > 1 else 0.5))
-    return model.eval()
-
-
-def weights(model: ESPCN) -> list[torch.Tensor]:
-    return [t.detach() for t in model.state_dict().values()]
-
-
-def reference64(model: ESPCN, x: torch.Tensor, clamp: bool = False) -> torch.Tensor:
-    with torch.no_grad():
-        out = model.double()(x.double())
-    model.float()
-    return out.clamp(0, 1) if clamp else out
 
 
 def test_poisoning_works():

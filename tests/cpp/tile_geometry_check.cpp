@@ -1,0 +1,101 @@
+// Exhaustive checks of csrc/tile_geometry.h on the CPU: the index maths the
+// CUDA and CPU kernels share, against brute-force definitions. Prints each
+// failure and exits non-zero on any (tests/test_tile_geometry.py runs it).
+#include <cstdio>
+#include <vector>
+
+#include "../../csrc/tile_geometry.h"
+
+using namespace espcn;
+
+static int failures = 0;
+#define EXPECT(cond, ...)                  \
+  do {                                     \
+    if (!(cond)) {                         \
+      if (++failures <= 20) {              \
+        std::printf("FAIL %s: ", #cond);   \
+        std::printf(__VA_ARGS__);          \
+        std::printf("\n");                 \
+      }                                    \
+    }                                      \
+  } while (0)
+
+// Every output pixel of an n x h x w batch lies in exactly one tile, and the
+// region a tile's stage computes covers what the next stage reads.
+static void check_tiles(TileShape s, int n, int h, int w) {
+  const TileGrid grid(h, w, s);
+  std::vector<int> hits(size_t(n) * h * w, 0);
+  for (int t = 0; t < int(grid.count(n)); ++t) {
+    int image, y0, x0;
+    grid.locate(t, s, &image, &y0, &x0);
+    EXPECT(image >= 0 && image < n && y0 >= 0 && y0 < h && x0 >= 0 && x0 < w, "tile %d at (%d, %d, %d)", t, image, y0, x0);
+    for (int y = y0; y < y0 + s.rows && y < h; ++y)
+      for (int x = x0; x < x0 + s.cols && x < w; ++x) ++hits[(size_t(image) * h + y) * w + x];
+  }
+  for (size_t i = 0; i < hits.size(); ++i) EXPECT(hits[i] == 1, "pixel %zu covered %d times (%dx%d tiles, %dx%d)", i, hits[i], s.rows, s.cols, h, w);
+  // Halos: layer 3 (k 3) over the tile reads layer 2's region, layer 2 (k 3)
+  // reads layer 1's, layer 1 (k 5) reads the input's.
+  EXPECT(region_size(s.rows, kHalo3) == s.rows + kK3 - 1, "layer-2 region");
+  EXPECT(region_size(s.rows, kHalo2) == region_size(s.rows, kHalo3) + kK2 - 1, "layer-1 region");
+  EXPECT(region_size(s.rows, kHalo) == region_size(s.rows, kHalo2) + kK1 - 1, "input region");
+}
+
+// region_in_image against image coordinates computed directly.
+static void check_regions(int h, int w) {
+  for (int halo : {kHalo3, kHalo2, kHalo})
+    for (int y0 = 0; y0 < h; y0 += 3)
+      for (int x0 = 0; x0 < w; x0 += 5)
+        for (int ry = 0; ry < 10; ++ry)
+          for (int rx = 0; rx < 12; ++rx) {
+            const int y = y0 + ry - halo, x = x0 + rx - halo;
+            const bool inside = y >= 0 && x >= 0 && y < h && x < w;
+            EXPECT(region_in_image(ry, rx, halo, y0, x0, h, w) == inside, "region (%d, %d) halo %d", ry, rx, halo);
+          }
+}
+
+// pixel_shuffle_offset against torch.nn.functional.pixel_shuffle's definition:
+// out[n][c][y*r + i][x*r + j] = in[n][c*r*r + i*r + j][y][x].
+static void check_pixel_shuffle(int n, int c_out, int h, int w, int r) {
+  std::vector<int> hits(size_t(n) * c_out * h * r * w * r, 0);
+  for (int b = 0; b < n; ++b)
+    for (int c = 0; c < c_out * r * r; ++c)
+      for (int y = 0; y < h; ++y)
+        for (int x = 0; x < w; ++x) {
+          const int co = c / (r * r), i = (c / r) % r, j = c % r;
+          const int64_t expect = ((int64_t(b) * c_out + co) * h * r + y * r + i) * w * r + x * r + j;
+          const int64_t got = pixel_shuffle_offset(b, c, y, x, r, c_out, h, w);
+          EXPECT(got == expect, "r=%d c=%d y=%d x=%d: %lld != %lld", r, c, y, x, (long long)got, (long long)expect);
+          if (got >= 0 && got < int64_t(hits.size())) ++hits[got];
+        }
+  for (size_t i = 0; i < hits.size(); ++i) EXPECT(hits[i] == 1, "HR element %zu written %d times", i, hits[i]);
+}
+
+static void check_strips() {
+  for (int h = 1; h < 300; h += 7)
+    for (int threads = 1; threads <= 5; ++threads) {
+      const int strips = cpu_strip_count(h, threads);
+      EXPECT(strips >= 1 && strips <= h, "h=%d threads=%d: %d strips", h, threads, strips);
+      EXPECT(strip_begin(0, strips, h) == 0 && strip_begin(strips, strips, h) == h, "strips cover h=%d", h);
+      for (int s = 0; s < strips; ++s) EXPECT(strip_begin(s, strips, h) < strip_begin(s + 1, strips, h), "empty strip");
+    }
+}
+
+int main() {
+  for (const TileShape s : kFused16Tiles)
+    for (int h : {1, 5, s.rows, s.rows + 1, 3 * s.rows - 1, 40})
+      for (int w : {1, 2, s.cols, s.cols + 3, 97}) check_tiles(s, 2, h, w);
+  for (const TileShape s : kFused32Tiles)
+    for (int h : {1, 7, 13, 45})
+      for (int w : {1, 23, 44, 101}) check_tiles(s, 3, h, w);
+  check_regions(17, 23);
+  check_regions(1, 1);
+  for (int r = 1; r <= 4; ++r) check_pixel_shuffle(2, 2, 5, 7, r);
+  check_strips();
+  EXPECT(ring_slot(-1, 3) == 2 && ring_slot(4, 3) == 1, "ring_slot");
+  if (failures) {
+    std::printf("%d failure(s)\n", failures);
+    return 1;
+  }
+  std::printf("tile geometry: all checks passed\n");
+  return 0;
+}

@@ -1,0 +1,92 @@
+"""Checks of the CUDA sources that need no GPU: the shared tile geometry (run
+on the CPU), every kernel compiled for sm_90 with ptxas' resource report (no
+spills, no local memory), the tensor-core instructions each precision means
+to use, and kernel files free of torch headers."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+CUDA_DIR = ROOT / "csrc" / "cuda"
+REPORT = ROOT / "build" / "ptxas_sm90.txt"
+KERNEL_FILES = sorted(CUDA_DIR.glob("*.cu"))
+
+
+def _nvcc() -> str:
+    nvcc = shutil.which("nvcc")
+    if nvcc is None:
+        pytest.skip("nvcc is not installed here")
+    return nvcc
+
+
+def test_tile_geometry_on_the_cpu(tmp_path):
+    cxx = shutil.which("c++") or shutil.which("g++")
+    if cxx is None:
+        pytest.skip("no C++ compiler")
+    exe = tmp_path / "tile_geometry_check"
+    subprocess.run([cxx, "-std=c++17", "-O1", "-Wall", "-Werror", str(ROOT / "tests/cpp/tile_geometry_check.cpp"),
+                    "-o", str(exe)], check=True)
+    run = subprocess.run([str(exe)], capture_output=True, text=True)
+    assert run.returncode == 0, run.stdout + run.stderr
+
+
+def test_kernel_files_hold_no_torch_headers():
+    for path in KERNEL_FILES + sorted(CUDA_DIR.glob("*.cuh")) + [CUDA_DIR / "kernels.h"]:
+        includes = re.findall(r"#include\s+[<\"]([^>\"]+)", path.read_text())
+        bad = [i for i in includes if i.split("/")[0] in ("torch", "ATen", "c10") or "checks.h" in i]
+        assert not bad, f"{path.name} includes {bad}"
+
+
+def _ptxas_report(nvcc: str, path: Path) -> str:
+    run = subprocess.run([nvcc, "-std=c++17", "-O3", "-arch=sm_90", "-Xptxas", "-v", "-c", str(path),
+                          "-o", "/dev/null"], capture_output=True, text=True, cwd=CUDA_DIR)
+    assert run.returncode == 0, f"{path.name} does not compile for sm_90:\n{run.stderr}"
+    return run.stderr
+
+
+def test_kernels_compile_for_sm90_without_spills():
+    nvcc = _nvcc()
+    lines, bad = [], []
+    for path in KERNEL_FILES:
+        report = _ptxas_report(nvcc, path)
+        kernel = None
+        for line in report.splitlines():
+            if m := re.search(r"Compiling entry function '(\w+)'", line):
+                kernel = m.group(1)
+            elif m := re.search(r"(\d+) bytes stack frame, (\d+) bytes spill stores, (\d+) bytes spill loads", line):
+                if any(int(v) for v in m.groups()):
+                    bad.append(f"{path.name}: {kernel}: {line.strip()}")
+            if "ptxas info" in line or "bytes stack frame" in line:
+                lines.append(f"{path.name}: {line.strip()}")
+    REPORT.parent.mkdir(exist_ok=True)
+    REPORT.write_text("\n".join(lines) + "\n")
+    assert lines, "ptxas printed no resource report"
+    assert not bad, "spills or local memory:\n" + "\n".join(bad)
+
+
+@pytest.mark.parametrize("precision, instructions", [
+    ("fp16", ["mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32", "ldmatrix.sync.aligned.m8n8.x4.shared.b16"]),
+    ("bf16", ["mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32", "ldmatrix.sync.aligned.m8n8.x4.shared.b16"]),
+    ("tf32", ["mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32", "cvt.rna.tf32.f32"]),
+])
+def test_tensor_core_kernels_use_mma(precision, instructions):
+    nvcc = _nvcc()
+    run = subprocess.run([nvcc, "-std=c++17", "-O3", "-arch=sm_90", "-ptx", f"espcn_fused_{precision}.cu", "-o", "-"],
+                         capture_output=True, text=True, cwd=CUDA_DIR)
+    assert run.returncode == 0, run.stderr
+    for instruction in instructions:
+        assert instruction in run.stdout, f"{precision}: no {instruction} in the PTX"
+
+
+def test_fp32_kernel_has_no_tensor_core_or_approximate_tanh():
+    nvcc = _nvcc()
+    run = subprocess.run([nvcc, "-std=c++17", "-O3", "-arch=sm_90", "-ptx", "espcn_fused_fp32.cu", "-o", "-"],
+                         capture_output=True, text=True, cwd=CUDA_DIR)
+    assert run.returncode == 0, run.stderr
+    assert "mma.sync" not in run.stdout and "tanh.approx" not in run.stdout

@@ -1,0 +1,240 @@
+"""The CUDA kernels against the float64 reference, each precision with its tolerance.
+
+These run on a GPU machine (``benchmarks/gpu_check.sh``); elsewhere they skip
+and say why. The kernels still compile and link on every CI run.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from espcn_fast import ESPCN, FastESPCN, ops
+
+from .kernel_checks import poisoned_outputs, random_model, reference64, weights
+
+
+def _skip_reason() -> str | None:
+    if not ops.HAVE_EXTENSION:
+        return ops.EXTENSION_ERROR
+    if not ops.has_kernel("espcn_forward", "CUDA"):
+        return "the extension was built without its CUDA kernels (no nvcc or a CPU-only torch at build time)"
+    if not torch.cuda.is_available():
+        return "no CUDA GPU here; the kernels compiled and linked, and run in benchmarks/gpu_check.sh"
+    return None
+
+
+pytestmark = pytest.mark.skipif(_skip_reason() is not None, reason=str(_skip_reason()))
+
+PRECISIONS = ["fp32", "tf32", "fp16", "bf16"]
+# ||out - ref|| / ||ref|| bounds; fp32 is held to 1e-5 absolute as well.
+REL_TOL = {"fp32": 1e-6, "tf32": 2e-3, "fp16": 4e-3, "bf16": 3e-2}
+# Odd and tiny sizes, several tiles with remainders in both directions, batches.
+SHAPES = [(1, 1, 1, 1), (1, 1, 2, 3), (2, 1, 17, 23), (1, 1, 45, 97), (3, 1, 7, 250), (1, 1, 130, 31)]
+
+
+def cuda_weights(model: ESPCN, precision: str) -> list[torch.Tensor]:
+    wdtype = ops.WEIGHT_DTYPES[precision]
+    return [t.cuda().to(wdtype if i % 2 == 0 else torch.float32) for i, t in enumerate(weights(model))]
+
+
+def relative_error(out: torch.Tensor, ref: torch.Tensor) -> float:
+    out, ref = out.double().cpu(), ref.double().cpu()
+    assert torch.isfinite(out).all(), "the kernel left non-finite values (unwritten or NaN)"
+    return float((out - ref).norm() / ref.norm())
+
+
+def check(out: torch.Tensor, ref: torch.Tensor, precision: str) -> None:
+    assert out.shape == ref.shape
+    err = relative_error(out, ref)
+    assert err <= REL_TOL[precision], f"{precision}: relative error {err:.2e} > {REL_TOL[precision]:.0e}"
+    if precision == "fp32":
+        torch.testing.assert_close(out.double().cpu(), ref.double().cpu(), atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("precision", PRECISIONS)
+@pytest.mark.parametrize("scale", [2, 3, 4])
+@pytest.mark.parametrize("shape", SHAPES)
+def test_espcn_forward(precision, scale, shape):
+    model = random_model(scale, seed=scale + shape[2])
+    x = torch.rand(shape, generator=torch.Generator().manual_seed(shape[3]))
+    with poisoned_outputs():
+        out = ops.espcn_forward(x.cuda(), *cuda_weights(model, precision), scale, False, precision)
+    assert out.dtype == torch.float32
+    check(out, reference64(model, x), precision)
+
+
+@pytest.mark.parametrize("precision", PRECISIONS)
+@pytest.mark.parametrize("scale", [2, 3, 4])
+def test_espcn_forward_shipped_weights_1080p(precision, scale):
+    model = ESPCN.from_pretrained(scale)
+    x = torch.rand(1, 1, 1080 // scale, 1920 // scale, generator=torch.Generator().manual_seed(scale))
+    with poisoned_outputs():
+        out = ops.espcn_forward(x.cuda(), *cuda_weights(model, precision), scale, False, precision)
+    check(out, reference64(model, x), precision)
+
+
+@pytest.mark.parametrize("precision", PRECISIONS)
+def test_half_images_clamp_and_layouts(precision):
+    model = random_model(3, seed=7)
+    x = torch.rand(2, 1, 33, 41, generator=torch.Generator().manual_seed(7))
+    ws = cuda_weights(model, precision)
+    ref = reference64(model, x, clamp=True)
+    with poisoned_outputs():
+        half = ops.espcn_forward(x.cuda().half(), *ws, 3, True, precision)
+    assert half.dtype == torch.float16
+    assert half.min() >= 0 and half.max() <= 1
+    assert relative_error(half, ref) <= max(REL_TOL[precision], 2e-3)
+    # Non-contiguous and channels_last inputs compute the same thing.
+    wide = torch.rand(2, 1, 33, 82, device="cuda")
+    strided = wide[..., ::2]
+    last = strided.contiguous().to(memory_format=torch.channels_last)
+    expect = ops.espcn_forward(strided.contiguous(), *ws, 3, True, precision)
+    torch.testing.assert_close(ops.espcn_forward(strided, *ws, 3, True, precision), expect)
+    torch.testing.assert_close(ops.espcn_forward(last, *ws, 3, True, precision), expect)
+
+
+def test_empty_batch_and_other_shapes_fall_back_to_layers():
+    model = random_model(2, seed=1)
+    ws = cuda_weights(model, "fp16")
+    assert ops.espcn_forward(torch.rand(0, 1, 5, 5, device="cuda"), *ws, 2, False, "fp16").shape == (0, 1, 10, 10)
+    # 3 colour channels and 16 feature maps: not the fused shape, runs the per-layer kernels in fp32.
+    other = ESPCN(2, in_channels=3, out_channels=3, channels=16).eval()
+    x = torch.rand(2, 3, 19, 21)
+    out = ops.espcn_forward(x.cuda(), *[t.cuda() for t in weights(other)], 2)
+    check(out, reference64(other, x), "fp32")
+
+
+@pytest.mark.parametrize("k, cin, cout", [(5, 1, 64), (3, 64, 32), (3, 5, 20), (1, 3, 7), (7, 2, 3)])
+@pytest.mark.parametrize("half", [False, True])
+def test_conv2d_tanh(k, cin, cout, half):
+    g = torch.Generator().manual_seed(k * cin + cout)
+    x, w, b = torch.rand(2, cin, 21, 35, generator=g), torch.randn(cout, cin, k, k, generator=g) * 0.3, torch.randn(cout, generator=g)
+    xin = x.cuda().half() if half else x.cuda()
+    with poisoned_outputs():
+        out = ops.conv2d_tanh(xin, w.cuda(), b.cuda())
+    ref = torch.tanh(F.conv2d((xin.float().cpu() if half else x).double(), w.double(), b.double(), padding=k // 2))
+    torch.testing.assert_close(out.double().cpu(), ref, atol=2e-3 if half else 1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("scale, cout", [(2, 4), (3, 9), (4, 16), (2, 12), (3, 27)])
+@pytest.mark.parametrize("clamp", [False, True])
+def test_conv2d_pixel_shuffle(scale, cout, clamp):
+    g = torch.Generator().manual_seed(scale * cout)
+    x, w, b = torch.rand(2, 32, 19, 23, generator=g), torch.randn(cout, 32, 3, 3, generator=g) * 0.1, torch.randn(cout, generator=g)
+    with poisoned_outputs():
+        out = ops.conv2d_pixel_shuffle(x.cuda(), w.cuda(), b.cuda(), scale, clamp)
+    ref = F.pixel_shuffle(F.conv2d(x.double(), w.double(), b.double(), padding=1), scale)
+    torch.testing.assert_close(out.double().cpu(), ref.clamp(0, 1) if clamp else ref, atol=1e-5, rtol=0)
+
+
+# -- opcheck, torch.compile, CUDA graphs ---------------------------------------------
+
+def _op_samples():
+    model = random_model(3, seed=4)
+    s = {k: v.cuda() for k, v in model.state_dict().items()}
+    x, h = torch.rand(2, 1, 9, 7, device="cuda"), torch.rand(2, 32, 9, 7, device="cuda")
+    return [
+        (torch.ops.espcn_fast.conv2d_tanh.default, (x, s["feature_maps.0.weight"], s["feature_maps.0.bias"])),
+        (torch.ops.espcn_fast.conv2d_pixel_shuffle.default, (h, s["sub_pixel.0.weight"], s["sub_pixel.0.bias"], 3, True)),
+        (torch.ops.espcn_fast.espcn_forward.default, (x, *cuda_weights(model, "fp32"), 3, False, "fp32")),
+        (torch.ops.espcn_fast.espcn_forward.default, (x, *cuda_weights(model, "fp16"), 3, False, "fp16")),
+    ]
+
+
+@pytest.mark.parametrize("index", range(4))
+def test_opcheck(index):
+    op, args = _op_samples()[index]
+    torch.library.opcheck(op, args)
+
+
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+def test_torch_compile_fast_module(precision):
+    ref = random_model(2, seed=3)
+    fast = FastESPCN.from_reference(ref, backend="cuda", precision=precision).cuda()
+    fn = torch.compile(fast, fullgraph=True)
+    x = torch.rand(1, 1, 24, 20)
+    with torch.no_grad():
+        check(fn(x.cuda()), reference64(ref, x), precision)
+
+
+@pytest.mark.parametrize("precision", PRECISIONS)
+def test_cuda_graph_replay(precision):
+    ref = random_model(3, seed=5)
+    fast = FastESPCN.from_reference(ref, backend="cuda", precision=precision).cuda()
+    static_x = torch.rand(2, 1, 40, 52, device="cuda")
+    with torch.no_grad():
+        fast(static_x)  # warm-up: weights converted, kernel attributes set
+        torch.cuda.synchronize()
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            static_out = fast(static_x)
+    for seed in range(3):
+        x = torch.rand(2, 1, 40, 52, generator=torch.Generator().manual_seed(seed))
+        static_x.copy_(x.cuda())
+        graph.replay()
+        check(static_out, reference64(ref, x), precision)
+
+
+# -- FastESPCN on CUDA -------------------------------------------------------------
+
+def test_fast_module_converts_weights_once_and_follows_changes():
+    ref = random_model(3, seed=9)
+    fast = FastESPCN.from_reference(ref, backend="cuda", precision="fp16").cuda()
+    x = torch.rand(1, 1, 16, 16, device="cuda")
+    with torch.no_grad():
+        first = fast(x)
+        cached = fast._weights(x.device, "fp16")
+        assert cached[0].dtype == torch.float16 and cached[1].dtype == torch.float32
+        assert fast._weights(x.device, "fp16")[0] is cached[0]
+        fast.sub_pixel[0].bias.add_(1.0)
+        assert not torch.allclose(fast(x), first)
+        assert fast.backend_for(x) == "cuda"
+
+
+def test_fast_module_dtypes():
+    ref = random_model(2, seed=2)
+    fast = FastESPCN.from_reference(ref, precision="bf16").cuda()
+    x = torch.rand(1, 1, 20, 20)
+    with torch.no_grad():
+        assert fast(x.cuda().bfloat16()).dtype == torch.bfloat16
+        assert fast(x.cuda().half()).dtype == torch.float16
+        with pytest.raises(TypeError, match="backend 'cuda' takes float32/float16/bfloat16"):
+            FastESPCN.from_reference(ref, backend="cuda").cuda()(x.cuda().double())
+
+
+@pytest.mark.parametrize("precision", ["fp16", "bf16"])
+def test_set5_psnr_within_a_hundredth_of_fp32(data_dir, precision):
+    """The Set5 images travel to the GPU machine in an ignored folder (see benchmarks/gpu_check.sh)."""
+    from espcn_fast.evaluate import evaluate_sets
+
+    def set5(p: str) -> float:
+        return evaluate_sets(FastESPCN.from_pretrained(3, device="cuda", precision=p), 3, ["Set5"], data_dir)[0].psnr
+
+    fp32, low = set5("fp32"), set5(precision)
+    assert math.isclose(low, fp32, abs_tol=0.01), (precision, low, fp32)
+
+
+# -- errors ------------------------------------------------------------------------
+
+def test_errors_name_the_argument():
+    model = random_model(3)
+    x = torch.rand(1, 1, 6, 6, device="cuda")
+    ws16 = cuda_weights(model, "fp16")
+    ws32 = cuda_weights(model, "fp32")
+    with pytest.raises(RuntimeError, match="w1 must be float16, got float32"):
+        ops.espcn_forward(x, *ws32, 3, False, "fp16")
+    with pytest.raises(RuntimeError, match="w2 must be float32, got float16"):
+        ops.espcn_forward(x, ws32[0], ws32[1], *ws16[2:4], *ws32[4:], 3, False, "fp32")
+    with pytest.raises(RuntimeError, match="unknown precision 'fp8'"):
+        ops.espcn_forward(x, *ws32, 3, False, "fp8")
+    with pytest.raises(RuntimeError, match="w1 is on cpu but x is on cuda"):
+        ops.espcn_forward(x, *weights(model), 3)
+    with pytest.raises(RuntimeError, match="x must be float32 or float16 on cuda, got float64"):
+        ops.espcn_forward(x.double(), *ws32, 3)
+    with pytest.raises(RuntimeError, match="weight must be float32, got float16"):
+        ops.conv2d_tanh(torch.rand(1, 2, 5, 5, device="cuda"), torch.rand(3, 2, 3, 3, device="cuda").half(),
+                        torch.rand(3, device="cuda"))
