@@ -7,6 +7,7 @@ one batch, or raises :class:`Skip` with the reason it can't run here.
 from __future__ import annotations
 
 import contextlib
+import copy
 import io
 import tempfile
 import time
@@ -37,6 +38,53 @@ def eager(model: ESPCN, x: torch.Tensor, channels_last: bool = False) -> tuple[R
     return run, 0.0
 
 
+_DTYPES = {"fp32": torch.float32, "tf32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+def _cuda_precision(precision: str) -> contextlib.AbstractContextManager:
+    """fp32 without tf32 (exact), tf32 as cuDNN's and matmul's default-on; 16-bit models run in their dtype."""
+    allow = precision != "fp32"
+    return torch.backends.cudnn.flags(enabled=True, allow_tf32=allow)
+
+
+def eager_cuda(model: ESPCN, x: torch.Tensor, precision: str, channels_last: bool = False) -> tuple[Runner, float]:
+    """Eager PyTorch on cuDNN: float32 image in and out, the model in ``precision``."""
+    if x.device.type != "cuda":
+        raise Skip("a GPU peer")
+    dtype = _DTYPES[precision]
+    m = copy.deepcopy(model).eval().to(dtype)  # the shared model stays float32
+    if channels_last:
+        m = m.to(memory_format=torch.channels_last)
+
+    def run(inp: torch.Tensor) -> torch.Tensor:
+        with torch.inference_mode(), _cuda_precision(precision):
+            h = inp.to(dtype)
+            return m(h.to(memory_format=torch.channels_last) if channels_last else h).float()
+
+    return run, 0.0
+
+
+def compiled_cuda(model: ESPCN, x: torch.Tensor, precision: str) -> tuple[Runner, float]:
+    """``torch.compile(mode="max-autotune")`` of the model in ``precision``, float32 image in and out."""
+    if x.device.type != "cuda":
+        raise Skip("a GPU peer")
+    dtype = _DTYPES[precision]
+    m = copy.deepcopy(model).eval().to(dtype)  # the shared model stays float32
+    old = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = precision != "fp32"
+    try:
+        with _cuda_precision(precision):
+            inner, setup = compiled(lambda inp: m(inp.to(dtype)).float(), x, mode="max-autotune")
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = old
+
+    def run(inp: torch.Tensor) -> torch.Tensor:
+        with _cuda_precision(precision):
+            return inner(inp)
+
+    return run, setup
+
+
 def autocast_fp16(model: ESPCN, x: torch.Tensor) -> tuple[Runner, float]:
     if x.device.type != "cuda":
         raise Skip("autocast fp16 is a GPU peer")
@@ -48,7 +96,7 @@ def autocast_fp16(model: ESPCN, x: torch.Tensor) -> tuple[Runner, float]:
     return run, 0.0
 
 
-def compiled(model: ESPCN, x: torch.Tensor, mode: str | None = None, freezing: bool = False) -> tuple[Runner, float]:
+def compiled(model: ESPCN | Runner, x: torch.Tensor, mode: str | None = None, freezing: bool = False) -> tuple[Runner, float]:
     """``torch.compile``; the compile time (first call) is reported apart."""
     import torch._inductor.config as inductor_config
 
@@ -56,7 +104,7 @@ def compiled(model: ESPCN, x: torch.Tensor, mode: str | None = None, freezing: b
     old = inductor_config.freezing
     inductor_config.freezing = freezing
     try:
-        fn = torch.compile(model.eval(), mode=mode)
+        fn = torch.compile(model.eval() if isinstance(model, torch.nn.Module) else model, mode=mode)
         start = time.perf_counter()
         with torch.inference_mode():
             fn(x)

@@ -96,6 +96,33 @@ def ours_cpu_layers(model: ESPCN, x: torch.Tensor) -> tuple[peers.Runner, float]
     return run, 0.0
 
 
+def ours_cuda(precision: str) -> Callable[[ESPCN, torch.Tensor], tuple[peers.Runner, float]]:
+    def make(model: ESPCN, x: torch.Tensor) -> tuple[peers.Runner, float]:
+        if backends.unavailable_reason("cuda"):
+            raise peers.Skip(str(backends.unavailable_reason("cuda")))
+        fast = FastESPCN.from_reference(model, backend="cuda", precision=precision)
+        return (lambda inp: fast(inp)), 0.0
+
+    return make
+
+
+# Dense peak rates (FLOP/s) of the arithmetic each precision uses, and copy
+# bandwidth (bytes/s), by GPU name: the floor of a frame is the larger of
+# flops / rate and bytes / bandwidth. Datasheet figures (H100/H200 SXM).
+GPU_PEAKS = {
+    "H100": {"fp32": 67e12, "tf32": 495e12, "fp16": 990e12, "bf16": 990e12, "bandwidth": 3.0e12},
+    "H200": {"fp32": 67e12, "tf32": 495e12, "fp16": 990e12, "bf16": 990e12, "bandwidth": 4.0e12},
+}
+
+
+def floor_ms(gpu: str | None, precision: str, flops: float, io_bytes: float) -> float | None:
+    """The fastest a frame can run on this GPU in this precision (None when the GPU is not in GPU_PEAKS)."""
+    peaks = next((v for k, v in GPU_PEAKS.items() if gpu and k in gpu), None)
+    if peaks is None:
+        return None
+    return max(flops / peaks[precision], io_bytes / peaks["bandwidth"]) * 1e3
+
+
 def candidates(device: torch.device, threads: int) -> list[Candidate]:
     if device.type == "cpu":
         return [
@@ -109,7 +136,18 @@ def candidates(device: torch.device, threads: int) -> list[Candidate]:
             Candidate("onnxruntime", "fp32", lambda m, x: peers.onnxruntime(m, x, threads)),
             Candidate("opencv dnn", "fp32", lambda m, x: peers.opencv_dnn(m, x, threads)),
         ]
-    raise SystemExit("the GPU suite comes with the CUDA backend (issue 4); use --device cpu")
+    gpu = [Candidate(f"espcn_fast:cuda", p, ours_cuda(p), ours=True) for p in ("fp32", "tf32", "fp16", "bf16")]
+    gpu += [Candidate("espcn_fast:cuda-layers", "fp32", ours_cpu_layers, ours=True)]
+    for p in ("fp32", "tf32", "fp16", "bf16"):
+        gpu.append(Candidate("eager", p, lambda m, x, p=p: peers.eager_cuda(m, x, p)))
+    for p in ("fp16",):
+        gpu.append(Candidate("eager channels_last", p, lambda m, x, p=p: peers.eager_cuda(m, x, p, channels_last=True)))
+    for p in ("fp32", "tf32", "fp16", "bf16"):
+        gpu.append(Candidate("torch.compile max-autotune", p, lambda m, x, p=p: peers.compiled_cuda(m, x, p),
+                             slow_setup=True))
+    gpu.append(Candidate("onnxruntime cuda", "fp32",
+                         lambda m, x: peers.onnxruntime(m, x, threads, provider="CUDAExecutionProvider")))
+    return gpu
 
 
 def run_row(cand: Candidate, model: ESPCN, inputs: list[torch.Tensor], expected: torch.Tensor,
@@ -145,8 +183,9 @@ def run_row(cand: Candidate, model: ESPCN, inputs: list[torch.Tensor], expected:
 
 
 def format_table(rows: list[Row]) -> str:
+    floors = any("x_floor" in r.extra for r in rows)
     head = "| scale | batch | backend | precision | ms/frame | spread | fps | vs eager | GFLOP/s | peak MiB | setup s |"
-    lines = [head, "|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = [head + (" x floor |" if floors else ""), "|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|" + ("---:|" if floors else "")]
     for r in rows:
         if r.status != "ok":
             lines.append(f"| x{r.scale} | {r.batch} | {r.name} | {r.precision} | {r.status}: {r.reason} | | | | | | |")
@@ -156,6 +195,7 @@ def format_table(rows: list[Row]) -> str:
             f"| x{r.scale} | {r.batch} | {mark}{r.name}{mark} | {r.precision} | {mark}{r.ms_per_frame:.2f}{mark} | "
             f"{r.ms_spread:.2f} | {r.fps:.1f} | {r.speedup_vs_eager:.2f}x | {r.gflops:.0f} | "
             f"{'' if r.peak_mib is None else f'{r.peak_mib:.0f}'} | {r.setup_s or 0:.1f} |"
+            + (f" {r.extra.get('x_floor', '')} |" if floors else "")
         )
     return "\n".join(lines)
 
@@ -238,17 +278,26 @@ def main(argv: list[str] | None = None) -> int:
             inputs = [torch.rand(batch, 1, h, w, generator=g).to(device) for _ in range(3)]
             with torch.inference_mode():
                 expected = model(inputs[0]).float()
-            eager_ms = None
+            eager_ms: dict[str, float] = {}
             for cand in cands:
                 row = run_row(cand, model, inputs, expected, scale, budget, min_repeats)
                 if row.name == "eager" and row.ms_per_frame:
-                    eager_ms = row.ms_per_frame
+                    eager_ms[row.precision] = row.ms_per_frame
+                if row.ms_per_frame and device.type == "cuda":
+                    flops = 2 * macs_per_lr_pixel(model) * h * w
+                    io_bytes = 4 * (h * w + h * w * scale * scale)
+                    best = floor_ms(machine.get("gpu"), row.precision, flops, io_bytes)
+                    if best is not None:
+                        row.extra["floor_ms"] = round(best, 4)
+                        row.extra["x_floor"] = round(row.ms_per_frame / best, 2)
                 rows.append(row)
                 status = f"{row.ms_per_frame:.2f} ms/frame" if row.status == "ok" else f"{row.status}: {row.reason}"
                 print(f"  x{scale} batch {batch} {h}x{w}: {cand.name} {cand.precision}: {status}", flush=True)
             for row in rows:
-                if row.scale == scale and row.batch == batch and row.ms_per_frame and eager_ms:
-                    row.speedup_vs_eager = eager_ms / row.ms_per_frame
+                # Against eager in the same precision (eager fp32 when there is none).
+                base = eager_ms.get(row.precision, eager_ms.get("fp32"))
+                if row.scale == scale and row.batch == batch and row.ms_per_frame and base:
+                    row.speedup_vs_eager = base / row.ms_per_frame
     for row in rows:
         if row.status == "ok" and row.speedup_vs_eager is None:
             row.speedup_vs_eager = float("nan")

@@ -22,6 +22,9 @@ class Timing:
         return self.p90_ms - self.p10_ms
 
 
+CUDA_CALLS = 10
+
+
 def _quantile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
@@ -38,8 +41,10 @@ def time_fn(
 ) -> Timing:
     """Median time of ``fn(x)``; ``x`` cycles through ``inputs`` so that no cache is left warm.
 
-    On CUDA each call is timed with CUDA events on the current stream; on the
-    CPU with ``perf_counter``. Repeats until ``min_repeats`` and ``budget_s``
+    On CUDA each sample is CUDA events around ``CUDA_CALLS`` back-to-back calls
+    on the current stream (divided by that count), so that the device stays
+    busy and a fast kernel is not timed as the host's launch latency; on the
+    CPU each call is timed with ``perf_counter``. Repeats until ``min_repeats`` and ``budget_s``
     are both reached (or ``max_repeats``).
     """
     for i in range(warmup):
@@ -56,10 +61,11 @@ def time_fn(
         if cuda:
             begin, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
             begin.record()
-            fn(x)
+            for j in range(CUDA_CALLS):
+                fn(inputs[(i + j) % len(inputs)])
             end.record()
             end.synchronize()
-            samples.append(begin.elapsed_time(end))
+            samples.append(begin.elapsed_time(end) / CUDA_CALLS)
         else:
             t0 = time.perf_counter()
             fn(x)

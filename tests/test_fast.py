@@ -159,3 +159,33 @@ def test_import_without_extension_keeps_the_reference():
     assert "not built" in lines[1]
     assert lines[2] == "torch"
     assert lines[3].startswith("error: backend 'cpu' is not available: the C++ extension espcn_fast._C is not built")
+
+
+@needs_extension
+def test_precisions_on_cpu():
+    ref = _random_reference(3)
+    with pytest.raises(ValueError, match="backend 'cpu' computes in fp32; precision 'fp16' needs backend 'cuda'"):
+        FastESPCN(3, backend="cpu", precision="fp16")
+    # Under "auto" CPU inputs run the fp32 CPU kernels whatever the precision.
+    fast = FastESPCN.from_reference(ref, precision="bf16")
+    x = torch.rand(1, 1, 9, 11)
+    with torch.no_grad():
+        assert fast.backend_for(x) == "cpu"
+        torch.testing.assert_close(fast(x), ref(x), atol=1e-5, rtol=0)
+
+
+@needs_extension
+def test_kernel_weights_are_cached_and_follow_changes():
+    fast = FastESPCN.from_reference(_random_reference(2))
+    x = torch.rand(1, 1, 8, 8)
+    with torch.no_grad():
+        first = fast(x)
+        cached = fast._weights(x.device, "fp32")
+        assert fast._weights(x.device, "fp32")[0] is cached[0]
+        fast.sub_pixel[0].bias.add_(0.5)
+        assert fast._weights(x.device, "fp32")[0] is not cached[0]
+        torch.testing.assert_close(fast(x), first + 0.5, atol=1e-5, rtol=0)
+        fast.load_state_dict(_random_reference(2).state_dict())
+        torch.testing.assert_close(fast(x), first, atol=1e-5, rtol=0)
+        fast.double().float()
+        assert fast._kernel_weights == {}

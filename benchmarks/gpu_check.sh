@@ -1,0 +1,117 @@
+#!/usr/bin/env bash
+# The GPU check: one command for a GPU machine with no network.
+#
+#   bash benchmarks/gpu_check.sh [--dry-run] [--stage-data] [OUTDIR]
+#
+# Builds the extension in place for the GPU it finds, runs the CUDA (and
+# Triton, when present) parity tests, compute-sanitizer memcheck and racecheck
+# on a small forward of each kernel, and the 1080p benchmark; writes logs and
+# gpu_check.json under OUTDIR (default: $OUT, else benchmarks/results/gpu-check)
+# and prints a short table last. Meant to finish within 8 minutes.
+#
+# Set5 for the fp16/bf16 PSNR test: `--stage-data` copies it from the data
+# folder into ./gpu_data (ignored by git); pass gpu_data in the device tool's
+# `carry` so that it travels with the working tree.
+#
+# --dry-run does everything that needs no GPU (CI runs it): checks the tools,
+# the scripts and the data, and prints what it would run.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+DRY=0
+STAGE=0
+OUTDIR=""
+for arg in "$@"; do
+  case "$arg" in
+    --dry-run) DRY=1 ;;
+    --stage-data) STAGE=1 ;;
+    -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
+    -*) echo "gpu_check: unknown option $arg" >&2; exit 2 ;;
+    *) OUTDIR="$arg" ;;
+  esac
+done
+OUTDIR="${OUTDIR:-${OUT:-benchmarks/results/gpu-check}}"
+mkdir -p "$OUTDIR"
+PY="${PYTHON:-python}"
+command -v "$PY" >/dev/null || PY=python3
+STATUS="$OUTDIR/steps.tsv"
+: > "$STATUS"
+START=$(date +%s)
+
+step() {  # step NAME TIMEOUT_S COMMAND...: run, log to OUTDIR/NAME.log, record the exit code
+  local name=$1 limit=$2
+  shift 2
+  echo "== $name: $*"
+  if [ "$DRY" = 1 ]; then
+    printf '%s\t%s\t%s\n' "$name" "dry-run" "0" >> "$STATUS"
+    return 0
+  fi
+  local t0=$(date +%s)
+  timeout "$limit" "$@" > "$OUTDIR/$name.log" 2>&1
+  local rc=$?
+  printf '%s\t%s\t%s\n' "$name" "$rc" "$(( $(date +%s) - t0 ))" >> "$STATUS"
+  tail -3 "$OUTDIR/$name.log"
+  return 0
+}
+
+# Data: Set5 and its x3 LR inputs, from gpu_data/ (carried) or the data folder.
+if [ "$STAGE" = 1 ]; then
+  SRC="${ESPCN_FAST_DATA:-../shared/data}"
+  mkdir -p gpu_data/LR_bicubic
+  cp -r "$SRC/Set5" gpu_data/ && cp -r "$SRC/LR_bicubic/Set5" gpu_data/LR_bicubic/ \
+    && echo "gpu_check: staged Set5 from $SRC into gpu_data/ (carry it: gpu_data)"
+fi
+if [ -d gpu_data/Set5 ]; then
+  export ESPCN_FAST_DATA="$PWD/gpu_data"
+  echo "gpu_check: Set5 found in gpu_data/"
+elif [ -n "${ESPCN_FAST_DATA:-}" ] && [ -d "$ESPCN_FAST_DATA/Set5" ] || [ -d ../shared/data/Set5 ]; then
+  echo "gpu_check: Set5 found in the data folder"
+else
+  echo "gpu_check: Set5 is ABSENT (no gpu_data/ carried): the fp16/bf16 PSNR test will skip;" \
+       "run with --stage-data here and pass carry=[\"gpu_data\"]"
+fi
+
+# Tools.
+SANITIZER=$(command -v compute-sanitizer || ls /usr/local/cuda*/bin/compute-sanitizer 2>/dev/null | head -1)
+echo "gpu_check: nvcc: $(command -v nvcc || echo absent); compute-sanitizer: ${SANITIZER:-absent}"
+if [ "$DRY" = 1 ]; then
+  "$PY" -m py_compile benchmarks/sanitize_forward.py benchmarks/gpu_summary.py benchmarks/run.py || exit 1
+  "$PY" benchmarks/run.py --help > /dev/null || exit 1
+else
+  nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.max.sm --format=csv > "$OUTDIR/gpu.txt" 2>&1
+  "$PY" -c "import torch, sys; print(sys.version); print('torch', torch.__version__, torch.version.cuda)" >> "$OUTDIR/gpu.txt" 2>&1
+  "$PY" -c "import triton; print('triton', triton.__version__)" >> "$OUTDIR/gpu.txt" 2>&1
+  cat "$OUTDIR/gpu.txt"
+fi
+
+# Build for this GPU only (ESPCN_FAST_CUDA_ARCH), keeping ptxas' report in the log.
+ARCH=$("$PY" -c "import torch; c = torch.cuda.get_device_capability() if torch.cuda.is_available() else (9, 0); print(f'{c[0]}.{c[1]}')" 2>/dev/null || echo 9.0)
+step build 300 env ESPCN_FAST_CUDA_ARCH="$ARCH" FORCE_CUDA=1 MAX_JOBS=16 \
+  "$PY" -m pip install --no-build-isolation --no-deps -e .
+
+# Parity: CUDA kernels (and Triton's, where its tests exist), every precision.
+TESTS="tests/test_ops_cuda.py tests/test_cuda_build.py"
+for t in tests/test_triton*.py; do [ -e "$t" ] && TESTS="$TESTS $t"; done
+step tests 240 "$PY" -m pytest -q -rs -p no:cacheprovider --junitxml="$OUTDIR/tests.xml" $TESTS
+
+# compute-sanitizer on a small forward of each kernel (caching allocator off,
+# so that out-of-bounds accesses are not hidden inside a larger block).
+if [ -n "$SANITIZER" ]; then
+  step memcheck 180 env PYTORCH_NO_CUDA_MEMORY_CACHING=1 "$SANITIZER" --tool memcheck --error-exitcode 1 \
+    "$PY" benchmarks/sanitize_forward.py
+  step racecheck 180 env PYTORCH_NO_CUDA_MEMORY_CACHING=1 "$SANITIZER" --tool racecheck --error-exitcode 1 \
+    "$PY" benchmarks/sanitize_forward.py
+else
+  printf 'memcheck\tabsent\t0\nracecheck\tabsent\t0\n' >> "$STATUS"
+fi
+
+# 1080p: every backend and eager at x2/x3/x4 batch 1 and 8; the slow
+# torch.compile max-autotune peers at x3 batch 1 only (each compiles for a minute).
+step bench 180 "$PY" benchmarks/run.py --device cuda --scales 2 3 4 --batch 1 8 --budget 1 \
+  --backends espcn_fast:cuda espcn_fast:cuda-layers espcn_fast:triton eager "eager channels_last" \
+  --json "$OUTDIR/bench.json"
+step bench_compile 240 "$PY" benchmarks/run.py --device cuda --scales 3 --batch 1 --budget 1 \
+  --backends espcn_fast:cuda eager "torch.compile max-autotune" --json "$OUTDIR/bench_compile.json"
+
+echo "gpu_check: $(( $(date +%s) - START )) s"
+"$PY" benchmarks/gpu_summary.py "$OUTDIR" $([ "$DRY" = 1 ] && echo --dry-run)

@@ -1,0 +1,70 @@
+"""The short table that ends benchmarks/gpu_check.sh, and its gpu_check.json.
+
+    python benchmarks/gpu_summary.py OUTDIR [--dry-run]
+
+Reads OUTDIR/steps.tsv (step, exit code, seconds) and the benchmark JSONs;
+prints each step's outcome and the 1080p rows (ms/frame, speedup over eager
+in the same precision, multiple of the floor). Exits 1 if a step failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def read_steps(folder: Path) -> list[dict]:
+    path = folder / "steps.tsv"
+    if not path.exists():
+        return []
+    steps = []
+    for line in path.read_text().splitlines():
+        name, rc, seconds = line.split("\t")
+        steps.append({"step": name, "result": rc, "seconds": int(seconds)})
+    return steps
+
+
+def read_rows(folder: Path) -> list[dict]:
+    rows = []
+    for name in ("bench.json", "bench_compile.json"):
+        path = folder / name
+        if path.exists():
+            data = json.loads(path.read_text())
+            rows += [dict(r, source=name, gpu=data["machine"].get("gpu")) for r in data["rows"]]
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("folder", type=Path)
+    p.add_argument("--dry-run", action="store_true")
+    args = p.parse_args(argv)
+    steps, rows = read_steps(args.folder), read_rows(args.folder)
+    failed = [s["step"] for s in steps if s["result"] not in ("0", "dry-run", "absent")]
+    (args.folder / "gpu_check.json").write_text(json.dumps({"steps": steps, "rows": rows}, indent=2) + "\n")
+    print("\n| step | result | s |\n|---|---|---:|")
+    for s in steps:
+        result = {"0": "ok", "124": "TIMED OUT"}.get(s["result"], s["result"] if not s["result"].isdigit() else f"FAILED ({s['result']})")
+        print(f"| {s['step']} | {result} | {s['seconds']} |")
+    if rows:
+        print("\n| x | b | backend | precision | ms/frame | vs eager | x floor |\n|---|---|---|---|---:|---:|---:|")
+        for r in rows:
+            if r["status"] != "ok":
+                print(f"| {r['scale']} | {r['batch']} | {r['name']} | {r['precision']} | {r['status']}: {r['reason'][:60]} | | |")
+                continue
+            speed = r.get("speedup_vs_eager")
+            print(f"| {r['scale']} | {r['batch']} | {r['name']} | {r['precision']} | {r['ms_per_frame']:.4f} | "
+                  f"{'' if speed is None else f'{speed:.2f}x'} | {r['extra'].get('x_floor', '')} |")
+    elif not args.dry_run:
+        print("\nno benchmark results")
+    if failed:
+        print(f"\nFAILED steps: {', '.join(failed)}")
+        return 1
+    print("\ngpu_check: dry run complete" if args.dry_run else "\ngpu_check: all steps passed")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

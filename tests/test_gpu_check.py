@@ -1,0 +1,39 @@
+"""benchmarks/gpu_check.sh cannot rot: its dry run (everything but the GPU) and its summary."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_dry_run(tmp_path):
+    run = subprocess.run(["bash", "benchmarks/gpu_check.sh", "--dry-run", str(tmp_path)], cwd=ROOT,
+                         capture_output=True, text=True, env={**os.environ, "PYTHON": sys.executable}, timeout=300)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "gpu_check: dry run complete" in run.stdout
+    for step in ("build", "tests", "bench", "bench_compile"):
+        assert f"== {step}:" in run.stdout
+    assert json.loads((tmp_path / "gpu_check.json").read_text())["steps"]
+
+
+def test_unknown_option_is_an_error(tmp_path):
+    run = subprocess.run(["bash", "benchmarks/gpu_check.sh", "--fast", str(tmp_path)], cwd=ROOT,
+                         capture_output=True, text=True)
+    assert run.returncode == 2 and "unknown option --fast" in run.stderr
+
+
+def test_summary_reports_failures_and_rows(tmp_path):
+    (tmp_path / "steps.tsv").write_text("build\t0\t40\ntests\t1\t30\nbench\t124\t180\n")
+    row = {"name": "espcn_fast:cuda", "precision": "fp16", "scale": 3, "batch": 1, "status": "ok", "reason": "",
+           "ms_per_frame": 0.05, "speedup_vs_eager": 4.2, "extra": {"x_floor": 4.7}}
+    (tmp_path / "bench.json").write_text(json.dumps({"machine": {"gpu": "NVIDIA H100"}, "rows": [row]}))
+    run = subprocess.run([sys.executable, "benchmarks/gpu_summary.py", str(tmp_path)], cwd=ROOT,
+                         capture_output=True, text=True)
+    assert run.returncode == 1
+    assert "| tests | FAILED (1) |" in run.stdout and "| bench | TIMED OUT |" in run.stdout
+    assert "| 3 | 1 | espcn_fast:cuda | fp16 | 0.0500 | 4.20x | 4.7 |" in run.stdout
