@@ -180,16 +180,28 @@ template <class P, int TH, int TW>
 cudaError_t launch_fused(const EspcnArgs& a, cudaStream_t stream) {
   using L = FusedLayout<P, TH, TW>;
   auto kernel = espcn_fused_kernel<P, TH, TW>;
-  // Raising the dynamic shared-memory limit is a per-function setting, not a
-  // stream operation, so it is safe during CUDA graph capture.
-  cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, L::kBytes);
+  // Once per device: raise the dynamic shared-memory limit and ask how many
+  // blocks fit per SM. Doing it on the first call (before any graph capture
+  // replays it) keeps the launch itself free of non-stream API calls.
+  constexpr int kMaxDevices = 64;
+  static int blocks_per_sm[kMaxDevices] = {};
+  int device = 0;
+  cudaError_t err = cudaGetDevice(&device);
   if (err != cudaSuccess) return err;
-  int per_sm = 0;
-  err = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kFusedThreads, L::kBytes);
-  if (err != cudaSuccess) return err;
+  if (device >= kMaxDevices) return cudaErrorInvalidDevice;
+  if (blocks_per_sm[device] == 0) {
+    err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, L::kBytes);
+    if (err != cudaSuccess) return err;
+    int per_sm = 0;
+    err = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kFusedThreads, L::kBytes);
+    if (err != cudaSuccess) return err;
+    if (per_sm < 1) return cudaErrorInvalidConfiguration;
+    blocks_per_sm[device] = per_sm;
+  }
+  const int per_sm = blocks_per_sm[device];
   const int64_t tiles = TileGrid(a.h, a.w, TileShape{TH, TW}).count(a.n);
   if (tiles == 0) return cudaSuccess;
-  const int64_t blocks = std::min<int64_t>(tiles, int64_t(std::max(per_sm, 1)) * device_info().sms);
+  const int64_t blocks = std::min<int64_t>(tiles, int64_t(per_sm) * device_info().sms);
   kernel<<<unsigned(blocks), kFusedThreads, L::kBytes, stream>>>(a);
   return cudaGetLastError();
 }
