@@ -1,15 +1,6 @@
 // The fused kernel's precisions: how each stores activations in shared memory
 // and multiplies them. fp32 runs FFMA on the CUDA cores; tf32, fp16 and bf16
 // run warp-level mma.sync (sm_80+) with float32 accumulators.
-//
-// mma.sync fragment layouts (PTX ISA, "Matrix fragments for mma.m16n8k16 /
-// m16n8k8"), with g = lane / 4 and t = lane % 4:
-//   C (16x8 f32):       c0, c1 = (row g, cols 2t, 2t+1); c2, c3 = (row g+8, same cols)
-//   A m16n8k16 16-bit:  a0 = (g, 2t..2t+1), a1 = (g+8, 2t..), a2 = (g, 2t+8..), a3 = (g+8, 2t+8..)
-//   B m16n8k16 16-bit:  b0 = (k 2t..2t+1, n g), b1 = (k 2t+8..2t+9, n g)
-//   A m16n8k8 tf32:     a0 = (g, t), a1 = (g+8, t), a2 = (g, t+4), a3 = (g+8, t+4)
-//   B m16n8k8 tf32:     b0 = (k t, n g), b1 = (k t+4, n g)
-// A 32-bit register of two 16-bit values holds the lower k in its low half.
 #pragma once
 
 #include <cuda_bf16.h>
@@ -18,30 +9,9 @@
 #include <cstdint>
 #include <type_traits>
 
+#include "ptx.cuh"
+
 namespace espcn::cuda {
-
-__device__ __forceinline__ float tanh_approx(float x) {
-  float y;
-  asm("tanh.approx.f32 %0, %1;" : "=f"(y) : "f"(x));
-  return y;
-}
-
-__device__ __forceinline__ float round_tf32(float x) {
-  uint32_t y;
-  asm("cvt.rna.tf32.f32 %0, %1;" : "=r"(y) : "f"(x));
-  return __uint_as_float(y);
-}
-
-__device__ __forceinline__ uint32_t shared_address(const void* p) {
-  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
-}
-
-// Four 8x8 16-bit matrices; lanes 8i..8i+7 give the row addresses of matrix i.
-__device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], const void* p) {
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
-               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-               : "r"(shared_address(p)));
-}
 
 // fp32: FFMA; activations float32 in shared memory, accurate tanhf.
 struct Fp32 {
@@ -62,13 +32,7 @@ struct Tf32 {
   __device__ static Storage store(float v) { return round_tf32(v); }
   __device__ static float load(Storage v) { return v; }
   __device__ static float tanh(float v) { return tanh_approx(v); }
-  __device__ static void mma(float (&c)[4], const uint32_t (&a)[4], uint2 b) {
-    asm volatile(
-        "mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
-        "{%0, %1, %2, %3};\n"
-        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b.x), "r"(b.y));
-  }
+  __device__ static void mma(float (&c)[4], const uint32_t (&a)[4], uint2 b) { mma_m16n8k8_tf32(c, a, b); }
 };
 
 // fp16 and bf16: the same m16n8k16 MMA on two 16-bit formats.
@@ -96,17 +60,9 @@ struct Mma16 {
   __device__ static float tanh(float v) { return tanh_approx(v); }
   __device__ static void mma(float (&c)[4], const uint32_t (&a)[4], uint2 b) {
     if constexpr (kHalf) {
-      asm volatile(
-          "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
-          "{%0, %1, %2, %3};\n"
-          : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-          : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b.x), "r"(b.y));
+      mma_m16n8k16_f16(c, a, b);
     } else {
-      asm volatile(
-          "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
-          "{%0, %1, %2, %3};\n"
-          : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-          : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b.x), "r"(b.y));
+      mma_m16n8k16_bf16(c, a, b);
     }
   }
 };
