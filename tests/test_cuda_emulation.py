@@ -1,4 +1,4 @@
-"""The fused CUDA kernel's own code, run on the CPU emulator (tests/cpp/cuda_emulator.h),
+"""The CUDA kernels' own code, run on the CPU emulator (tests/cpp/cuda_emulator.h),
 against the float64 reference.
 
 This checks what a GPU-less machine can: the tiling, halos, image-edge
@@ -33,12 +33,17 @@ def emulator(tmp_path_factory) -> Path:
     cxx = shutil.which("g++") or shutil.which("c++")
     if cxx is None or CUDA_INCLUDE is None:
         pytest.skip("needs a C++20 compiler and the CUDA toolkit's headers")
-    exe = tmp_path_factory.mktemp("emulator") / "fused_emulation"
+    exe = tmp_path_factory.mktemp("emulator") / "emulate_kernels"
     build = subprocess.run([cxx, "-std=c++20", "-O2", "-pthread", f"-I{CUDA_INCLUDE}",
-                            str(ROOT / "tests/cpp/fused_emulation.cpp"), "-o", str(exe)],
+                            str(ROOT / "tests/cpp/emulate_kernels.cpp"), "-o", str(exe)],
                            capture_output=True, text=True)
     assert build.returncode == 0, build.stderr[-3000:]
     return exe
+
+
+def run_emulator(args: list[str]) -> None:
+    run = subprocess.run(args, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr
 
 
 def emulate(exe: Path, tmp: Path, model, x: torch.Tensor, precision: str, blocks: int, tile: int,
@@ -48,11 +53,9 @@ def emulate(exe: Path, tmp: Path, model, x: torch.Tensor, precision: str, blocks
     x.numpy().astype(np.float32).tofile(tmp / "x.f32")
     params = [t.detach().reshape(-1) for t in model.state_dict().values()]
     torch.cat(params).numpy().astype(np.float32).tofile(tmp / "w.f32")
-    args = [str(exe), precision, str(r), str(n), str(h), str(w), str(blocks), str(tile),
+    args = [str(exe), "fused", precision, str(r), str(n), str(h), str(w), str(blocks), str(tile),
             str(tmp / "x.f32"), str(tmp / "w.f32"), str(tmp / "out.f32")]
-    run = subprocess.run(args + (["half"] if half else []) + (["clamp"] if clamp else []),
-                         capture_output=True, text=True, timeout=600)
-    assert run.returncode == 0, run.stderr
+    run_emulator(args + (["half"] if half else []) + (["clamp"] if clamp else []))
     return torch.from_numpy(np.fromfile(tmp / "out.f32", dtype=np.float32)).reshape(n, 1, h * r, w * r)
 
 
@@ -94,3 +97,38 @@ def test_half_images_and_clamp_on_the_emulator(emulator, tmp_path):
     ref = reference64(model, x.half().float(), clamp=True)
     assert out.min() >= 0 and out.max() <= 1
     check(out, ref, "fp16")
+
+
+@pytest.mark.parametrize("k, cin, cout, h, w, half", [(5, 1, 64, 20, 17, False), (3, 5, 20, 9, 33, True), (1, 3, 7, 16, 16, False),
+                                                      (7, 2, 3, 5, 4, False)])
+def test_conv2d_tanh_on_the_emulator(emulator, tmp_path, k, cin, cout, h, w, half):
+    g = torch.Generator().manual_seed(k * cin + cout)
+    x, wt, b = torch.rand(2, cin, h, w, generator=g), torch.randn(cout, cin, k, k, generator=g) * 0.3, torch.randn(cout, generator=g)
+    out = emulate_layer(emulator, tmp_path, x, wt, b, 1, ["half"] if half else [])
+    xin = x.half().double() if half else x.double()
+    ref = torch.tanh(torch.nn.functional.conv2d(xin, wt.double(), b.double(), padding=k // 2))
+    assert torch.isfinite(out).all()
+    torch.testing.assert_close(out.double(), ref, atol=2e-3 if half else 1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("scale, cout, clamp", [(2, 4, False), (3, 9, True), (4, 16, False), (3, 27, False)])
+def test_conv2d_pixel_shuffle_on_the_emulator(emulator, tmp_path, scale, cout, clamp):
+    g = torch.Generator().manual_seed(scale * cout)
+    x, wt, b = torch.rand(1, 32, 11, 19, generator=g), torch.randn(cout, 32, 3, 3, generator=g) * 0.1, torch.randn(cout, generator=g)
+    out = emulate_layer(emulator, tmp_path, x, wt, b, scale, ["shuffle"] + (["clamp"] if clamp else []))
+    ref = torch.nn.functional.pixel_shuffle(torch.nn.functional.conv2d(x.double(), wt.double(), b.double(), padding=1), scale)
+    assert torch.isfinite(out).all()
+    torch.testing.assert_close(out.double(), ref.clamp(0, 1) if clamp else ref, atol=1e-5, rtol=0)
+
+
+def emulate_layer(exe: Path, tmp: Path, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, scale: int,
+                  flags: list[str]) -> torch.Tensor:
+    n, cin, h, w = x.shape
+    cout, k = weight.shape[0], weight.shape[2]
+    for name, t in (("x", x), ("w", weight), ("b", bias)):
+        t.numpy().astype(np.float32).tofile(tmp / f"{name}.f32")
+    run_emulator([str(exe), "layer", str(n), str(cin), str(cout), str(h), str(w), str(k), str(scale),
+                  str(tmp / "x.f32"), str(tmp / "w.f32"), str(tmp / "b.f32"), str(tmp / "out.f32"), *flags])
+    shuffled = "shuffle" in flags
+    shape = (n, cout // scale**2, h * scale, w * scale) if shuffled else (n, cout, h, w)
+    return torch.from_numpy(np.fromfile(tmp / "out.f32", dtype=np.float32)).reshape(shape)

@@ -54,19 +54,19 @@ inline void syncthreads() { current->barrier->arrive_and_wait(); }
 inline Warp& warp() { return current->warps[thread_x / 32]; }
 inline unsigned lane() { return thread_x % 32; }
 
-inline dim3 thread_idx() { return dim3(thread_x, 1, 1); }
+inline dim3 thread_idx() { return dim3(thread_x, 0, 0); }
 
-// Runs body() as `grid` blocks of `threads` threads, one block after another.
+// Runs body() as grid.x * grid.y blocks of `threads` threads, one block after another.
 template <class Body>
-void launch(unsigned grid, unsigned threads, size_t shared_bytes, Body body) {
-  for (unsigned b = 0; b < grid; ++b) {
+void launch(dim3 grid, unsigned threads, size_t shared_bytes, Body body) {
+  for (unsigned b = 0; b < grid.x * grid.y; ++b) {
     Block block;
     block.shared.assign(shared_bytes + 16, 0xff);
     block.barrier = std::make_unique<std::barrier<>>(threads);
     block.warps.resize(threads / 32);
     for (auto& w : block.warps) w.barrier = std::make_unique<std::barrier<>>(32);
-    block.block_idx = dim3(b, 1, 1);
-    block.grid_dim = dim3(grid, 1, 1);
+    block.block_idx = dim3(b % grid.x, b / grid.x, 0);
+    block.grid_dim = dim3(grid.x, grid.y, 1);
     block.block_dim = dim3(threads, 1, 1);
     std::vector<std::thread> pool;
     for (unsigned t = 0; t < threads; ++t) {
