@@ -179,6 +179,28 @@ def test_cuda_graph_replay(precision):
         check(static_out, reference64(ref, x), precision)
 
 
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+def test_fast_module_cuda_graph_mode(precision):
+    ref = random_model(2, seed=8)
+    fast = FastESPCN.from_reference(ref, backend="cuda", precision=precision, cuda_graph=True).cuda()
+    outs = []
+    with torch.no_grad():
+        for seed in range(3):
+            x = torch.rand(1, 1, 30, 44, generator=torch.Generator().manual_seed(seed))
+            out = fast(x.cuda())
+            check(out, reference64(ref, x), precision)
+            outs.append(out)
+        assert len(fast._graphs) == 1
+        assert not torch.equal(outs[0], outs[1])  # each call returns its own output, not the graph's buffer
+        fast(torch.rand(2, 1, 8, 8, device="cuda"))  # a new shape: a second graph
+        assert len(fast._graphs) == 2
+        fast.sub_pixel[0].bias.add_(1.0)  # new weights: recaptured
+        x = torch.rand(1, 1, 30, 44)
+        plain = ESPCN(2)
+        plain.load_state_dict({k: v.cpu() for k, v in fast.state_dict().items()})
+        check(fast(x.cuda()), reference64(plain, x), precision)
+
+
 # -- FastESPCN on CUDA -------------------------------------------------------------
 
 def test_fast_module_converts_weights_once_and_follows_changes():
