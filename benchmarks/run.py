@@ -17,6 +17,7 @@ import datetime
 import json
 import os
 import sys
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -96,12 +97,17 @@ def ours_cpu_layers(model: ESPCN, x: torch.Tensor) -> tuple[peers.Runner, float]
     return run, 0.0
 
 
-def ours_cuda(precision: str) -> Callable[[ESPCN, torch.Tensor], tuple[peers.Runner, float]]:
+def ours_gpu(backend: str, precision: str) -> Callable[[ESPCN, torch.Tensor], tuple[peers.Runner, float]]:
+    """FastESPCN on the "cuda" or "triton" backend; Triton's first call (compile, autotune) is the setup time."""
     def make(model: ESPCN, x: torch.Tensor) -> tuple[peers.Runner, float]:
-        if backends.unavailable_reason("cuda"):
-            raise peers.Skip(str(backends.unavailable_reason("cuda")))
-        fast = FastESPCN.from_reference(model, backend="cuda", precision=precision)
-        return (lambda inp: fast(inp)), 0.0
+        if backends.unavailable_reason(backend):
+            raise peers.Skip(str(backends.unavailable_reason(backend)))
+        fast = FastESPCN.from_reference(model, backend=backend, precision=precision)
+        start = time.perf_counter()
+        with torch.inference_mode():
+            fast(x)
+        torch.cuda.synchronize()
+        return (lambda inp: fast(inp)), time.perf_counter() - start
 
     return make
 
@@ -136,7 +142,8 @@ def candidates(device: torch.device, threads: int) -> list[Candidate]:
             Candidate("onnxruntime", "fp32", lambda m, x: peers.onnxruntime(m, x, threads)),
             Candidate("opencv dnn", "fp32", lambda m, x: peers.opencv_dnn(m, x, threads)),
         ]
-    gpu = [Candidate(f"espcn_fast:cuda", p, ours_cuda(p), ours=True) for p in ("fp32", "tf32", "fp16", "bf16")]
+    gpu = [Candidate("espcn_fast:cuda", p, ours_gpu("cuda", p), ours=True) for p in ("fp32", "tf32", "fp16", "bf16")]
+    gpu += [Candidate("espcn_fast:triton", p, ours_gpu("triton", p), ours=True) for p in ("fp32", "tf32", "fp16", "bf16")]
     gpu += [Candidate("espcn_fast:cuda-layers", "fp32", ours_cpu_layers, ours=True)]
     for p in ("fp32", "tf32", "fp16", "bf16"):
         gpu.append(Candidate("eager", p, lambda m, x, p=p: peers.eager_cuda(m, x, p)))

@@ -7,6 +7,9 @@ CUDA tensors: ``cuda`` (fused CUDA kernels), ``triton``, then ``torch``.
 
 from __future__ import annotations
 
+import importlib.util
+import os
+
 import torch
 
 from . import ops
@@ -34,8 +37,17 @@ def unavailable_reason(backend: str) -> str | None:
             return "no CUDA GPU is available"
         return None
     if backend == "triton":
-        return "the Triton backend is not built yet"
+        if importlib.util.find_spec("triton") is None:
+            return "triton is not installed (pip install triton)"
+        if not torch.cuda.is_available() and not triton_interpreted():
+            return "no CUDA GPU is available (TRITON_INTERPRET=1 runs the Triton kernels on the CPU, slowly)"
+        return None
     return None  # pragma: no cover
+
+
+def triton_interpreted() -> bool:
+    """Whether the Triton kernels run in Triton's CPU interpreter (``TRITON_INTERPRET=1``)."""
+    return os.environ.get("TRITON_INTERPRET") == "1"
 
 
 def available() -> dict[str, str | None]:
@@ -56,6 +68,8 @@ def resolve(backend: str, device: torch.device) -> str:
         raise RuntimeError(f"backend {backend!r} is not available: {reason}")
     if backend == "cpu" and device.type != "cpu":
         raise RuntimeError(f"backend 'cpu' runs CPU tensors, but the input is on {device}")
-    if backend in ("cuda", "triton") and device.type != "cuda":
-        raise RuntimeError(f"backend {backend!r} runs CUDA tensors, but the input is on {device}")
+    if backend == "triton" and device.type != "cuda" and not triton_interpreted():
+        raise RuntimeError(f"backend 'triton' runs CUDA tensors (CPU ones with TRITON_INTERPRET=1), but the input is on {device}")
+    if backend == "cuda" and device.type != "cuda":
+        raise RuntimeError(f"backend 'cuda' runs CUDA tensors, but the input is on {device}")
     return backend

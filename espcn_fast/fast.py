@@ -173,11 +173,18 @@ class FastESPCN(ESPCN):
                 )
             out = ops.espcn_forward(x.float(), *self._weights(x.device, "fp32"), self.scale, self.clamp)
             return out.to(x.dtype)
-        if backend == "cuda":
+        if backend in ("cuda", "triton"):
             if x.dtype not in _CUDA_DTYPES:
                 raise TypeError(
-                    f"backend 'cuda' takes float32/float16/bfloat16 inputs, got {x.dtype}; use backend='torch' for float64"
+                    f"backend {backend!r} takes float32/float16/bfloat16 inputs, got {x.dtype}; "
+                    "use backend='torch' for float64"
                 )
-            xin = x if x.dtype in _CUDA_IO_DTYPES else x.float()
-            return self._cuda_forward(xin.contiguous()).to(x.dtype)
+            xin = (x if x.dtype in _CUDA_IO_DTYPES else x.float()).contiguous()
+            if backend == "cuda":
+                return self._cuda_forward(xin).to(x.dtype)
+            from .triton_backend import ops as _  # noqa: F401  (registers espcn_fast_triton::*)
+
+            out = torch.ops.espcn_fast_triton.espcn_forward(
+                xin, *self._weights(x.device, self.precision), self.scale, self.clamp, self.precision)
+            return out.to(x.dtype)
         raise RuntimeError(f"backend {backend!r} is not implemented yet")  # pragma: no cover

@@ -132,7 +132,8 @@ def test_bad_arguments():
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message shown where there is no GPU")
-def test_gpu_backends_explain_why_they_are_missing():
+def test_gpu_backends_explain_why_they_are_missing(monkeypatch):
+    monkeypatch.delenv("TRITON_INTERPRET", raising=False)
     reasons = backends.available()
     assert reasons["torch"] is None
     assert reasons["cuda"] and reasons["triton"]

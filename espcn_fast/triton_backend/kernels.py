@@ -1,0 +1,154 @@
+"""One convolution layer as a Triton implicit GEMM, with its epilogue.
+
+M = output pixels (all images of the batch, row-major), N = output channels,
+K = in_channels * k * k in the weights' own order (ci, ky, kx), so a weight
+tile is a plain 2-D load. The A tile is gathered from the image with "same"
+zero padding by masks. After the K loop: bias, then tanh or the pixel shuffle
+stored straight into the HR layout (optionally clamped).
+
+Block sizes: autotuned on a GPU over a short list keyed on the layer's shape;
+one fixed, large configuration under ``TRITON_INTERPRET=1`` (no autotune
+there, and the interpreter pays per program and K step).
+"""
+
+from __future__ import annotations
+
+import os
+
+import triton
+import triton.language as tl
+
+INTERPRETED = os.environ.get("TRITON_INTERPRET") == "1"
+
+# How each precision multiplies: tl.dot's operand dtype and input_precision.
+DOT_FP32, DOT_TF32, DOT_FP16, DOT_BF16 = 0, 1, 2, 3
+DOT_MODES = {"fp32": DOT_FP32, "tf32": DOT_TF32, "fp16": DOT_FP16, "bf16": DOT_BF16}
+
+# tanh's Taylor coefficients x^3 .. x^21 (odd terms): below |x| = 0.55 the
+# series to x^21 is within float rounding; above, 1 - 2 / (e^2|x| + 1) has no
+# cancellation. Written with exp so that it also runs in the interpreter.
+_T3 = tl.constexpr(-0.3333333333333333)
+_T5 = tl.constexpr(0.13333333333333333)
+_T7 = tl.constexpr(-0.05396825396825397)
+_T9 = tl.constexpr(0.021869488536155203)
+_T11 = tl.constexpr(-0.008863235529902197)
+_T13 = tl.constexpr(0.003592128036572481)
+_T15 = tl.constexpr(-0.0014558343870513183)
+_T17 = tl.constexpr(0.000590027440945586)
+_T19 = tl.constexpr(-0.00023912911424355248)
+_T21 = tl.constexpr(9.691537956929451e-05)
+
+
+@triton.jit
+def tanh(x):
+    ax = tl.abs(x)
+    e = tl.exp(-2.0 * ax)
+    large = (1.0 - e) / (1.0 + e)
+    large = tl.where(x < 0, -large, large)
+    x2 = x * x
+    p = _T21
+    p = p * x2 + _T19
+    p = p * x2 + _T17
+    p = p * x2 + _T15
+    p = p * x2 + _T13
+    p = p * x2 + _T11
+    p = p * x2 + _T9
+    p = p * x2 + _T7
+    p = p * x2 + _T5
+    p = p * x2 + _T3
+    small = x + x * x2 * p
+    return tl.where(ax < 0.55, small, large)
+
+
+@triton.jit
+def tanh_kernel(x_ptr, out_ptr, n, BLOCK: tl.constexpr):
+    """Elementwise tanh (for tests of the tanh above)."""
+    offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    mask = offs < n
+    tl.store(out_ptr + offs, tanh(tl.load(x_ptr + offs, mask=mask, other=0.0)), mask=mask)
+
+
+@triton.jit
+def conv_kernel(
+    x_ptr, w_ptr, b_ptr, out_ptr,
+    N, H, W, C_IN, C_OUT, SCALE,
+    KSIZE: tl.constexpr, SHUFFLE: tl.constexpr, CLAMP: tl.constexpr, DOT: tl.constexpr,
+    EMULATE_BF16: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+):
+    pid_m = tl.program_id(0)
+    pid_n = tl.program_id(1)
+    HW = H * W
+    offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    m_ok = offs_m < N * HW
+    img = (offs_m // HW).to(tl.int64)
+    y = (offs_m % HW) // W
+    x = offs_m % W
+    offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+    n_ok = offs_n < C_OUT
+    KK: tl.constexpr = KSIZE * KSIZE
+    PAD: tl.constexpr = KSIZE // 2
+    k_total = C_IN * KK
+
+    acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+    for k0 in range(0, k_total, BLOCK_K):
+        offs_k = k0 + tl.arange(0, BLOCK_K)
+        k_ok = offs_k < k_total
+        ci = offs_k // KK
+        tap = offs_k % KK
+        iy = y[:, None] + (tap // KSIZE)[None, :] - PAD
+        ix = x[:, None] + (tap % KSIZE)[None, :] - PAD
+        a_mask = m_ok[:, None] & k_ok[None, :] & (iy >= 0) & (iy < H) & (ix >= 0) & (ix < W)
+        a = tl.load(x_ptr + ((img[:, None] * C_IN + ci[None, :]) * H + iy) * W + ix, mask=a_mask, other=0.0)
+        b = tl.load(w_ptr + offs_n[None, :] * k_total + offs_k[:, None], mask=k_ok[:, None] & n_ok[None, :], other=0.0)
+        if DOT == 0:
+            acc += tl.dot(a.to(tl.float32), b.to(tl.float32), input_precision="ieee")
+        elif DOT == 1:
+            acc += tl.dot(a.to(tl.float32), b.to(tl.float32), input_precision="tf32")
+        elif DOT == 2:
+            acc += tl.dot(a.to(tl.float16), b.to(tl.float16))
+        elif EMULATE_BF16:
+            # The interpreter's bf16 dot is wrong (numpy has no bfloat16):
+            # round to bf16, multiply exactly in float32.
+            a16 = a.to(tl.bfloat16).to(tl.float32)
+            acc += tl.dot(a16, b.to(tl.bfloat16).to(tl.float32), input_precision="ieee")
+        else:
+            acc += tl.dot(a.to(tl.bfloat16), b.to(tl.bfloat16))
+
+    acc += tl.load(b_ptr + offs_n, mask=n_ok, other=0.0)[None, :]
+    mask = m_ok[:, None] & n_ok[None, :]
+    if SHUFFLE:
+        if CLAMP:
+            acc = tl.minimum(tl.maximum(acc, 0.0), 1.0)
+        rr = SCALE * SCALE
+        co = offs_n // rr
+        row = y[:, None] * SCALE + ((offs_n % rr) // SCALE)[None, :]
+        col = x[:, None] * SCALE + (offs_n % SCALE)[None, :]
+        out = ((img[:, None] * (C_OUT // rr) + co[None, :]) * (H * SCALE) + row) * (W * SCALE) + col
+    else:
+        acc = tanh(acc)
+        out = ((img[:, None] * C_OUT + offs_n[None, :]) * H + y[:, None]) * W + x[:, None]
+    tl.store(out_ptr + out, acc.to(out_ptr.dtype.element_ty), mask=mask)
+
+
+def _gpu_configs() -> list[triton.Config]:
+    """A short list: tile of pixels x channels, K step, warps, pipeline depth."""
+    return [
+        triton.Config({"BLOCK_M": m, "BLOCK_N": n, "BLOCK_K": k}, num_warps=w, num_stages=s)
+        for m, n, k, w, s in [
+            (64, 32, 32, 4, 3), (128, 32, 32, 4, 3), (128, 64, 32, 4, 3), (128, 64, 64, 8, 3),
+            (256, 32, 32, 8, 3), (64, 16, 32, 4, 2), (128, 16, 64, 4, 3),
+        ]
+    ]
+
+
+conv_kernel_tuned = triton.autotune(configs=_gpu_configs(), key=["C_IN", "C_OUT", "KSIZE", "DOT", "SHUFFLE"])(conv_kernel)
+
+
+def fixed_blocks(c_out: int, k_total: int) -> dict[str, int]:
+    """The interpreter's configuration: few large programs (N covers every channel)."""
+    return {
+        "BLOCK_M": 512,
+        "BLOCK_N": max(16, triton.next_power_of_2(c_out)),
+        "BLOCK_K": min(64, max(16, triton.next_power_of_2(k_total))),
+    }

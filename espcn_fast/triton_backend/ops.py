@@ -1,0 +1,127 @@
+"""The Triton implementations of the fused ops, registered with ``torch.library.triton_op``.
+
+Same names, signatures and fake kernels as the C++ ops in ``espcn_fast::``
+(one schema, several implementations), in their own namespace because the
+CUDA dispatch key of ``espcn_fast::`` belongs to the C++ kernels:
+``torch.ops.espcn_fast_triton.{conv2d_tanh, conv2d_pixel_shuffle, espcn_forward}``.
+``espcn_forward`` runs the three layer kernels; its intermediates are stored in
+the precision's dtype (float16/bfloat16 for those, float32 otherwise).
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+from torch.library import triton_op, wrap_triton
+
+from .. import ops as cpp_ops
+from . import kernels
+
+_IO_DTYPES = (torch.float32, torch.float16)
+_STORE_DTYPES = {"fp32": torch.float32, "tf32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+def _check_input(op: str, x: torch.Tensor) -> None:
+    if x.dim() != 4:
+        raise RuntimeError(f"{op}: x must be a 4-D (N, C, H, W) tensor, got {x.dim()}-D shape {tuple(x.shape)}")
+    if x.shape[2] < 1 or x.shape[3] < 1:
+        raise RuntimeError(f"{op}: x must have H and W >= 1, got shape {tuple(x.shape)}")
+    if x.dtype not in _IO_DTYPES:
+        raise RuntimeError(f"{op}: x must be float32 or float16, got {str(x.dtype).replace('torch.', '')}")
+    if x.device.type != "cuda" and not kernels.INTERPRETED:
+        raise RuntimeError(f"{op}: the Triton kernels run CUDA tensors (or any with TRITON_INTERPRET=1), got {x.device}")
+
+
+def _check_conv(op: str, x: torch.Tensor, in_channels: int, weight: torch.Tensor, bias: torch.Tensor,
+                wname: str, bname: str, wdtype: torch.dtype = torch.float32) -> None:
+    for t, name in ((weight, wname), (bias, bname)):
+        if t.device != x.device:
+            raise RuntimeError(f"{op}: {name} is on {t.device} but x is on {x.device}; all tensors must be on one device")
+    if weight.dtype != wdtype:
+        raise RuntimeError(f"{op}: {wname} must be {str(wdtype).replace('torch.', '')}, got {str(weight.dtype).replace('torch.', '')}")
+    if bias.dtype != torch.float32:
+        raise RuntimeError(f"{op}: {bname} must be float32, got {str(bias.dtype).replace('torch.', '')}")
+    if weight.dim() != 4 or weight.shape[2] != weight.shape[3] or weight.shape[2] % 2 == 0:
+        raise RuntimeError(f"{op}: {wname} must be (out, in, k, k) with odd k, got shape {tuple(weight.shape)}")
+    if weight.shape[1] != in_channels:
+        raise RuntimeError(f"{op}: {wname} expects {weight.shape[1]} input channel(s) but its input has {in_channels}")
+    if bias.shape != (weight.shape[0],):
+        raise RuntimeError(f"{op}: {bname} must have shape ({weight.shape[0]},), got {tuple(bias.shape)}")
+
+
+def _check_scale(op: str, scale: int, channels: int, wname: str) -> None:
+    if scale < 1:
+        raise RuntimeError(f"{op}: scale must be >= 1, got {scale}")
+    if channels % (scale * scale):
+        raise RuntimeError(f"{op}: {wname} has {channels} output channels, not a multiple of scale^2 = {scale * scale}")
+
+
+def _layer(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, out: torch.Tensor, shuffle: bool,
+           scale: int, clamp: bool, precision: str) -> torch.Tensor:
+    """Launches one layer into ``out`` (allocated by the caller)."""
+    n, c_in, h, w = x.shape
+    c_out, k = weight.shape[0], weight.shape[2]
+    if out.numel() == 0:
+        return out
+    x, weight, bias = x.contiguous(), weight.contiguous(), bias.contiguous()
+    args = (x, weight, bias, out, n, h, w, c_in, c_out, scale)
+    flags = {"KSIZE": k, "SHUFFLE": shuffle, "CLAMP": clamp, "DOT": kernels.DOT_MODES[precision],
+             "EMULATE_BF16": kernels.INTERPRETED}
+    if kernels.INTERPRETED:
+        blocks = kernels.fixed_blocks(c_out, c_in * k * k)
+        grid = (triton.cdiv(n * h * w, blocks["BLOCK_M"]), triton.cdiv(c_out, blocks["BLOCK_N"]))
+        wrap_triton(kernels.conv_kernel)[grid](*args, **flags, **blocks)
+    else:
+        def grid(meta):
+            return (triton.cdiv(n * h * w, meta["BLOCK_M"]), triton.cdiv(c_out, meta["BLOCK_N"]))
+
+        wrap_triton(kernels.conv_kernel_tuned)[grid](*args, **flags)
+    return out
+
+
+@triton_op("espcn_fast_triton::conv2d_tanh", mutates_args=())
+def conv2d_tanh(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    op = "espcn_fast_triton::conv2d_tanh"
+    _check_input(op, x)
+    _check_conv(op, x, x.shape[1], weight, bias, "weight", "bias")
+    out = x.new_empty((x.shape[0], weight.shape[0], x.shape[2], x.shape[3]))
+    return _layer(x, weight, bias, out, False, 1, False, "fp32")
+
+
+@triton_op("espcn_fast_triton::conv2d_pixel_shuffle", mutates_args=())
+def conv2d_pixel_shuffle(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, scale: int,
+                         clamp: bool) -> torch.Tensor:
+    op = "espcn_fast_triton::conv2d_pixel_shuffle"
+    _check_input(op, x)
+    _check_conv(op, x, x.shape[1], weight, bias, "weight", "bias")
+    _check_scale(op, scale, weight.shape[0], "weight")
+    out = x.new_empty((x.shape[0], weight.shape[0] // scale**2, x.shape[2] * scale, x.shape[3] * scale))
+    return _layer(x, weight, bias, out, True, scale, clamp, "fp32")
+
+
+@triton_op("espcn_fast_triton::espcn_forward", mutates_args=())
+def espcn_forward(x: torch.Tensor, w1: torch.Tensor, b1: torch.Tensor, w2: torch.Tensor, b2: torch.Tensor,
+                  w3: torch.Tensor, b3: torch.Tensor, scale: int, clamp: bool,
+                  precision: str = "fp32") -> torch.Tensor:
+    op = "espcn_fast_triton::espcn_forward"
+    if precision not in cpp_ops.PRECISIONS:
+        raise RuntimeError(f"{op}: unknown precision '{precision}'; choose fp32, tf32, fp16 or bf16")
+    wdtype = cpp_ops.WEIGHT_DTYPES[precision]
+    _check_input(op, x)
+    _check_conv(op, x, x.shape[1], w1, b1, "w1", "b1", wdtype)
+    _check_conv(op, x, w1.shape[0], w2, b2, "w2", "b2", wdtype)
+    _check_conv(op, x, w2.shape[0], w3, b3, "w3", "b3", wdtype)
+    _check_scale(op, scale, w3.shape[0], "w3")
+    n, _, h, w = x.shape
+    store = _STORE_DTYPES[precision]
+    h1 = _layer(x, w1, b1, x.new_empty((n, w1.shape[0], h, w), dtype=store), False, 1, False, precision)
+    h2 = _layer(h1, w2, b2, x.new_empty((n, w2.shape[0], h, w), dtype=store), False, 1, False, precision)
+    out = x.new_empty((n, w3.shape[0] // scale**2, h * scale, w * scale))
+    return _layer(h2, w3, b3, out, True, scale, clamp, precision)
+
+
+# The fake kernels are the C++ ops' (shapes only).
+if cpp_ops.HAVE_EXTENSION:
+    conv2d_tanh.register_fake(cpp_ops._conv2d_tanh_fake)
+    conv2d_pixel_shuffle.register_fake(cpp_ops._conv2d_pixel_shuffle_fake)
+    espcn_forward.register_fake(cpp_ops._espcn_forward_fake)
