@@ -147,13 +147,16 @@ def candidates(device: torch.device, threads: int) -> list[Candidate]:
     gpu += [Candidate("espcn_fast:cuda-layers", "fp32", ours_cpu_layers, ours=True)]
     for p in ("fp32", "tf32", "fp16", "bf16"):
         gpu.append(Candidate("eager", p, lambda m, x, p=p: peers.eager_cuda(m, x, p)))
-    for p in ("fp16",):
-        gpu.append(Candidate("eager channels_last", p, lambda m, x, p=p: peers.eager_cuda(m, x, p, channels_last=True)))
+    gpu.append(Candidate("eager channels_last", "fp16", lambda m, x: peers.eager_cuda(m, x, "fp16", channels_last=True)))
+    gpu.append(Candidate("eager autocast", "fp16", peers.autocast_fp16))
+    gpu.append(Candidate("torch.compile", "tf32", lambda m, x: peers.compiled_cuda(m, x, "tf32", mode=None),
+                         slow_setup=True))
     for p in ("fp32", "tf32", "fp16", "bf16"):
         gpu.append(Candidate("torch.compile max-autotune", p, lambda m, x, p=p: peers.compiled_cuda(m, x, p),
                              slow_setup=True))
     gpu.append(Candidate("onnxruntime cuda", "fp32",
                          lambda m, x: peers.onnxruntime(m, x, threads, provider="CUDAExecutionProvider")))
+    gpu.append(Candidate("opencv dnn", "fp32", lambda m, x: peers.opencv_dnn(m, x, threads)))
     return gpu
 
 

@@ -35,3 +35,12 @@ def test_quick_run_writes_complete_json(tmp_path):
     assert rows["eager"]["speedup_vs_eager"] == 1.0
     assert out.with_suffix(".png").is_file()
     assert "| x3 | 1 | **espcn_fast:cpu** |" in result.stdout
+
+
+def test_pytest_benchmark_suite_runs_once_each():
+    """`pytest benchmarks/` with timing off: every op case runs once and checks its output."""
+    pytest.importorskip("pytest_benchmark")
+    result = subprocess.run([sys.executable, "-m", "pytest", "benchmarks/", "--benchmark-disable", "-q",
+                             "-p", "no:cacheprovider"], cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    assert " passed" in result.stdout
