@@ -62,6 +62,14 @@ constexpr int kLayerCo = 16;
 constexpr int kLayerChunk = 4;
 constexpr int kLayerMaxKernel = 7;
 
+// Output channels per block of the per-layer kernel. For the pixel shuffle, a
+// whole number of HR channels (r^2 LR channels each) when r^2 <= kLayerCo, so
+// that the block can stage its HR tile and write it along HR rows.
+ESPCN_HD int layer_channel_group(bool pixel_shuffle, int scale) {
+  const int rr = scale * scale;
+  return pixel_shuffle && rr <= kLayerCo ? (kLayerCo / rr) * rr : kLayerCo;
+}
+
 // Rows, cols of the region each fused stage computes around a rows x cols
 // output tile, and where it starts relative to the tile: the input (halo 4),
 // layer 1 (halo 2), layer 2 (halo 1).

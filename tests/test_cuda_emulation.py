@@ -111,7 +111,10 @@ def test_conv2d_tanh_on_the_emulator(emulator, tmp_path, k, cin, cout, h, w, hal
     torch.testing.assert_close(out.double(), ref, atol=2e-3 if half else 1e-5, rtol=0)
 
 
-@pytest.mark.parametrize("scale, cout, clamp", [(2, 4, False), (3, 9, True), (4, 16, False), (3, 27, False)])
+# Staged HR-row stores (whole HR channels per block), a last group with fewer
+# channels (r 2, 20 channels), and r^2 > 16 (direct stores).
+@pytest.mark.parametrize("scale, cout, clamp", [(2, 4, False), (3, 9, True), (4, 16, False), (3, 27, False),
+                                               (2, 20, True), (5, 25, False)])
 def test_conv2d_pixel_shuffle_on_the_emulator(emulator, tmp_path, scale, cout, clamp):
     g = torch.Generator().manual_seed(scale * cout)
     x, wt, b = torch.rand(1, 32, 11, 19, generator=g), torch.randn(cout, 32, 3, 3, generator=g) * 0.1, torch.randn(cout, generator=g)

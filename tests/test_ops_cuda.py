@@ -120,7 +120,7 @@ def test_conv2d_tanh(k, cin, cout, half):
     torch.testing.assert_close(out.double().cpu(), ref, atol=2e-3 if half else 1e-5, rtol=0)
 
 
-@pytest.mark.parametrize("scale, cout", [(2, 4), (3, 9), (4, 16), (2, 12), (3, 27)])
+@pytest.mark.parametrize("scale, cout", [(2, 4), (3, 9), (4, 16), (2, 12), (3, 27), (2, 20), (5, 25)])
 @pytest.mark.parametrize("clamp", [False, True])
 def test_conv2d_pixel_shuffle(scale, cout, clamp):
     g = torch.Generator().manual_seed(scale * cout)

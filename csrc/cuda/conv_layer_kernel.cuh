@@ -36,6 +36,9 @@ __device__ inline void store_out(const ConvLayerArgs& a, int64_t i, float v) {
   }
 }
 
+// HR tile staging for the pixel shuffle: kLayerCo channels of kLayerTile^2 floats, over the weights' space.
+static_assert(kLayerCo * kLayerTile * kLayerTile * 4 <= kLayerSharedBytes, "the staged HR tile fits");
+
 __global__ inline void __launch_bounds__(kLayerThreads, 2) conv_layer_kernel(ConvLayerArgs a, int tiles_x, int groups) {
   ESPCN_DYNAMIC_SHARED_MEMORY(smem);
   auto& s_w = *reinterpret_cast<float(*)[kLayerChunk][kLayerMaxKernel * kLayerMaxKernel][kLayerCo]>(smem);
@@ -43,13 +46,14 @@ __global__ inline void __launch_bounds__(kLayerThreads, 2) conv_layer_kernel(Con
   // blockIdx.x = (image * groups + channel group) * tiles_x + tile column.
   const int tx_tile = blockIdx.x % tiles_x, group = (blockIdx.x / tiles_x) % groups;
   const int image = blockIdx.x / (tiles_x * groups);
-  const int y0 = blockIdx.y * kLayerTile, x0 = tx_tile * kLayerTile, co0 = group * kLayerCo;
+  const int group_size = layer_channel_group(a.pixel_shuffle, a.scale);
+  const int y0 = blockIdx.y * kLayerTile, x0 = tx_tile * kLayerTile, co0 = group * group_size;
   const int k = a.kernel, pad = k / 2, span = kLayerTile + k - 1;
   const int ty = threadIdx.x / kLayerTile, tx = threadIdx.x % kLayerTile;
 
   float acc[kLayerCo];
 #pragma unroll
-  for (int j = 0; j < kLayerCo; ++j) acc[j] = co0 + j < a.out_channels ? a.bias[co0 + j] : 0.f;
+  for (int j = 0; j < kLayerCo; ++j) acc[j] = j < group_size && co0 + j < a.out_channels ? a.bias[co0 + j] : 0.f;
 
   for (int ci0 = 0; ci0 < a.in_channels; ci0 += kLayerChunk) {
     for (int i = threadIdx.x; i < kLayerChunk * span * span; i += kLayerThreads) {
@@ -63,7 +67,7 @@ __global__ inline void __launch_bounds__(kLayerThreads, 2) conv_layer_kernel(Con
     for (int i = threadIdx.x; i < kLayerChunk * k * k * kLayerCo; i += kLayerThreads) {
       const int j = i % kLayerCo, tap = (i / kLayerCo) % (k * k), c = i / (kLayerCo * k * k);
       const int ci = ci0 + c, co = co0 + j;
-      s_w[c][tap][j] = ci < a.in_channels && co < a.out_channels
+      s_w[c][tap][j] = ci < a.in_channels && j < group_size && co < a.out_channels
                            ? a.weight[(int64_t(co) * a.in_channels + ci) * k * k + tap]
                            : 0.f;
     }
@@ -88,11 +92,32 @@ __global__ inline void __launch_bounds__(kLayerThreads, 2) conv_layer_kernel(Con
   }
 
   const int y = y0 + ty, x = x0 + tx;
+  const int rr = a.scale * a.scale;
+  if (a.pixel_shuffle && group_size % rr == 0) {
+    // Stage the block's LR outputs, then write whole HR rows of its
+    // group_size / r^2 HR channels: consecutive threads, consecutive pixels.
+    float* stage = reinterpret_cast<float*>(smem);
+#pragma unroll
+    for (int j = 0; j < kLayerCo; ++j)
+      stage[(j * kLayerTile + ty) * kLayerTile + tx] = a.clamp ? fminf(fmaxf(acc[j], 0.f), 1.f) : acc[j];
+    __syncthreads();
+    const int r = a.scale, tile_hr = kLayerTile * r, hr_h = a.h * r, hr_w = a.w * r;
+    const int out_channels = a.out_channels / rr;
+    for (int e = threadIdx.x; e < (group_size / rr) * tile_hr * tile_hr; e += kLayerThreads) {
+      const int hc = e / (tile_hr * tile_hr), hy = (e / tile_hr) % tile_hr, hx = e % tile_hr;
+      const int c = co0 / rr + hc, gy = y0 * r + hy, gx = x0 * r + hx;
+      if (c >= out_channels || gy >= hr_h || gx >= hr_w) continue;
+      const int j = hc * rr + (hy % r) * r + hx % r;
+      store_out(a, ((int64_t(image) * out_channels + c) * hr_h + gy) * hr_w + gx,
+                stage[(j * kLayerTile + hy / r) * kLayerTile + hx / r]);
+    }
+    return;
+  }
   if (y >= a.h || x >= a.w) return;
 #pragma unroll
   for (int j = 0; j < kLayerCo; ++j) {
     const int co = co0 + j;
-    if (co >= a.out_channels) continue;
+    if (j >= group_size || co >= a.out_channels) continue;
     if (a.pixel_shuffle) {
       const float v = a.clamp ? fminf(fmaxf(acc[j], 0.f), 1.f) : acc[j];
       store_out(a, pixel_shuffle_offset(image, co, y, x, a.scale, a.out_channels / (a.scale * a.scale), a.h, a.w), v);

@@ -113,7 +113,8 @@ static int layer(int argc, char** argv) {
   a.weight = w.data();
   a.bias = b.data();
   a.out = a.half_io ? static_cast<void*>(out_half.data()) : out.data();
-  const int tiles_x = ceil_div(a.w, kLayerTile), groups = ceil_div(a.out_channels, kLayerCo);
+  const int tiles_x = ceil_div(a.w, kLayerTile);
+  const int groups = ceil_div(a.out_channels, layer_channel_group(a.pixel_shuffle, a.scale));
   emu::launch(dim3(unsigned(a.n * groups * tiles_x), unsigned(ceil_div(a.h, kLayerTile)), 1), kLayerThreads,
               kLayerSharedBytes, [&a, tiles_x, groups] { conv_layer_kernel(a, tiles_x, groups); });
   return write_floats(argv[10], a.half_io ? widen(out_half) : out);

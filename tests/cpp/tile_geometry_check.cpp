@@ -92,6 +92,12 @@ int main() {
   for (int r = 1; r <= 4; ++r) check_pixel_shuffle(2, 2, 5, 7, r);
   check_strips();
   EXPECT(ring_slot(-1, 3) == 2 && ring_slot(4, 3) == 1, "ring_slot");
+  for (int r = 1; r <= 6; ++r) {
+    const int g = layer_channel_group(true, r);
+    EXPECT(g >= 1 && g <= kLayerCo, "layer group %d at r=%d", g, r);
+    EXPECT(r * r > kLayerCo || g % (r * r) == 0, "r=%d: group %d is not whole HR channels", r, g);
+  }
+  EXPECT(layer_channel_group(false, 3) == kLayerCo, "tanh layers take kLayerCo channels");
   if (failures) {
     std::printf("%d failure(s)\n", failures);
     return 1;
