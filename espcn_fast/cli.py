@@ -91,7 +91,7 @@ def cmd_upscale(args: argparse.Namespace) -> int:
             print(f"skipped: {exc}", file=sys.stderr)
             failed += 1
             continue
-        result = upscale_image(image, model, args.scale, device)
+        result = upscale_image(image, model, args.scale, device, tile=args.tile)
         try:
             dst.parent.mkdir(parents=True, exist_ok=True)
             write_image(result.cpu(), dst)
@@ -170,6 +170,16 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _tile_size(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--tile takes a number of LR pixels, got {text!r}") from None
+    if value < 16:
+        raise argparse.ArgumentTypeError(f"--tile must be at least 16 LR pixels, got {value}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="espcn-fast",
@@ -188,6 +198,9 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--device", help="cpu or cuda (default: cuda when present)")
     up.add_argument("--backend", choices=BACKENDS, default="auto",
                     help="kernels to run (default auto: the fastest here; torch = the reference layers)")
+    up.add_argument("--tile", type=_tile_size, metavar="N",
+                    help="process in N x N LR tiles (4-pixel halo; identical pixels, bounded memory); "
+                    "on a GPU an image that does not fit is tiled anyway")
     up.add_argument("-q", "--quiet", action="store_true", help="print errors only")
     up.set_defaults(func=cmd_upscale)
 

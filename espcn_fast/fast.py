@@ -6,6 +6,7 @@ import torch
 
 from . import backends, ops
 from .model import ESPCN
+from .tiling import run_tiled
 from .validation import check_image_batch
 
 PRECISIONS = ops.PRECISIONS
@@ -29,6 +30,9 @@ class FastESPCN(ESPCN):
             computes in fp32 (a non-fp32 precision with ``backend="cpu"`` is
             an error; under ``"auto"`` CPU inputs run in fp32).
         clamp: clamp the output to [0, 1] inside the kernel.
+        tile: run inputs larger than ``tile`` x ``tile`` LR pixels in tiles
+            with a 4-pixel halo (:mod:`espcn_fast.tiling`): identical output,
+            intermediates bounded by the tile (the output is still whole).
         cuda_graph: on the CUDA backend, capture a CUDA graph per input shape,
             dtype and device on its first call and replay it afterwards (the
             input is copied into the graph's buffer and the output cloned out
@@ -55,6 +59,7 @@ class FastESPCN(ESPCN):
         channels: int = 64,
         clamp: bool = False,
         cuda_graph: bool = False,
+        tile: int | None = None,
     ) -> None:
         super().__init__(scale, in_channels, out_channels, channels)
         if backend not in backends.BACKENDS:
@@ -71,6 +76,9 @@ class FastESPCN(ESPCN):
         self.precision = precision
         self.clamp = clamp
         self.cuda_graph = cuda_graph
+        if tile is not None and tile < 2:
+            raise ValueError(f"tile must be >= 2 LR pixels, got {tile}")
+        self.tile = tile
         self.requires_grad_(False)
         self._kernel_weights: dict[tuple, tuple[tuple[int, ...], list[torch.Tensor]]] = {}
         self._graphs: dict[tuple, tuple[torch.cuda.CUDAGraph, torch.Tensor, torch.Tensor]] = {}
@@ -91,7 +99,7 @@ class FastESPCN(ESPCN):
 
     def extra_repr(self) -> str:
         return (f"scale={self.scale}, backend={self.backend!r}, precision={self.precision!r}, clamp={self.clamp}"
-                + (", cuda_graph=True" if self.cuda_graph else ""))
+                + (", cuda_graph=True" if self.cuda_graph else "") + (f", tile={self.tile}" if self.tile else ""))
 
     def backend_for(self, x: torch.Tensor) -> str:
         """The backend that :meth:`forward` uses for ``x``."""
@@ -161,6 +169,11 @@ class FastESPCN(ESPCN):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_image_batch(x, self.in_channels, "FastESPCN")
+        if self.tile is not None and max(x.shape[-2:]) > self.tile:
+            return run_tiled(self._forward_whole, x, self.scale, self.tile)
+        return self._forward_whole(x)
+
+    def _forward_whole(self, x: torch.Tensor) -> torch.Tensor:
         backend = self.backend_for(x)
         if backend == "torch":
             out = self.sub_pixel(self.feature_maps(x))

@@ -8,25 +8,56 @@ import torch
 
 from .color import rgb_to_ycbcr, ycbcr_to_rgb
 from .resize import imresize
+from .tiling import run_tiled
+
+# The tile (LR pixels) tried first when a whole image does not fit on the GPU;
+# halved on each further out-of-memory error.
+OOM_FIRST_TILE = 1024
+OOM_LAST_TILE = 16
 
 SuperResolver = Callable[[torch.Tensor], torch.Tensor]
 
 
 @torch.no_grad()
 def upscale_image(
-    image: torch.Tensor, model: SuperResolver, scale: int, device: torch.device | str | None = None
+    image: torch.Tensor, model: SuperResolver, scale: int, device: torch.device | str | None = None,
+    tile: int | None = None,
 ) -> torch.Tensor:
     """Super-resolve a ``(C, H, W)`` uint8 image (C = 3 colour, C = 1 grey) by ``scale``.
 
     Y goes through ``model`` (LR Y ``(1, 1, H, W)`` -> ``(1, 1, H*r, W*r)``,
     floats on [0, 1]); Cb and Cr are upscaled with the MATLAB-compatible
-    bicubic resize. Returns ``(C, H*r, W*r)`` uint8.
+    bicubic resize. Returns ``(C, H*r, W*r)`` uint8 on ``image``'s device.
+
+    ``tile`` (LR pixels) runs the whole path tile by tile with a 4-pixel halo
+    (see :mod:`espcn_fast.tiling`): the same pixels, with only one tile on
+    ``device`` at a time. On a GPU, an image that does not fit is retried in
+    tiles of ``OOM_FIRST_TILE``, then halves of that.
     """
     if image.dtype != torch.uint8 or image.dim() != 3 or image.shape[0] not in (1, 3):
         raise ValueError(
             f"upscale_image expects a (1 or 3, H, W) uint8 image, got {image.dtype} {tuple(image.shape)}"
         )
     device = torch.device(device) if device is not None else image.device
+    if tile is not None:
+        return run_tiled(lambda crop: _upscale(crop, model, device), image, scale, tile, device=device)
+    try:
+        return _upscale(image, model, device).to(image.device)
+    except torch.cuda.OutOfMemoryError:
+        pass
+    tile = OOM_FIRST_TILE
+    while True:
+        torch.cuda.empty_cache()
+        try:
+            return run_tiled(lambda crop: _upscale(crop, model, device), image, scale, tile, device=device)
+        except torch.cuda.OutOfMemoryError:
+            if tile // 2 < OOM_LAST_TILE:
+                raise
+            tile //= 2
+
+
+def _upscale(image: torch.Tensor, model: SuperResolver, device: torch.device) -> torch.Tensor:
+    """The untiled path: 8-bit image -> YCbCr -> network on Y, bicubic Cb/Cr -> 8-bit image, on ``device``."""
     grey = image.shape[0] == 1
     rgb = image.to(device).expand(3, -1, -1)
     ycbcr = rgb_to_ycbcr(rgb)

@@ -150,3 +150,14 @@ def test_upscale_empty_folder(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     assert main(["upscale", str(tmp_path / "empty"), "-o", str(tmp_path / "out")]) == 2
     assert "no images in folder" in capsys.readouterr().err
+
+
+def test_upscale_in_tiles_gives_the_same_image(tmp_path, capsys):
+    src = tmp_path / "a.png"
+    write_image(random_rgb(45, 70, seed=9), src)
+    assert main(["upscale", str(src), "-o", str(tmp_path / "whole.png"), "--scale", "3", "-q"]) == 0
+    assert main(["upscale", str(src), "-o", str(tmp_path / "tiled.png"), "--scale", "3", "--tile", "16", "-q"]) == 0
+    assert torch.equal(read_image(tmp_path / "whole.png"), read_image(tmp_path / "tiled.png"))
+    with pytest.raises(SystemExit):
+        main(["upscale", str(src), "-o", str(tmp_path / "x.png"), "--tile", "8"])
+    assert "--tile must be at least 16 LR pixels, got 8" in capsys.readouterr().err

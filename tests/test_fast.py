@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import subprocess
 import sys
 
@@ -58,9 +59,11 @@ def test_shapes_layouts_and_empty_batch():
     fast = FastESPCN.from_reference(ref)
     cases = [torch.rand(1, 1, 1, 1), torch.rand(3, 1, 70, 5), torch.rand(2, 1, 8, 9)[..., ::2],
              torch.rand(2, 1, 8, 9).to(memory_format=torch.channels_last)]
+    ref64 = copy.deepcopy(ref).double()
     with torch.no_grad():
         for x in cases:
-            torch.testing.assert_close(fast(x), ref(x), atol=1e-5, rtol=0)
+            # Against float64: eager float32 varies between runs by a few ulp (oneDNN's choices).
+            torch.testing.assert_close(fast(x).double(), ref64(x.double()), atol=2e-5, rtol=0)
         assert fast(torch.rand(0, 1, 4, 4)).shape == (0, 1, 12, 12)
 
 

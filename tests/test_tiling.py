@@ -1,0 +1,75 @@
+"""Tiles with a 4-pixel LR halo give exactly the untiled result (network and whole image path)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from espcn_fast import FastESPCN, ops
+from espcn_fast.tiling import run_tiled, tiles
+from espcn_fast.upscale import upscale_image
+
+from .conftest import random_rgb
+from .kernel_checks import random_model
+
+
+def test_tiles_cover_every_pixel_once():
+    for h, w, tile in [(1, 1, 16), (37, 53, 16), (64, 64, 32), (5, 200, 7)]:
+        owned = torch.zeros(h, w, dtype=torch.int32)
+        for rows, cols, own_rows, own_cols in tiles(h, w, tile):
+            owned[own_rows, own_cols] += 1
+            assert rows.start <= own_rows.start and rows.stop >= own_rows.stop
+            assert own_rows.start - rows.start in (0, 4) or rows.start == 0
+            assert own_rows.start % 2 == 0 and own_cols.start % 2 == 0
+        assert (owned == 1).all()
+    with pytest.raises(ValueError, match="tile must be >= 2"):
+        list(tiles(4, 4, 1))
+
+
+@pytest.mark.parametrize("backend", ["cpu", "torch"])
+@pytest.mark.parametrize("tile", [8, 16, 30, 33])
+def test_network_tiles_are_exact(backend, tile):
+    if backend == "cpu" and not ops.HAVE_EXTENSION:
+        pytest.skip(str(ops.EXTENSION_ERROR))
+    ref = random_model(3, seed=tile)
+    x = torch.rand(2, 1, 61, 47, generator=torch.Generator().manual_seed(tile))
+    whole = FastESPCN.from_reference(ref, backend=backend)
+    tiled = FastESPCN.from_reference(ref, backend=backend, tile=tile)
+    with torch.no_grad():
+        a, b = whole(x), tiled(x)
+    # Exact everywhere, tile edges and corners included.
+    assert torch.equal(a, b), f"max difference {float((a - b).abs().max())}"
+    with torch.no_grad():
+        assert torch.equal(run_tiled(whole, x, 3, tile), a)
+
+
+@pytest.mark.parametrize("tile", [16, 24, 50])
+def test_image_path_tiles_are_exact(tile):
+    fast = FastESPCN.from_pretrained(3)
+    for image in (random_rgb(61, 83, seed=tile), random_rgb(40, 29, seed=1)[:1].contiguous()):
+        assert torch.equal(upscale_image(image, fast, 3, tile=tile), upscale_image(image, fast, 3))
+
+
+def test_out_of_memory_falls_back_to_tiles(monkeypatch):
+    """A GPU that cannot hold the whole image: the path retries in tiles (halving), same pixels."""
+    import espcn_fast.upscale as up
+
+    fast = FastESPCN.from_pretrained(2)
+    image = random_rgb(70, 90, seed=5)
+    expected = upscale_image(image, fast, 2)
+    sizes = []
+
+    def small_memory(y: torch.Tensor) -> torch.Tensor:
+        sizes.append(y.shape[-2] * y.shape[-1])
+        if y.shape[-2] * y.shape[-1] > 40 * 40:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
+        return fast(y)
+
+    monkeypatch.setattr(up, "OOM_FIRST_TILE", 64)
+    assert torch.equal(upscale_image(image, small_memory, 2), expected)
+    assert sizes[0] == 70 * 90 and sizes[1] > 40 * 40 and sizes[-1] <= 40 * 40  # whole, tile 64, then 32
+
+
+def test_fast_module_rejects_a_bad_tile():
+    with pytest.raises(ValueError, match="tile must be >= 2"):
+        FastESPCN(3, tile=1)
