@@ -111,6 +111,7 @@ setup(
     packages=find_packages(include=["espcn_fast", "espcn_fast.*"]),
     package_data={"espcn_fast": ["pretrained/*.safetensors", "pretrained/*.json"]},
     install_requires=["torch>=2.4", "numpy", "pillow", "safetensors", "tqdm"],
+    extras_require={"video": ["av>=13"], "triton": ["triton>=3.6"]},
     entry_points={"console_scripts": ["espcn-fast = espcn_fast.cli:main"]},
     ext_modules=ext_modules,
     cmdclass=cmdclass,

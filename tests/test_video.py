@@ -1,0 +1,211 @@
+"""``espcn-fast video`` end to end on short videos made here with PyAV, and its error paths."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+av = pytest.importorskip("av")
+
+from espcn_fast import FastESPCN  # noqa: E402
+from espcn_fast import video as video_module  # noqa: E402
+from espcn_fast.cli import main  # noqa: E402
+from espcn_fast.metrics import psnr  # noqa: E402
+from espcn_fast.video import VideoError, upscale_video  # noqa: E402
+
+from .conftest import random_rgb  # noqa: E402
+
+
+def make_video(path: Path, frames: int = 8, h: int = 36, w: int = 52, audio: bool = True, codec: str = "libx264",
+               pix_fmt: str = "yuv420p", pts: list[int] | None = None, time_base: Fraction | None = None) -> Path:
+    """A pan across a smooth random image (lossless where the codec allows), optionally with a tone."""
+    scene = random_rgb(h + 4, w + 2 * frames, seed=h * w).permute(1, 2, 0).numpy()
+    out = av.open(str(path), "w")
+    stream = out.add_stream(codec, rate=25)
+    stream.width, stream.height, stream.pix_fmt = w, h, pix_fmt
+    if codec == "libx264":
+        stream.options = {"qp": "0"}
+    if time_base is not None:
+        stream.time_base = stream.codec_context.time_base = time_base
+    tone = out.add_stream("aac", rate=44100) if audio else None
+    for i in range(frames):
+        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(scene[2:2 + h, 2 * i:2 * i + w]), format="rgb24")
+        if pts is not None:
+            frame.pts, frame.time_base = pts[i], time_base
+        out.mux(stream.encode(frame.reformat(format=pix_fmt)))
+    out.mux(stream.encode(None))
+    if tone is not None:
+        for i in range(frames * 2):
+            samples = np.sin(np.arange(1024, dtype=np.float32)[None] * 0.05 + i).astype(np.float32)
+            af = av.AudioFrame.from_ndarray(samples, format="flt", layout="mono")
+            af.sample_rate, af.pts = 44100, i * 1024
+            out.mux(tone.encode(af))
+        out.mux(tone.encode(None))
+    out.close()
+    return path
+
+
+def decoded_y(path: Path) -> list[np.ndarray]:
+    with av.open(str(path)) as c:
+        return [video_module._yuv420(f).y for f in c.decode(video=0)]
+
+
+def frame_pts(path: Path) -> list[int]:
+    with av.open(str(path)) as c:
+        return [f.pts for f in c.decode(video=0)]
+
+
+def audio_packets(path: Path) -> int:
+    with av.open(str(path)) as c:
+        if not c.streams.audio:
+            return 0
+        return sum(1 for p in c.demux(audio=0) if p.dts is not None)
+
+
+@pytest.fixture(scope="module")
+def model() -> FastESPCN:
+    return FastESPCN.from_pretrained(3)
+
+
+def expected_y(model: FastESPCN, y: np.ndarray) -> np.ndarray:
+    with torch.no_grad():
+        sr = model(torch.from_numpy(y)[None, None].float() / 255.0)[0, 0]
+    return torch.floor(sr.clamp(0, 1) * 255 + 0.5).to(torch.uint8).numpy()
+
+
+def test_end_to_end_frames_timestamps_audio_and_pixels(tmp_path, model):
+    src = make_video(tmp_path / "in.mp4", frames=10)
+    dst = tmp_path / "out.mp4"
+    assert main(["video", str(src), "-o", str(dst), "--scale", "3", "--crf", "8", "--batch", "3", "-q"]) == 0
+    with av.open(str(dst)) as c:
+        v = c.streams.video[0]
+        assert (v.width, v.height, v.codec_context.name) == (156, 108, "h264")
+    assert frame_pts(dst) == frame_pts(src)
+    assert audio_packets(dst) == audio_packets(src) > 0
+    outs, ins = decoded_y(dst), decoded_y(src)
+    assert len(outs) == len(ins) == 10
+    for lr, hr in zip(ins, outs):
+        value = psnr(torch.from_numpy(hr).double(), torch.from_numpy(expected_y(model, lr)).double())
+        assert value > 40, f"frame PSNR against FastESPCN on the decoded Y: {value:.1f} dB"
+    assert not list(tmp_path.glob(".*partial*")), "the temporary file was left behind"
+
+
+def test_odd_size_one_frame_no_audio(tmp_path, model):
+    # libx264 needs even input sizes; an odd size comes from a codec that takes it.
+    src = make_video(tmp_path / "in.mkv", frames=1, h=35, w=51, audio=False, codec="ffv1", pix_fmt="yuv420p")
+    result = upscale_video(src, tmp_path / "out.mp4", model, 3)
+    assert result.complete and result.frames == 1
+    with av.open(str(result.output)) as c:
+        assert not c.streams.audio
+        assert (c.streams.video[0].width, c.streams.video[0].height) == (152, 104)  # 153x105 cropped to even
+
+
+def test_grey_and_variable_frame_rate(tmp_path, model):
+    tb = Fraction(1, 1000)
+    pts = [0, 40, 100, 120, 300, 310]
+    src = make_video(tmp_path / "grey.mkv", frames=6, audio=False, codec="ffv1", pix_fmt="gray", pts=pts, time_base=tb)
+    dst = tmp_path / "out.mkv"
+    result = upscale_video(src, dst, model, 3, crf=8)
+    assert result.frames == 6
+    assert frame_pts(dst) == frame_pts(src) == pts
+    with av.open(str(dst)) as c:
+        frame = next(c.decode(video=0))
+        planes = video_module._yuv420(frame)
+    assert abs(int(planes.u.mean()) - 128) <= 1 and abs(int(planes.v.mean()) - 128) <= 1  # neutral chroma
+
+
+def test_rotated_frames_are_turned_upright():
+    class Plane(bytes):
+        pass
+
+    class Frame:
+        format = type("F", (), {"name": "yuv420p"})()
+        pts, rotation = 7, 90
+
+        def __init__(self):
+            self.planes = []
+            for h, w in ((4, 6), (2, 3), (2, 3)):
+                p = Plane(np.arange(h * w, dtype=np.uint8).tobytes())
+                p.height, p.width, p.line_size = h, w, w
+                self.planes.append(p)
+
+    planes = video_module._yuv420(Frame())
+    assert planes.y.shape == (6, 4) and planes.u.shape == (3, 2)
+    assert np.array_equal(planes.y, np.rot90(np.arange(24, dtype=np.uint8).reshape(4, 6)))
+
+
+def test_corrupt_part_way_keeps_the_frames_done(tmp_path, monkeypatch, capsys):
+    src = make_video(tmp_path / "in.mp4", frames=9)
+    real = video_module._yuv420
+    seen = []
+
+    def failing(frame):
+        seen.append(1)
+        if len(seen) > 5:
+            raise av.error.InvalidDataError(1094995529, "Invalid data found when processing input")
+        return real(frame)
+
+    monkeypatch.setattr(video_module, "_yuv420", failing)
+    dst = tmp_path / "out.mp4"
+    assert main(["video", str(src), "-o", str(dst), "--scale", "2", "-q"]) == 1
+    err = capsys.readouterr().err
+    assert "corrupt" in err and "after frame 5" in err and "kept the 5 frame(s)" in err
+    monkeypatch.setattr(video_module, "_yuv420", real)
+    assert len(decoded_y(dst)) == 5
+
+
+def test_a_failure_leaves_no_output(tmp_path):
+    src = make_video(tmp_path / "in.mp4", frames=4)
+    dst = tmp_path / "out.mp4"
+
+    def broken(y: torch.Tensor) -> torch.Tensor:
+        raise RuntimeError("the network failed")
+
+    with pytest.raises(VideoError, match="the network failed"):
+        upscale_video(src, dst, broken, 2)
+    assert not dst.exists() and not list(tmp_path.glob(".*partial*"))
+
+
+@pytest.mark.parametrize("case, match", [
+    ("missing", "input not found"),
+    ("not_video", "is not a video"),
+    ("audio_only", "has no video stream"),
+    ("no_folder", "the folder .* does not exist"),
+    ("exists", "exists; pass --overwrite"),
+    ("input", "refusing to overwrite the input"),
+])
+def test_errors_are_one_line(tmp_path, capsys, case, match):
+    src = make_video(tmp_path / "in.mp4", frames=2)
+    dst = tmp_path / "out.mp4"
+    if case == "missing":
+        src = tmp_path / "nope.mp4"
+    elif case == "not_video":
+        src = tmp_path / "text.mp4"
+        src.write_text("hello")
+    elif case == "audio_only":
+        src = tmp_path / "tone.m4a"
+        out = av.open(str(src), "w")
+        tone = out.add_stream("aac", rate=44100)
+        for i in range(4):
+            af = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="flt", layout="mono")
+            af.sample_rate, af.pts = 44100, i * 1024
+            out.mux(tone.encode(af))
+        out.mux(tone.encode(None))
+        out.close()
+    elif case == "no_folder":
+        dst = tmp_path / "missing" / "out.mp4"
+    elif case == "exists":
+        dst.write_bytes(b"keep me")
+    elif case == "input":
+        dst = src
+    assert main(["video", str(src), "-o", str(dst), "-q"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("espcn-fast: error:")
+    assert pytest.importorskip("re").search(match, err), err
+    if case == "exists":
+        assert dst.read_bytes() == b"keep me"
+    assert not list(tmp_path.glob(".*partial*"))
