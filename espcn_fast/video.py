@@ -114,9 +114,16 @@ def _open_input(src: Path):
 
 
 def _upscale_chroma(c: torch.Tensor, scale: int, size: tuple[int, int]) -> torch.Tensor:
-    """(N, 2, h, w) uint8 chroma -> bicubic x scale, cropped to ``size``, uint8."""
-    up = F.interpolate(c.float(), scale_factor=scale, mode="bicubic", align_corners=False)
-    return up[..., : size[0], : size[1]].round_().clamp_(0, 255).to(torch.uint8)
+    """(N, 2, h, w) uint8 chroma -> bicubic x scale, cropped to ``size``, uint8.
+
+    On the CPU torch's uint8 bicubic kernel (4x faster than float); on a GPU in float.
+    """
+    full = (c.shape[-2] * scale, c.shape[-1] * scale)
+    if c.device.type == "cpu":
+        up = F.interpolate(c, size=full, mode="bicubic", align_corners=False, antialias=False)
+    else:
+        up = F.interpolate(c.float(), size=full, mode="bicubic", align_corners=False).round_().clamp_(0, 255)
+    return up[..., : size[0], : size[1]].to(torch.uint8)
 
 
 def _even(n: int) -> int:
@@ -141,7 +148,8 @@ class _Network:
         y, c = y.to(self.device, non_blocking=True), c.to(self.device, non_blocking=True)
         sr = self.model(y.float().div_(255.0))
         hr_h, hr_w = _even(sr.shape[-2]), _even(sr.shape[-1])
-        y_hr = torch.floor(sr[:, 0, :hr_h, :hr_w].clamp(0, 1) * 255.0 + 0.5).to(torch.uint8)
+        # Rounded half up, in place: the frame-sized temporaries cost as much as the chroma.
+        y_hr = sr[:, 0, :hr_h, :hr_w].clamp_(0, 1).mul_(255.0).add_(0.5).to(torch.uint8)
         c_hr = _upscale_chroma(c, self.scale, (hr_h // 2, hr_w // 2))
         y_hr, c_hr = y_hr.cpu().numpy(), c_hr.cpu().numpy()
         self.seconds += time.perf_counter() - start
