@@ -9,9 +9,11 @@
 # gpu_check.json under OUTDIR (default: $OUT, else benchmarks/results/gpu-check)
 # and prints a short table last. Meant to finish within 8 minutes.
 #
-# Set5 for the fp16/bf16 PSNR test: `--stage-data` copies it from the data
-# folder into ./gpu_data (ignored by git); pass gpu_data in the device tool's
-# `carry` so that it travels with the working tree.
+# Set5 for the fp16/bf16 PSNR test, and the wheels the GPU image lacks (PyAV
+# for the video rows): `--stage-data` copies Set5 from the data folder and the
+# wheels from the local package index into ./gpu_data (ignored by git; about
+# 37 MB); pass gpu_data in the device tool's `carry` so that it travels with
+# the working tree.
 #
 # --dry-run does everything that needs no GPU (CI runs it): checks the tools,
 # the scripts and the data, and prints what it would run.
@@ -68,6 +70,8 @@ if [ "$STAGE" = 1 ]; then
   mkdir -p gpu_data/LR_bicubic
   cp -r "$SRC/Set5" gpu_data/ && cp -r "$SRC/LR_bicubic/Set5" gpu_data/LR_bicubic/ \
     && echo "gpu_check: staged Set5 from $SRC into gpu_data/ (carry it: gpu_data)"
+  "$PY" -m pip download -q --no-deps -d gpu_data/wheels av==18.1.0 2>&1 | grep -v "^WARNING" \
+    ; ls gpu_data/wheels 2>/dev/null
 fi
 if [ -d gpu_data/Set5 ]; then
   export ESPCN_FAST_DATA="$PWD/gpu_data"
@@ -90,6 +94,11 @@ else
   "$PY" -c "import torch, sys; print(sys.version); print('torch', torch.__version__, torch.version.cuda)" >> "$OUTDIR/gpu.txt" 2>&1
   "$PY" -c "import triton; print('triton', triton.__version__)" >> "$OUTDIR/gpu.txt" 2>&1
   cat "$OUTDIR/gpu.txt"
+fi
+
+# Wheels carried in gpu_data/wheels (no network there).
+if ls gpu_data/wheels/*.whl > /dev/null 2>&1; then
+  step wheels 60 "$PY" -m pip install -q --no-index --no-deps gpu_data/wheels/*.whl
 fi
 
 # Build for this GPU only (ESPCN_FAST_CUDA_ARCH), keeping ptxas' report in the log.
@@ -120,6 +129,10 @@ step bench 150 "$PY" benchmarks/run.py --device cuda --scales 2 3 4 --batch 1 8 
   --json "$OUTDIR/bench.json"
 step bench_compile 200 "$PY" benchmarks/run.py --device cuda --scales 3 --batch 1 --budget 0.5 \
   --backends espcn_fast:cuda eager "torch.compile max-autotune" "torch.compile" --json "$OUTDIR/bench_compile.json"
+# End-to-end video at 1080p out: the pipeline against the network alone.
+"$PY" -c "import av" 2> /dev/null || [ "$DRY" = 1 ] || echo "gpu_check: PyAV is absent (stage gpu_data/wheels): the video step will fail"
+step video 90 "$PY" benchmarks/video_pipeline.py --device cuda --precision fp16 --batch 4 --frames 120 \
+  --json "$OUTDIR/video.json"
 
 echo "gpu_check: $(( $(date +%s) - START )) s"
 "$PY" benchmarks/gpu_summary.py "$OUTDIR" $([ "$DRY" = 1 ] && echo --dry-run)

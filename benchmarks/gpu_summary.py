@@ -59,6 +59,11 @@ def main(argv: list[str] | None = None) -> int:
                   f"{'' if speed is None else f'{speed:.2f}x'} | {r['extra'].get('x_floor', '')} |")
     elif not args.dry_run:
         print("\nno benchmark results")
+    video = args.folder / "video.json"
+    if video.exists():
+        v = json.loads(video.read_text())["row"]
+        print(f"\nvideo {v['input']} -> {v['output']}: pipeline {v['pipeline_fps']} fps, network alone "
+              f"{v['network_fps']} fps ({100 * v['overhead']:+.0f}%)")
     if failed:
         print(f"\nFAILED steps: {', '.join(failed)}")
         return 1
