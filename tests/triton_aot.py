@@ -1,0 +1,74 @@
+"""Compile every Triton kernel ahead of time for real GPUs, without one (run by tests/test_triton_compile.py).
+
+    python -m tests.triton_aot [ARCH...]        # default: 90 (Hopper; 80 for Ampere)
+
+The interpreter accepts things a GPU compile rejects (dot shapes under 16,
+some casts); this compiles the conv kernel for each layer shape of ESPCN, each
+precision and each autotune configuration to PTX and cubin for the given
+compute capabilities, and the tanh kernel. Prints one line per failure; exits 1 on any.
+Must run without TRITON_INTERPRET (a fresh process).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+os.environ.pop("TRITON_INTERPRET", None)
+
+import triton  # noqa: E402
+from triton.backends.compiler import GPUTarget  # noqa: E402
+from triton.compiler import ASTSource  # noqa: E402
+
+from espcn_fast.triton_backend import kernels  # noqa: E402
+
+DTYPES = {"fp32": ("*fp32", "*fp32"), "tf32": ("*fp32", "*fp32"), "fp16": ("*fp16", "*fp16"), "bf16": ("*bf16", "*bf16")}
+# (k, shuffle, input pointer dtype is the image's for layer 1, the stored activations' otherwise)
+LAYERS = {"layer1": (5, False), "layer2": (3, False), "layer3": (3, True)}
+
+
+def compile_conv(arch: int, precision: str, layer: str, config: triton.Config) -> str:
+    k, shuffle = LAYERS[layer]
+    w_type, act_type = DTYPES[precision]
+    x_type = "*fp32" if layer == "layer1" else act_type
+    out_type = "*fp32" if shuffle else act_type
+    names = ["x_ptr", "w_ptr", "b_ptr", "out_ptr", "N", "H", "W", "C_IN", "C_OUT", "SCALE"]
+    types = [x_type, w_type, "*fp32", out_type] + ["i32"] * 6
+    constexprs = {"KSIZE": k, "SHUFFLE": shuffle, "CLAMP": shuffle, "DOT": kernels.DOT_MODES[precision],
+                  "EMULATE_BF16": False, **config.kwargs}
+    signature = dict(zip(names, types)) | {name: "constexpr" for name in constexprs}
+    compiled = triton.compile(ASTSource(fn=kernels.conv_kernel, signature=signature, constexprs=constexprs),
+                              target=GPUTarget("cuda", arch, 32),
+                              options={"num_warps": config.num_warps, "num_stages": config.num_stages})
+    return compiled.asm["ptx"]
+
+
+def main(argv: list[str]) -> int:
+    archs = [int(a) for a in argv] or [90]
+    failures = 0
+    configs = kernels._gpu_configs()
+    for arch in archs:
+        for precision in DTYPES:
+            for layer in LAYERS:
+                for config in configs if precision == "fp16" else configs[:1]:
+                    try:
+                        ptx = compile_conv(arch, precision, layer, config)
+                        if precision != "fp32" and "mma" not in ptx:
+                            raise RuntimeError("no tensor-core mma in the PTX")
+                    except Exception as exc:  # noqa: BLE001  (each failure reported)
+                        failures += 1
+                        print(f"FAIL sm_{arch} {precision} {layer} {config}: {type(exc).__name__}: {str(exc)[:300]}")
+        try:
+            triton.compile(ASTSource(fn=kernels.tanh_kernel, signature={"x_ptr": "*fp32", "out_ptr": "*fp32", "n": "i32",
+                                                                        "BLOCK": "constexpr"}, constexprs={"BLOCK": 1024}),
+                           target=GPUTarget("cuda", arch, 32))
+        except Exception as exc:  # noqa: BLE001
+            failures += 1
+            print(f"FAIL sm_{arch} tanh_kernel: {type(exc).__name__}: {str(exc)[:300]}")
+    print(f"triton {triton.__version__}: {'all kernels compiled' if not failures else f'{failures} failure(s)'} "
+          f"for sm_{', sm_'.join(map(str, archs))}")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
