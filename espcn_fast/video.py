@@ -131,27 +131,56 @@ def _even(n: int) -> int:
 
 
 class _Network:
-    """The middle stage: batches of decoded frames -> upscaled YUV 4:2:0 planes (host numpy)."""
+    """The middle stage: batches of decoded frames -> upscaled YUV 4:2:0 planes (host numpy).
+
+    ``submit`` queues a batch and ``finish`` waits for it. On a GPU the copies
+    in and out (pinned host memory) and the network run on a side stream, and
+    the caller submits batch i+1 before finishing batch i, so the transfers and
+    the host's work on one batch overlap the network on the next.
+    """
 
     def __init__(self, model: SuperResolver, scale: int, device: torch.device) -> None:
         self.model, self.scale, self.device = model, scale, device
+        self.stream = torch.cuda.Stream(device) if device.type == "cuda" else None
         self.seconds = 0.0
 
-    @torch.no_grad()
-    def __call__(self, frames: list[_Frame]) -> list[tuple]:
-        start = time.perf_counter()
-        cuda = self.device.type == "cuda"
-        y = torch.from_numpy(np.stack([f.y for f in frames]))[:, None]
-        c = torch.from_numpy(np.stack([np.stack([f.u, f.v]) for f in frames]))
-        if cuda:  # pinned host memory: asynchronous copies
-            y, c = y.pin_memory(), c.pin_memory()
-        y, c = y.to(self.device, non_blocking=True), c.to(self.device, non_blocking=True)
+    def _compute(self, y: torch.Tensor, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        y = y.to(self.device, non_blocking=True)
+        c = c.to(self.device, non_blocking=True)
         sr = self.model(y.float().div_(255.0))
         hr_h, hr_w = _even(sr.shape[-2]), _even(sr.shape[-1])
         # Rounded half up, in place: the frame-sized temporaries cost as much as the chroma.
         y_hr = sr[:, 0, :hr_h, :hr_w].clamp_(0, 1).mul_(255.0).add_(0.5).to(torch.uint8)
-        c_hr = _upscale_chroma(c, self.scale, (hr_h // 2, hr_w // 2))
-        y_hr, c_hr = y_hr.cpu().numpy(), c_hr.cpu().numpy()
+        return y_hr, _upscale_chroma(c, self.scale, (hr_h // 2, hr_w // 2))
+
+    @torch.no_grad()
+    def submit(self, frames: list[_Frame]) -> tuple:
+        start = time.perf_counter()
+        y = torch.from_numpy(np.stack([f.y for f in frames]))[:, None]
+        c = torch.from_numpy(np.stack([np.stack([f.u, f.v]) for f in frames]))
+        if self.stream is None:
+            out = self._compute(y, c)
+            self.seconds += time.perf_counter() - start
+            return frames, out, None, ()
+        y, c = y.pin_memory(), c.pin_memory()
+        self.stream.wait_stream(torch.cuda.current_stream(self.device))
+        with torch.cuda.stream(self.stream):
+            y_dev, c_dev = self._compute(y, c)
+            host = tuple(torch.empty(t.shape, dtype=t.dtype, pin_memory=True) for t in (y_dev, c_dev))
+            for h, d in zip(host, (y_dev, c_dev)):
+                h.copy_(d, non_blocking=True)
+            done = torch.cuda.Event()
+            done.record(self.stream)
+        self.seconds += time.perf_counter() - start
+        # The inputs and device results stay referenced until `done` has passed.
+        return frames, host, done, (y, c, y_dev, c_dev)
+
+    def finish(self, handle: tuple) -> list[tuple]:
+        frames, (y_hr, c_hr), done, _ = handle
+        start = time.perf_counter()
+        if done is not None:
+            done.synchronize()
+        y_hr, c_hr = y_hr.numpy(), c_hr.numpy()
         self.seconds += time.perf_counter() - start
         return [(f.pts, y_hr[i], c_hr[i, 0], c_hr[i, 1]) for i, f in enumerate(frames)]
 
@@ -282,19 +311,27 @@ def upscale_video(
     encoder.start()
     try:
         pending: list = []  # frames and audio packets in input order, up to `batch` frames
+        in_flight: list = []  # (network handle or None, items) submitted and not yet handed on
+
+        def hand_on(handle, items: list) -> None:
+            done = iter(network.finish(handle)) if handle is not None else iter(())
+            for kind, p in items:
+                encoded_in.put(("video", next(done)) if kind == "video" else (kind, p))
 
         def flush() -> None:
             frames = [p for kind, p in pending if kind == "video"]
-            done = iter(network(frames)) if frames else iter(())
-            for kind, p in pending:
-                encoded_in.put(("video", next(done)) if kind == "video" else (kind, p))
+            in_flight.append((network.submit(frames) if frames else None, list(pending)))
             pending.clear()
+            while len(in_flight) > 1:  # one batch in flight while the next is submitted
+                hand_on(*in_flight.pop(0))
 
         for item in iter(decoded.get, _END):
             pending.append(item)
             if sum(kind == "video" for kind, _ in pending) >= batch:
                 flush()
         flush()
+        while in_flight:
+            hand_on(*in_flight.pop(0))
     except BaseException as exc:
         state["error"] = state["error"] or exc
         stop.set()
