@@ -20,7 +20,7 @@ from .data_dir import find_data_dir
 from .evaluate import SetScore, evaluate_sets
 from .image_io import IMAGE_SUFFIXES, ImageReadError, list_images, read_image, write_image
 from .backends import BACKENDS
-from .fast import FastESPCN
+from .fast import PRECISIONS, FastESPCN
 from .model import ESPCN
 from .upscale import upscale_image
 from .weights import WeightsError, scale_of, load_weights
@@ -73,7 +73,7 @@ def _plan_outputs(inputs: list[Path], out: Path) -> list[tuple[Path, Path]]:
 
 def cmd_upscale(args: argparse.Namespace) -> int:
     device = _default_device(args.device)
-    model = _load_model(args.scale, args.weights, device, args.backend)
+    model = _load_model(args.scale, args.weights, device, args.backend, args.precision)
     pairs = _plan_outputs(args.inputs, args.output)
     for src, dst in pairs:
         if dst.exists() and dst.resolve() == src.resolve():
@@ -151,7 +151,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     device = _default_device(args.device)
     scores: dict[int, list[SetScore]] = {}
     for scale in args.scale:
-        model = _load_model(scale, args.weights, device, args.backend)
+        model = _load_model(scale, args.weights, device, args.backend, args.precision)
         scores[scale] = evaluate_sets(model, scale, args.sets, args.data, progress=not args.quiet)
     print(format_table(scores))
     if args.json:
@@ -193,6 +193,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_precision(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument("--precision", choices=PRECISIONS, default="fp32",
+                     help="arithmetic of the GPU backends: fp32, or tf32/fp16/bf16 on the tensor cores (default fp32)")
+
+
 def _tile_size(text: str) -> int:
     try:
         value = int(text)
@@ -221,6 +226,7 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--device", help="cpu or cuda (default: cuda when present)")
     up.add_argument("--backend", choices=BACKENDS, default="auto",
                     help="kernels to run (default auto: the fastest here; torch = the reference layers)")
+    _add_precision(up)
     up.add_argument("--tile", type=_tile_size, metavar="N",
                     help="process in N x N LR tiles (4-pixel halo; identical pixels, bounded memory); "
                     "on a GPU an image that does not fit is tiled anyway")
@@ -236,8 +242,7 @@ def build_parser() -> argparse.ArgumentParser:
     vid.add_argument("--weights", type=Path, help="weights file (default: the shipped weights)")
     vid.add_argument("--device", help="cpu or cuda (default: cuda when present)")
     vid.add_argument("--backend", choices=BACKENDS, default="auto", help="kernels to run (default auto)")
-    vid.add_argument("--precision", choices=("fp32", "tf32", "fp16", "bf16"), default="fp32",
-                     help="arithmetic of the GPU backends (default fp32)")
+    _add_precision(vid)
     vid.add_argument("--codec", default="libx264", help="video encoder (default libx264, yuv420p)")
     vid.add_argument("--crf", type=int, default=18, help="encoder quality, lower is better (default 18)")
     vid.add_argument("--preset", default="veryfast", help="x264/x265 preset (default veryfast)")
@@ -255,6 +260,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--json", type=Path, help="also write every figure to this JSON file")
     ev.add_argument("--device", help="cpu or cuda (default: cuda when present)")
     ev.add_argument("--backend", choices=BACKENDS, default="auto", help="kernels to run (default auto)")
+    _add_precision(ev)
     ev.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     ev.set_defaults(func=cmd_eval)
 
