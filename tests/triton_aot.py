@@ -4,7 +4,7 @@
 
 The interpreter accepts things a GPU compile rejects (dot shapes under 16,
 some casts); this compiles the conv kernel for each layer shape of ESPCN, each
-precision and each autotune configuration to PTX and cubin for the given
+precision each autotune configuration and the fixed one to PTX and cubin for the given
 compute capabilities, and the tanh kernel. Prints one line per failure; exits 1 on any.
 Must run without TRITON_INTERPRET (a fresh process).
 """
@@ -25,6 +25,7 @@ from espcn_fast.triton_backend import kernels  # noqa: E402
 DTYPES = {"fp32": ("*fp32", "*fp32"), "tf32": ("*fp32", "*fp32"), "fp16": ("*fp16", "*fp16"), "bf16": ("*bf16", "*bf16")}
 # (k, shuffle, input pointer dtype is the image's for layer 1, the stored activations' otherwise)
 LAYERS = {"layer1": (5, False), "layer2": (3, False), "layer3": (3, True)}
+SHAPES = {"layer1": (64, 25), "layer2": (32, 576), "layer3": (9, 288)}  # (out channels, K) at x3
 
 
 def compile_conv(arch: int, precision: str, layer: str, config: triton.Config) -> str:
@@ -50,7 +51,8 @@ def main(argv: list[str]) -> int:
     for arch in archs:
         for precision in DTYPES:
             for layer in LAYERS:
-                for config in configs if precision == "fp16" else configs[:1]:
+                fixed = triton.Config(kernels.fixed_blocks(*SHAPES[layer]), num_warps=4, num_stages=3)
+                for config in (configs if precision == "fp16" else configs[:1]) + [fixed]:
                     try:
                         ptx = compile_conv(arch, precision, layer, config)
                         if precision != "fp32" and "mma" not in ptx:

@@ -19,6 +19,8 @@ import triton
 import triton.language as tl
 
 INTERPRETED = os.environ.get("TRITON_INTERPRET") == "1"
+# ESPCN_FAST_TRITON_AUTOTUNE=0: one fixed configuration on a GPU too (fast test runs; no tuning time).
+AUTOTUNE = not INTERPRETED and os.environ.get("ESPCN_FAST_TRITON_AUTOTUNE", "1") != "0"
 
 # How each precision multiplies: tl.dot's operand dtype and input_precision.
 DOT_FP32, DOT_TF32, DOT_FP16, DOT_BF16 = 0, 1, 2, 3
@@ -145,9 +147,9 @@ conv_kernel_tuned = triton.autotune(configs=_gpu_configs(), key=["C_IN", "C_OUT"
 
 
 def fixed_blocks(c_out: int, k_total: int) -> dict[str, int]:
-    """The interpreter's configuration: few large programs (N covers every channel)."""
-    return {
-        "BLOCK_M": 512,
-        "BLOCK_N": max(16, triton.next_power_of_2(c_out)),
-        "BLOCK_K": min(64, max(16, triton.next_power_of_2(k_total))),
-    }
+    """The configuration when not autotuning: few large programs in the interpreter
+    (N covers every channel), a middle-of-the-list one on a GPU."""
+    n = max(16, triton.next_power_of_2(c_out))
+    if INTERPRETED:
+        return {"BLOCK_M": 512, "BLOCK_N": n, "BLOCK_K": min(64, max(16, triton.next_power_of_2(k_total)))}
+    return {"BLOCK_M": 128, "BLOCK_N": min(n, 64), "BLOCK_K": 32}

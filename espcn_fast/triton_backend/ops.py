@@ -67,7 +67,7 @@ def _layer(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, out: torch
     args = (x, weight, bias, out, n, h, w, c_in, c_out, scale)
     flags = {"KSIZE": k, "SHUFFLE": shuffle, "CLAMP": clamp, "DOT": kernels.DOT_MODES[precision],
              "EMULATE_BF16": kernels.INTERPRETED}
-    if kernels.INTERPRETED:
+    if not kernels.AUTOTUNE:
         blocks = kernels.fixed_blocks(c_out, c_in * k * k)
         grid = (triton.cdiv(n * h * w, blocks["BLOCK_M"]), triton.cdiv(c_out, blocks["BLOCK_N"]))
         wrap_triton(kernels.conv_kernel)[grid](*args, **flags, **blocks)
