@@ -25,7 +25,7 @@ from espcn_fast.triton_backend import kernels  # noqa: E402
 DTYPES = {"fp32": ("*fp32", "*fp32"), "tf32": ("*fp32", "*fp32"), "fp16": ("*fp16", "*fp16"), "bf16": ("*bf16", "*bf16")}
 # (k, shuffle, input pointer dtype is the image's for layer 1, the stored activations' otherwise)
 LAYERS = {"layer1": (5, False), "layer2": (3, False), "layer3": (3, True)}
-SHAPES = {"layer1": (64, 25), "layer2": (32, 576), "layer3": (9, 288)}  # (out channels, K) at x3
+SHAPES = {"layer1": (64, 1, 5), "layer2": (32, 64, 3), "layer3": (9, 32, 3)}  # (out, in channels, k) at x3
 
 
 def compile_conv(arch: int, precision: str, layer: str, config: triton.Config) -> str:
@@ -36,7 +36,7 @@ def compile_conv(arch: int, precision: str, layer: str, config: triton.Config) -
     names = ["x_ptr", "w_ptr", "b_ptr", "out_ptr", "N", "H", "W", "C_IN", "C_OUT", "SCALE"]
     types = [x_type, w_type, "*fp32", out_type] + ["i32"] * 6
     constexprs = {"KSIZE": k, "SHUFFLE": shuffle, "CLAMP": shuffle, "DOT": kernels.DOT_MODES[precision],
-                  "EMULATE_BF16": False, **config.kwargs}
+                  "EMULATE_BF16": False, "TAP_MAJOR": kernels.tap_major(SHAPES[layer][1]), **config.kwargs}
     signature = dict(zip(names, types)) | {name: "constexpr" for name in constexprs}
     compiled = triton.compile(ASTSource(fn=kernels.conv_kernel, signature=signature, constexprs=constexprs),
                               target=GPUTarget("cuda", arch, 32),

@@ -1,9 +1,10 @@
 """One convolution layer as a Triton implicit GEMM, with its epilogue.
 
 M = output pixels (all images of the batch, row-major), N = output channels,
-K = in_channels * k * k in the weights' own order (ci, ky, kx), so a weight
-tile is a plain 2-D load. The A tile is gathered from the image with "same"
-zero padding by masks. After the K loop: bias, then tanh or the pixel shuffle
+K = in_channels * k * k: for layers with many channels the loop runs over taps
+and, inside, blocks of channels (padding masks and offsets once per tap); for
+the one-channel layer over (ci, ky, kx) flattened. The A tile is gathered from
+the image with "same" zero padding by masks. After the K loop: bias, then tanh or the pixel shuffle
 stored straight into the HR layout (optionally clamped).
 
 Block sizes: autotuned on a GPU over a short list keyed on the layer's shape;
@@ -71,11 +72,29 @@ def tanh_kernel(x_ptr, out_ptr, n, BLOCK: tl.constexpr):
 
 
 @triton.jit
+def _dot(acc, a, b, DOT: tl.constexpr, EMULATE_BF16: tl.constexpr):
+    if DOT == 0:
+        acc += tl.dot(a.to(tl.float32), b.to(tl.float32), input_precision="ieee")
+    elif DOT == 1:
+        acc += tl.dot(a.to(tl.float32), b.to(tl.float32), input_precision="tf32")
+    elif DOT == 2:
+        acc += tl.dot(a.to(tl.float16), b.to(tl.float16))
+    elif EMULATE_BF16:
+        # The interpreter's bf16 dot is wrong (numpy has no bfloat16):
+        # round to bf16, multiply exactly in float32.
+        a16 = a.to(tl.bfloat16).to(tl.float32)
+        acc += tl.dot(a16, b.to(tl.bfloat16).to(tl.float32), input_precision="ieee")
+    else:
+        acc += tl.dot(a.to(tl.bfloat16), b.to(tl.bfloat16))
+    return acc
+
+
+@triton.jit
 def conv_kernel(
     x_ptr, w_ptr, b_ptr, out_ptr,
     N, H, W, C_IN, C_OUT, SCALE,
     KSIZE: tl.constexpr, SHUFFLE: tl.constexpr, CLAMP: tl.constexpr, DOT: tl.constexpr,
-    EMULATE_BF16: tl.constexpr,
+    EMULATE_BF16: tl.constexpr, TAP_MAJOR: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
 ):
     pid_m = tl.program_id(0)
@@ -93,29 +112,35 @@ def conv_kernel(
     k_total = C_IN * KK
 
     acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
-    for k0 in range(0, k_total, BLOCK_K):
-        offs_k = k0 + tl.arange(0, BLOCK_K)
-        k_ok = offs_k < k_total
-        ci = offs_k // KK
-        tap = offs_k % KK
-        iy = y[:, None] + (tap // KSIZE)[None, :] - PAD
-        ix = x[:, None] + (tap % KSIZE)[None, :] - PAD
-        a_mask = m_ok[:, None] & k_ok[None, :] & (iy >= 0) & (iy < H) & (ix >= 0) & (ix < W)
-        a = tl.load(x_ptr + ((img[:, None] * C_IN + ci[None, :]) * H + iy) * W + ix, mask=a_mask, other=0.0)
-        b = tl.load(w_ptr + offs_n[None, :] * k_total + offs_k[:, None], mask=k_ok[:, None] & n_ok[None, :], other=0.0)
-        if DOT == 0:
-            acc += tl.dot(a.to(tl.float32), b.to(tl.float32), input_precision="ieee")
-        elif DOT == 1:
-            acc += tl.dot(a.to(tl.float32), b.to(tl.float32), input_precision="tf32")
-        elif DOT == 2:
-            acc += tl.dot(a.to(tl.float16), b.to(tl.float16))
-        elif EMULATE_BF16:
-            # The interpreter's bf16 dot is wrong (numpy has no bfloat16):
-            # round to bf16, multiply exactly in float32.
-            a16 = a.to(tl.bfloat16).to(tl.float32)
-            acc += tl.dot(a16, b.to(tl.bfloat16).to(tl.float32), input_precision="ieee")
-        else:
-            acc += tl.dot(a.to(tl.bfloat16), b.to(tl.bfloat16))
+    if TAP_MAJOR:
+        # Many channels: taps outside, channel blocks inside, so the padding
+        # masks and pixel offsets are worked out once per tap, not per element.
+        for tap in range(0, KK):
+            iy = y + tap // KSIZE - PAD
+            ix = x + tap % KSIZE - PAD
+            p_ok = m_ok & (iy >= 0) & (iy < H) & (ix >= 0) & (ix < W)
+            pixel = img * C_IN * HW + iy * W + ix
+            for c0 in range(0, C_IN, BLOCK_K):
+                offs_c = c0 + tl.arange(0, BLOCK_K)
+                c_ok = offs_c < C_IN
+                a = tl.load(x_ptr + pixel[:, None] + offs_c[None, :] * HW, mask=p_ok[:, None] & c_ok[None, :], other=0.0)
+                b = tl.load(w_ptr + offs_n[None, :] * k_total + offs_c[:, None] * KK + tap,
+                            mask=c_ok[:, None] & n_ok[None, :], other=0.0)
+                acc = _dot(acc, a, b, DOT, EMULATE_BF16)
+    else:
+        # Few channels (layer 1): K = (ci, ky, kx) flattened, so a block is not mostly padding.
+        for k0 in range(0, k_total, BLOCK_K):
+            offs_k = k0 + tl.arange(0, BLOCK_K)
+            k_ok = offs_k < k_total
+            ci = offs_k // KK
+            tap = offs_k % KK
+            iy = y[:, None] + (tap // KSIZE)[None, :] - PAD
+            ix = x[:, None] + (tap % KSIZE)[None, :] - PAD
+            a_mask = m_ok[:, None] & k_ok[None, :] & (iy >= 0) & (iy < H) & (ix >= 0) & (ix < W)
+            a = tl.load(x_ptr + ((img[:, None] * C_IN + ci[None, :]) * H + iy) * W + ix, mask=a_mask, other=0.0)
+            b = tl.load(w_ptr + offs_n[None, :] * k_total + offs_k[:, None], mask=k_ok[:, None] & n_ok[None, :],
+                        other=0.0)
+            acc = _dot(acc, a, b, DOT, EMULATE_BF16)
 
     acc += tl.load(b_ptr + offs_n, mask=n_ok, other=0.0)[None, :]
     mask = m_ok[:, None] & n_ok[None, :]
@@ -146,10 +171,16 @@ def _gpu_configs() -> list[triton.Config]:
 conv_kernel_tuned = triton.autotune(configs=_gpu_configs(), key=["C_IN", "C_OUT", "KSIZE", "DOT", "SHUFFLE"])(conv_kernel)
 
 
-def fixed_blocks(c_out: int, k_total: int) -> dict[str, int]:
+def tap_major(c_in: int) -> bool:
+    """Whether a layer loops over taps outside channel blocks (enough channels to fill a K block)."""
+    return c_in >= 16
+
+
+def fixed_blocks(c_out: int, c_in: int, ksize: int) -> dict[str, int]:
     """The configuration when not autotuning: few large programs in the interpreter
     (N covers every channel), a middle-of-the-list one on a GPU."""
     n = max(16, triton.next_power_of_2(c_out))
+    k = c_in if tap_major(c_in) else c_in * ksize * ksize
     if INTERPRETED:
-        return {"BLOCK_M": 512, "BLOCK_N": n, "BLOCK_K": min(64, max(16, triton.next_power_of_2(k_total)))}
+        return {"BLOCK_M": 512, "BLOCK_N": n, "BLOCK_K": min(64, max(16, triton.next_power_of_2(k)))}
     return {"BLOCK_M": 128, "BLOCK_N": min(n, 64), "BLOCK_K": 32}

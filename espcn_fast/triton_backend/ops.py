@@ -66,9 +66,9 @@ def _layer(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, out: torch
     x, weight, bias = x.contiguous(), weight.contiguous(), bias.contiguous()
     args = (x, weight, bias, out, n, h, w, c_in, c_out, scale)
     flags = {"KSIZE": k, "SHUFFLE": shuffle, "CLAMP": clamp, "DOT": kernels.DOT_MODES[precision],
-             "EMULATE_BF16": kernels.INTERPRETED}
+             "EMULATE_BF16": kernels.INTERPRETED, "TAP_MAJOR": kernels.tap_major(c_in)}
     if not kernels.AUTOTUNE:
-        blocks = kernels.fixed_blocks(c_out, c_in * k * k)
+        blocks = kernels.fixed_blocks(c_out, c_in, k)
         grid = (triton.cdiv(n * h * w, blocks["BLOCK_M"]), triton.cdiv(c_out, blocks["BLOCK_N"]))
         wrap_triton(kernels.conv_kernel)[grid](*args, **flags, **blocks)
     else:
