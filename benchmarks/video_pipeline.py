@@ -8,7 +8,7 @@ whose frames are 1920x1080 / scale, then times
 - the network alone: FastESPCN on the decoded Y planes already on the device,
   in the pipeline's batches (the floor for the whole job);
 - the pipeline: `espcn_fast.video.upscale_video` from the file to an H.264
-  file (decode, network, chroma, encode overlapped; x264 preset veryfast).
+  file (decode, network, chroma, encode overlapped; x264 preset --preset).
 The target: the pipeline adds at most 25% to the network's time.
 """
 
@@ -85,6 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch", type=int, default=1)
     p.add_argument("--backend", default="auto")
     p.add_argument("--precision", default="fp32")
+    p.add_argument("--preset", default="veryfast", help="x264 preset of the output (default veryfast)")
     p.add_argument("--json", type=Path)
     args = p.parse_args(argv)
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -95,13 +96,13 @@ def main(argv: list[str] | None = None) -> int:
         src, dst = Path(tmp) / "in.mp4", Path(tmp) / "out.mp4"
         make_input(src, args.frames, h, w)
         net = network_alone(model, src, device, args.batch)
-        upscale_video(src, Path(tmp) / "warm.mp4", model, args.scale, device, batch=args.batch)  # warm-up
-        result = upscale_video(src, dst, model, args.scale, device, batch=args.batch)
+        upscale_video(src, Path(tmp) / "warm.mp4", model, args.scale, device, batch=args.batch, preset=args.preset)
+        result = upscale_video(src, dst, model, args.scale, device, batch=args.batch, preset=args.preset)
     row = {
         "frames": result.frames, "input": f"{w}x{h}", "output": f"{w * args.scale}x{h * args.scale}",
         "network_fps": round(args.frames / net, 2), "pipeline_fps": round(result.fps, 2),
         "network_s": round(net, 3), "pipeline_s": round(result.seconds, 3),
-        "overhead": round(result.seconds / net - 1, 3), "batch": args.batch,
+        "overhead": round(result.seconds / net - 1, 3), "batch": args.batch, "preset": args.preset,
         "backend": model.backend_for(torch.empty(1, 1, 1, 1, device=device)), "precision": args.precision,
     }
     machine = describe(device, threads)
