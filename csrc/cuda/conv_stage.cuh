@@ -40,9 +40,10 @@ struct MmaStage {
   static_assert(S::kCin == 1 || S::kCin % P::kK == 0, "a K step never straddles two taps");
 };
 
-// Weights (out, in, k, k) in P's dtype -> B fragments in shared memory, in the
-// order the MMA loop reads them: [k step][n block][lane] of uint2 {b0, b1}.
-template <class P, class S>
+// Weights (out, in, k, k) in Given's dtype -> B fragments of P in shared
+// memory, in the order the MMA loop reads them: [k step][n block][lane] of
+// uint2 {b0, b1}.
+template <class P, class S, class Given = P>
 __device__ void fill_mma_weights(uint2* frag, const void* w, int cout) {
   using M = MmaStage<P, S>;
   for (int i = threadIdx.x; i < M::kFragments; i += blockDim.x) {
@@ -52,7 +53,7 @@ __device__ void fill_mma_weights(uint2* frag, const void* w, int cout) {
       float v = 0.f;
       if (n < cout && k < S::kK) {
         const int tap = S::kCin == 1 ? k : k / S::kCin, ci = S::kCin == 1 ? 0 : k % S::kCin;
-        v = weight_value<P>(w, ((n * S::kCin + ci) * S::kKsize + tap / S::kKsize) * S::kKsize + tap % S::kKsize);
+        v = weight_value<Given>(w, ((n * S::kCin + ci) * S::kKsize + tap / S::kKsize) * S::kKsize + tap % S::kKsize);
       }
       return bits_of<P>(P::store(v));
     };

@@ -114,7 +114,9 @@ def espcn_forward(x: torch.Tensor, w1: torch.Tensor, b1: torch.Tensor, w2: torch
     _check_scale(op, scale, w3.shape[0], "w3")
     n, _, h, w = x.shape
     store = _STORE_DTYPES[precision]
-    h1 = _layer(x, w1, b1, x.new_empty((n, w1.shape[0], h, w), dtype=store), False, 1, False, precision)
+    # bf16 runs layer 1 in fp16, as the CUDA kernel does: the 8-bit image does not survive bf16's mantissa.
+    first = "fp16" if precision == "bf16" else precision
+    h1 = _layer(x, w1, b1, x.new_empty((n, w1.shape[0], h, w), dtype=store), False, 1, False, first)
     h2 = _layer(h1, w2, b2, x.new_empty((n, w2.shape[0], h, w), dtype=store), False, 1, False, precision)
     out = x.new_empty((n, w3.shape[0] // scale**2, h * scale, w * scale))
     return _layer(h2, w3, b3, out, True, scale, clamp, precision)
