@@ -22,15 +22,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
-# glibc returns freed memory to the OS eagerly and then page-faults it back,
-# which doubles the time of the frame-sized allocations here. Fix it for the
-# whole process, before anything allocates: the settings are read at start.
-_MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": str(2**30), "MALLOC_TRIM_THRESHOLD_": str(2**31)}
-if (__name__ == "__main__" and not os.environ.get("ESPCN_BENCH_MEMORY_PROBE")
-        and any(os.environ.get(k) != v for k, v in _MALLOC_ENV.items())):
-    os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, **_MALLOC_ENV})
-
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks.malloc_env import reexec_with_malloc_env  # noqa: E402
+
+# The memory probe (a child) sets its own malloc settings.
+if __name__ == "__main__" and not os.environ.get("ESPCN_BENCH_MEMORY_PROBE"):
+    reexec_with_malloc_env()
 
 import torch  # noqa: E402
 

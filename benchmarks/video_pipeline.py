@@ -23,11 +23,12 @@ import tempfile
 import time
 from pathlib import Path
 
-_MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": str(2**30), "MALLOC_TRIM_THRESHOLD_": str(2**31)}
-if __name__ == "__main__" and any(os.environ.get(k) != v for k, v in _MALLOC_ENV.items()):
-    os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, **_MALLOC_ENV})
-
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks.malloc_env import reexec_with_malloc_env  # noqa: E402
+
+if __name__ == "__main__":
+    reexec_with_malloc_env()
 
 import av  # noqa: E402
 import numpy as np  # noqa: E402

@@ -39,8 +39,12 @@ def upscale_image(
             f"upscale_image expects a (1 or 3, H, W) uint8 image, got {image.dtype} {tuple(image.shape)}"
         )
     device = torch.device(device) if device is not None else image.device
+
+    def tiled(size: int) -> torch.Tensor:
+        return run_tiled(lambda crop: _upscale(crop, model, device), image, scale, size, device=device)
+
     if tile is not None:
-        return run_tiled(lambda crop: _upscale(crop, model, device), image, scale, tile, device=device)
+        return tiled(tile)
     try:
         return _upscale(image, model, device).to(image.device)
     except torch.cuda.OutOfMemoryError:
@@ -49,7 +53,7 @@ def upscale_image(
     while True:
         torch.cuda.empty_cache()
         try:
-            return run_tiled(lambda crop: _upscale(crop, model, device), image, scale, tile, device=device)
+            return tiled(tile)
         except torch.cuda.OutOfMemoryError:
             if tile // 2 < OOM_LAST_TILE:
                 raise

@@ -12,19 +12,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from espcn_fast import ESPCN, FastESPCN, ops
+from espcn_fast import ESPCN, FastESPCN, backends, ops
 
 from .kernel_checks import poisoned_outputs, random_model, reference64, weights
 
 
 def _skip_reason() -> str | None:
-    if not ops.HAVE_EXTENSION:
-        return ops.EXTENSION_ERROR
-    if not ops.has_kernel("espcn_forward", "CUDA"):
-        return "the extension was built without its CUDA kernels (no nvcc or a CPU-only torch at build time)"
-    if not torch.cuda.is_available():
-        return "no CUDA GPU here; the kernels compiled and linked, and run in benchmarks/gpu_check.sh"
-    return None
+    reason = backends.unavailable_reason("cuda")
+    return None if reason is None else f"{reason}; the kernels run in benchmarks/gpu_check.sh"
 
 
 pytestmark = pytest.mark.skipif(_skip_reason() is not None, reason=str(_skip_reason()))
