@@ -116,7 +116,7 @@ def cmd_video(args: argparse.Namespace) -> int:
     model = _load_model(args.scale, args.weights, device, args.backend, args.precision)
     try:
         result = upscale_video(args.input, args.output, model, args.scale, device, codec=args.codec, crf=args.crf,
-                               preset=args.preset, batch=args.batch or (4 if device.startswith("cuda") else 1),
+                               preset=args.preset, batch=args.batch if args.batch is not None else (4 if device.startswith("cuda") else 1),
                                overwrite=args.overwrite,
                                progress=not args.quiet)
     except VideoError as exc:

@@ -241,3 +241,12 @@ def test_espcn_forward_errors_name_the_argument():
     bad[5] = torch.rand(8)
     with pytest.raises(RuntimeError, match=r"b3 must have shape \(9,\)"):
         ops.espcn_forward(x, *bad, 3)
+
+
+def test_espcn_forward_precision_errors_on_cpu():
+    ws = weights(random_model(3))
+    x = torch.rand(1, 1, 6, 6)
+    with pytest.raises(RuntimeError, match="the CPU kernels compute in fp32; precision 'fp16' runs on CUDA tensors only"):
+        ops.espcn_forward(x, *ws, 3, False, "fp16")
+    with pytest.raises(RuntimeError, match="unknown precision 'fp8'; choose fp32, tf32, fp16 or bf16"):
+        ops.espcn_forward(x, *ws, 3, False, "fp8")

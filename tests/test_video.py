@@ -210,3 +210,12 @@ def test_errors_are_one_line(tmp_path, capsys, case, match):
     if case == "exists":
         assert dst.read_bytes() == b"keep me"
     assert not list(tmp_path.glob(".*partial*"))
+
+
+def test_bad_batch_and_precision_are_one_line_errors(tmp_path, capsys):
+    src = make_video(tmp_path / "in.mp4", frames=2, audio=False)
+    assert main(["video", str(src), "-o", str(tmp_path / "a.mp4"), "--batch", "0", "-q"]) == 2
+    assert "batch must be >= 1, got 0" in capsys.readouterr().err
+    assert main(["video", str(src), "-o", str(tmp_path / "b.mp4"), "--backend", "cpu", "--precision", "fp16", "-q"]) == 2
+    assert "backend 'cpu' computes in fp32; precision 'fp16'" in capsys.readouterr().err
+    assert not (tmp_path / "a.mp4").exists() and not (tmp_path / "b.mp4").exists()
