@@ -116,7 +116,7 @@ def cmd_video(args: argparse.Namespace) -> int:
     model = _load_model(args.scale, args.weights, device, args.backend, args.precision)
     try:
         result = upscale_video(args.input, args.output, model, args.scale, device, codec=args.codec, crf=args.crf,
-                               preset=args.preset, batch=args.batch if args.batch is not None else (4 if device.startswith("cuda") else 1),
+                               preset=args.preset, batch=args.batch,
                                overwrite=args.overwrite,
                                progress=not args.quiet)
     except VideoError as exc:
@@ -247,7 +247,7 @@ def build_parser() -> argparse.ArgumentParser:
     vid.add_argument("--codec", default="libx264", help="video encoder (default libx264, yuv420p)")
     vid.add_argument("--crf", type=int, default=18, help="encoder quality, lower is better (default 18)")
     vid.add_argument("--preset", default="veryfast", help="x264/x265 preset (default veryfast)")
-    vid.add_argument("--batch", type=int, help="frames per network call (default 4 on a GPU, 1 on the CPU)")
+    vid.add_argument("--batch", type=int, default=4, help="frames per network call (default 4)")
     vid.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     vid.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     vid.set_defaults(func=cmd_video)

@@ -44,3 +44,21 @@ def test_pytest_benchmark_suite_runs_once_each():
                              "-p", "no:cacheprovider"], cwd=REPO, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     assert " passed" in result.stdout
+
+
+@pytest.mark.skipif(not ops.HAVE_EXTENSION, reason=f"{ops.EXTENSION_ERROR}")
+def test_video_pipeline_writes_complete_json(tmp_path):
+    """benchmarks/video_pipeline.py (also the GPU check's video step) on a few frames."""
+    pytest.importorskip("av")
+    out = tmp_path / "video.json"
+    cmd = [sys.executable, "benchmarks/video_pipeline.py", "--device", "cpu", "--frames", "4", "--batch", "2",
+           "--preset", "ultrafast", "--json", str(out)]
+    result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    row = json.loads(out.read_text())["row"]
+    assert row["frames"] == 4 and row["output"] == "1920x1080" and row["network_fps"] > 0 and row["pipeline_fps"] > 0
+    stages = row["ms_per_frame"]
+    assert set(stages) == {"network alone", "decode", "network stage", "encode", "stages one after another",
+                           "best overlap possible", "pipeline"}
+    assert all(t["wall"] > 0 for t in stages.values())
+    assert "| pipeline |" in result.stdout
