@@ -20,7 +20,7 @@ from typing import Callable
 
 import torch
 
-PROBE_ENV = "ESPCN_BENCH_MEMORY_PROBE"
+from benchmarks.malloc_env import PROBE_ENV
 _PROBE_MALLOC = {"MALLOC_MMAP_THRESHOLD_": "65536", "MALLOC_TRIM_THRESHOLD_": "131072"}
 
 

@@ -24,17 +24,16 @@ from typing import Callable
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.malloc_env import reexec_with_malloc_env  # noqa: E402
+from benchmarks.malloc_env import PROBE_ENV, reexec_with_malloc_env  # noqa: E402
 
-# The memory probe (a child) sets its own malloc settings.
-if __name__ == "__main__" and not os.environ.get("ESPCN_BENCH_MEMORY_PROBE"):
+if __name__ == "__main__" and not os.environ.get(PROBE_ENV):
     reexec_with_malloc_env()
 
 import torch  # noqa: E402
 
 from benchmarks import peers  # noqa: E402
 from benchmarks.machine import describe  # noqa: E402
-from benchmarks.memory import PROBE_ENV, cpu_peak_mib_in_child, cuda_peak_mib, rss_peak_mib  # noqa: E402
+from benchmarks.memory import cpu_peak_mib_in_child, cuda_peak_mib, rss_peak_mib  # noqa: E402
 from benchmarks.timing import time_fn  # noqa: E402
 from espcn_fast import ESPCN, FastESPCN, backends, ops  # noqa: E402
 
@@ -78,13 +77,23 @@ def macs_per_lr_pixel(model: ESPCN) -> int:
     return sum(m.weight.numel() for m in model.modules() if isinstance(m, torch.nn.Conv2d))
 
 
+def need_kernels(x: torch.Tensor) -> None:
+    """Skip a row of ours when this build has no kernels for x's device."""
+    reason = backends.unavailable_reason("cuda" if x.is_cuda else "cpu")
+    if reason is not None:
+        raise peers.Skip(reason)
+
+
 def ours_cpu(model: ESPCN, x: torch.Tensor) -> tuple[peers.Runner, float]:
+    """FastESPCN on the fused CPU op."""
+    need_kernels(x)
     fast = FastESPCN.from_reference(model, backend="cpu")
     return (lambda inp: fast(inp)), 0.0
 
 
 def ours_cpu_layers(model: ESPCN, x: torch.Tensor) -> tuple[peers.Runner, float]:
     """The three per-layer fused ops one after the other (activations go through memory)."""
+    need_kernels(x)
     s = {k: v.detach() for k, v in model.state_dict().items()}
 
     def run(inp: torch.Tensor) -> torch.Tensor:
@@ -140,16 +149,16 @@ def candidates(device: torch.device, threads: int) -> list[Candidate]:
             Candidate("onnxruntime", "fp32", lambda m, x: peers.onnxruntime(m, x, threads)),
             Candidate("opencv dnn", "fp32", lambda m, x: peers.opencv_dnn(m, x, threads)),
         ]
-    gpu = [Candidate("espcn_fast:cuda", p, ours_gpu("cuda", p), ours=True) for p in ("fp32", "tf32", "fp16", "bf16")]
-    gpu += [Candidate("espcn_fast:triton", p, ours_gpu("triton", p), ours=True) for p in ("fp32", "tf32", "fp16", "bf16")]
+    gpu = [Candidate("espcn_fast:cuda", p, ours_gpu("cuda", p), ours=True) for p in ops.PRECISIONS]
+    gpu += [Candidate("espcn_fast:triton", p, ours_gpu("triton", p), ours=True) for p in ops.PRECISIONS]
     gpu += [Candidate("espcn_fast:cuda-layers", "fp32", ours_cpu_layers, ours=True)]
-    for p in ("fp32", "tf32", "fp16", "bf16"):
+    for p in ops.PRECISIONS:
         gpu.append(Candidate("eager", p, lambda m, x, p=p: peers.eager_cuda(m, x, p)))
     gpu.append(Candidate("eager channels_last", "fp16", lambda m, x: peers.eager_cuda(m, x, "fp16", channels_last=True)))
     gpu.append(Candidate("eager autocast", "fp16", peers.autocast_fp16))
     gpu.append(Candidate("torch.compile", "tf32", lambda m, x: peers.compiled_cuda(m, x, "tf32", mode=None),
                          slow_setup=True))
-    for p in ("fp32", "tf32", "fp16", "bf16"):
+    for p in ops.PRECISIONS:
         gpu.append(Candidate("torch.compile max-autotune", p, lambda m, x, p=p: peers.compiled_cuda(m, x, p),
                              slow_setup=True))
     gpu.append(Candidate("onnxruntime cuda", "fp32",

@@ -19,10 +19,10 @@ from . import published
 from .data_dir import find_data_dir
 from .evaluate import SetScore, evaluate_sets
 from .image_io import IMAGE_SUFFIXES, ImageReadError, list_images, read_image, write_image
-from .backends import BACKENDS
+from .backends import BACKENDS, resolve
 from .fast import PRECISIONS, FastESPCN
 from .model import ESPCN
-from .upscale import upscale_image
+from .upscale import OOM_LAST_TILE, upscale_image
 from .weights import WeightsError, scale_of, load_weights
 
 
@@ -42,17 +42,28 @@ def _load_model(scale: int, weights: Path | None, device: str, backend: str = "a
         reference.load_state_dict(state)
     try:
         model = FastESPCN.from_reference(reference, backend=backend, precision=precision)
+        resolve(backend, torch.device(device))  # a backend that can't run on this device fails here, not mid-job
     except (RuntimeError, ValueError) as exc:
         raise CliError(str(exc)) from None
     return model.to(device)
 
 
 def _default_device(name: str | None) -> str:
-    if name is not None:
-        if name.startswith("cuda") and not torch.cuda.is_available():
+    """``--device`` checked against this machine (``cuda`` when there is a GPU and none is named)."""
+    if name is None:
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise CliError(f"--device {name}: not a device name (use cpu, cuda or cuda:N)") from None
+    if device.type not in ("cpu", "cuda"):
+        raise CliError(f"--device {name}: only cpu and cuda are supported")
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
             raise CliError(f"--device {name}: no CUDA GPU is available here")
-        return name
-    return "cuda" if torch.cuda.is_available() else "cpu"
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise CliError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA GPU(s)")
+    return name
 
 
 def _plan_outputs(inputs: list[Path], out: Path) -> list[tuple[Path, Path]]:
@@ -72,6 +83,7 @@ def _plan_outputs(inputs: list[Path], out: Path) -> list[tuple[Path, Path]]:
 
 
 def cmd_upscale(args: argparse.Namespace) -> int:
+    """``espcn-fast upscale``: images or folders in, PNGs out; a bad file is reported and skipped."""
     device = _default_device(args.device)
     model = _load_model(args.scale, args.weights, device, args.backend, args.precision)
     pairs = _plan_outputs(args.inputs, args.output)
@@ -110,7 +122,13 @@ def cmd_upscale(args: argparse.Namespace) -> int:
 
 
 def cmd_video(args: argparse.Namespace) -> int:
+    """``espcn-fast video``: one video file through the pipeline of :mod:`espcn_fast.video`."""
     from .video import VideoError, upscale_video
+
+    try:
+        import av  # noqa: F401
+    except ImportError:
+        raise CliError("espcn-fast video needs PyAV: pip install 'espcn_fast[video]' (or pip install av)") from None
 
     device = _default_device(args.device)
     model = _load_model(args.scale, args.weights, device, args.backend, args.precision)
@@ -149,6 +167,7 @@ def format_table(scores: dict[int, list[SetScore]]) -> str:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
+    """``espcn-fast eval``: PSNR/SSIM on the evaluation sets, beside the published figures."""
     device = _default_device(args.device)
     scores: dict[int, list[SetScore]] = {}
     for scale in args.scale:
@@ -179,7 +198,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
         image = read_image(sample)
     except (FileNotFoundError, ImageReadError):
         data = None
-        from skimage import data as skdata  # a bundled image: no download
+        try:
+            from skimage import data as skdata  # a bundled image: no download
+        except ImportError:
+            raise CliError("no data folder (../shared/data or --data DIR) and no scikit-image for a sample "
+                           "image: pass --data DIR or pip install scikit-image") from None
 
         sample = Path("skimage.data.astronaut")
         image = torch.from_numpy(skdata.astronaut()).permute(2, 0, 1).contiguous()
@@ -204,12 +227,13 @@ def _tile_size(text: str) -> int:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"--tile takes a number of LR pixels, got {text!r}") from None
-    if value < 16:
-        raise argparse.ArgumentTypeError(f"--tile must be at least 16 LR pixels, got {value}")
+    if value < OOM_LAST_TILE:  # smaller tiles would be mostly halo
+        raise argparse.ArgumentTypeError(f"--tile must be at least {OOM_LAST_TILE} LR pixels, got {value}")
     return value
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``espcn-fast`` command line: one sub-command per job."""
     parser = argparse.ArgumentParser(
         prog="espcn-fast",
         description="Real-time super-resolution with ESPCN (Shi et al. 2016): upscale images "
@@ -274,6 +298,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run ``espcn-fast`` with ``argv``; returns the exit status (2 for a bad input, printed as one line)."""
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:

@@ -8,22 +8,25 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Iterable
 
 import torch
 
 from .color import rgb_to_y
 from .data_dir import find_data_dir
 from .image_io import list_images, read_image
-from .metrics import psnr, quantize, ssim
+from .metrics import psnr, ssim
+from .model import SuperResolver
+from .quantize import quantize
 from .resize import imresize, modcrop
 
 # Any callable from LR Y (N, 1, h, w) on [0, 1] to SR Y (N, 1, h*r, w*r).
-SuperResolver = Callable[[torch.Tensor], torch.Tensor]
 
 
 @dataclass
 class ImageScore:
+    """PSNR (dB) and SSIM of one image, on shaved Y."""
+
     name: str
     psnr: float
     ssim: float
@@ -31,6 +34,8 @@ class ImageScore:
 
 @dataclass
 class SetScore:
+    """The scores of a test set's images; ``psnr`` and ``ssim`` are their means."""
+
     name: str
     images: list[ImageScore] = field(default_factory=list)
 

@@ -6,14 +6,14 @@ import torch
 
 from . import backends, ops
 from .model import ESPCN
-from .tiling import run_tiled
+from .tiling import check_tile, run_tiled
 from .validation import check_image_batch
 
 PRECISIONS = ops.PRECISIONS
-_CPU_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
-# What the CUDA kernels read and write; bfloat16 images are converted.
-_CUDA_IO_DTYPES = (torch.float32, torch.float16)
-_CUDA_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+# The images FastESPCN takes on every device (the kernels read ops.IMAGE_DTYPES; others are converted).
+_INPUT_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+# cuda_graph=True keeps the graphs of this many input shapes, the least recently used dropped first.
+MAX_CUDA_GRAPHS = 8
 
 
 class FastESPCN(ESPCN):
@@ -37,6 +37,7 @@ class FastESPCN(ESPCN):
             dtype and device on its first call and replay it afterwards (the
             input is copied into the graph's buffer and the output cloned out
             of it): less host overhead per frame for a video of fixed size.
+            The graphs of the last ``MAX_CUDA_GRAPHS`` (8) shapes are kept.
 
     Parameters are created with ``requires_grad=False``. When autograd is
     wanted (grad mode on and the input or a parameter requires grad), the
@@ -76,8 +77,8 @@ class FastESPCN(ESPCN):
         self.precision = precision
         self.clamp = clamp
         self.cuda_graph = cuda_graph
-        if tile is not None and tile < 2:
-            raise ValueError(f"tile must be >= 2 LR pixels, got {tile}")
+        if tile is not None:
+            check_tile(tile)
         self.tile = tile
         self.requires_grad_(False)
         self._kernel_weights: dict[tuple, tuple[tuple[int, ...], list[torch.Tensor]]] = {}
@@ -108,8 +109,7 @@ class FastESPCN(ESPCN):
         )
         if wants_grad:
             return "torch"
-        supported = _CPU_DTYPES if x.device.type == "cpu" else _CUDA_DTYPES
-        if self.backend == "auto" and x.dtype not in supported:
+        if self.backend == "auto" and x.dtype not in _INPUT_DTYPES:
             return "torch"
         return backends.resolve(self.backend, x.device)
 
@@ -149,7 +149,7 @@ class FastESPCN(ESPCN):
         # One graph per shape/dtype/device and set of converted weights (new
         # weights after a parameter change mean a new capture).
         key = (tuple(x.shape), x.dtype, x.device, self.precision, tuple(w.data_ptr() for w in weights))
-        entry = self._graphs.get(key)
+        entry = self._graphs.pop(key, None)
         if entry is None:
             static_x = x.clone()
             stream = torch.cuda.Stream(x.device)
@@ -161,13 +161,17 @@ class FastESPCN(ESPCN):
             with torch.cuda.graph(graph):
                 static_out = ops.espcn_forward(static_x, *weights, self.scale, self.clamp, self.precision)
             self._graphs = {k: v for k, v in self._graphs.items() if k[4] == key[4]}  # drop stale weights' graphs
-            entry = self._graphs[key] = (graph, static_x, static_out)
+            entry = (graph, static_x, static_out)
+        self._graphs[key] = entry  # the most recently used last
+        while len(self._graphs) > MAX_CUDA_GRAPHS:  # each holds its input, output and memory pool
+            self._graphs.pop(next(iter(self._graphs)))
         graph, static_x, static_out = entry
         static_x.copy_(x)
         graph.replay()
         return static_out.clone()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``(N, C, H, W)`` LR -> ``(N, C, H*r, W*r)`` HR, on the backend :meth:`backend_for` picks."""
         check_image_batch(x, self.in_channels, "FastESPCN")
         if self.tile is not None and max(x.shape[-2:]) > self.tile:
             return run_tiled(self._forward_whole, x, self.scale, self.tile)
@@ -178,21 +182,16 @@ class FastESPCN(ESPCN):
         if backend == "torch":
             out = self.sub_pixel(self.feature_maps(x))
             return out.clamp(0, 1) if self.clamp else out
-        if backend == "cpu":
-            if x.dtype not in _CPU_DTYPES:
-                raise TypeError(
-                    f"backend 'cpu' computes in float32 and takes float32/float16/bfloat16 inputs, got {x.dtype}; "
-                    "use backend='torch' for float64"
-                )
+        if x.dtype not in _INPUT_DTYPES:
+            raise TypeError(
+                f"backend {backend!r} takes float32/float16/bfloat16 inputs, got {x.dtype}; "
+                "use backend='torch' for float64"
+            )
+        if backend == "cpu":  # computes in float32
             out = ops.espcn_forward(x.float(), *self._weights(x.device, "fp32"), self.scale, self.clamp)
             return out.to(x.dtype)
         if backend in ("cuda", "triton"):
-            if x.dtype not in _CUDA_DTYPES:
-                raise TypeError(
-                    f"backend {backend!r} takes float32/float16/bfloat16 inputs, got {x.dtype}; "
-                    "use backend='torch' for float64"
-                )
-            xin = (x if x.dtype in _CUDA_IO_DTYPES else x.float()).contiguous()
+            xin = (x if x.dtype in ops.IMAGE_DTYPES else x.float()).contiguous()
             if backend == "cuda":
                 return self._cuda_forward(xin).to(x.dtype)
             from .triton_backend import ops as _  # noqa: F401  (registers espcn_fast_triton::*)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +15,28 @@ IMAGE_SUFFIXES = (".png", ".bmp", ".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".p
 
 class ImageReadError(ValueError):
     """A file that is missing, not an image, or corrupt."""
+
+
+_PIXEL_LIMIT_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _no_pixel_limit(image_module):
+    """Lift Pillow's decompression-bomb guard while reading: huge images are what tiling is for."""
+    with _PIXEL_LIMIT_LOCK:
+        saved, image_module.MAX_IMAGE_PIXELS = image_module.MAX_IMAGE_PIXELS, None
+        try:
+            yield
+        finally:
+            image_module.MAX_IMAGE_PIXELS = saved
+
+
+def _grey16_to_8(values: np.ndarray, path: Path) -> np.ndarray:
+    """16-bit grey levels -> 8-bit, rounded (v * 255 / 65535)."""
+    values = values.astype(np.int64)
+    if values.size and (values.min() < 0 or values.max() > 65535):
+        raise ImageReadError(f"cannot read {path}: integer image with values outside 0..65535")
+    return ((values * 255 + 32767) // 65535).astype(np.uint8)
 
 
 def read_image(path: str | os.PathLike, mode: str = "RGB") -> torch.Tensor:
@@ -27,15 +51,21 @@ def read_image(path: str | os.PathLike, mode: str = "RGB") -> torch.Tensor:
     if not path.is_file():
         raise ImageReadError(f"image not found: {path}")
     try:
-        with Image.open(path) as img:
+        with _no_pixel_limit(Image), Image.open(path) as img:
             img.load()
-            grey = img.mode in ("L", "I;16", "I", "F", "1", "LA")
-            img = img.convert("L" if grey and mode == "keep" else "RGB")
-            array = np.asarray(img, dtype=np.uint8)
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+            if img.mode == "F":
+                raise ImageReadError(f"cannot read {path}: floating-point images are not supported; save it with 8 or 16 bits")
+            if img.mode.startswith("I"):  # 16-bit grey ("I;16*"; "I" is how Pillow opens some 16-bit files)
+                array = _grey16_to_8(np.asarray(img), path)
+            else:
+                grey = img.mode in ("L", "1", "LA")
+                array = np.asarray(img.convert("L" if grey and mode == "keep" else "RGB"), dtype=np.uint8)
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+        if isinstance(exc, ImageReadError):
+            raise
         raise ImageReadError(f"cannot read {path}: not an image or a corrupt file ({exc})") from None
     if array.ndim == 2:
-        array = array[:, :, None]
+        array = array[:, :, None] if mode == "keep" else np.repeat(array[:, :, None], 3, axis=2)
     return torch.from_numpy(array.copy()).permute(2, 0, 1).contiguous()
 
 

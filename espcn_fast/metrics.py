@@ -61,9 +61,3 @@ def ssim(sr: torch.Tensor, hr: torch.Tensor, shave: int = 0, data_range: float =
     return (num / den).mean().item()
 
 
-def quantize(y: torch.Tensor) -> torch.Tensor:
-    """Y on the [0, 1] scale -> rounded, clipped 0-255 floats, as an 8-bit image would hold.
-
-    Rounds half away from zero, as MATLAB's ``im2uint8``.
-    """
-    return torch.floor(y.clamp(0, 1) * 255.0 + 0.5)

@@ -7,11 +7,17 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import torch
 from torch import nn
 
 from .validation import check_image_batch, check_scale
+
+# What the image, evaluation and video code runs: anything that maps an LR Y
+# batch (N, 1, H, W) on [0, 1] to its HR Y, as ESPCN and FastESPCN do.
+SuperResolver = Callable[[torch.Tensor], torch.Tensor]
 
 
 class ESPCN(nn.Module):
@@ -60,14 +66,16 @@ class ESPCN(nn.Module):
                 nn.init.zeros_(module.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``(N, C, H, W)`` LR -> ``(N, C, H*r, W*r)`` HR (no clamp: the reference's raw output)."""
         check_image_batch(x, self.in_channels, "ESPCN")
         return self.sub_pixel(self.feature_maps(x))
 
-    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):  # type: ignore[override]
+    def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True,  # type: ignore[override]
+                        assign: bool = False) -> Any:
         """Load weights, with a clear error when they belong to another scale or shape."""
         from .weights import check_state_dict
 
-        check_state_dict(state_dict, self)
+        check_state_dict(state_dict, self, strict)
         return super().load_state_dict(state_dict, strict=strict, assign=assign)
 
     @classmethod

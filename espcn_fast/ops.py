@@ -1,9 +1,9 @@
 """The fused ops ``torch.ops.espcn_fast.*``: loading the extension and their fake kernels.
 
-The schemas live in ``csrc/ops.cpp``; each backend registers its kernels
-there (CPU, CUDA) or in ``espcn_fast.triton`` (Triton). The fake (meta)
-kernels below only compute output shapes, so that ``torch.compile`` traces
-through the ops.
+The schemas live in ``csrc/ops.cpp``, where the CPU and CUDA kernels are
+registered; the Triton kernels are registered by ``espcn_fast.triton_backend``
+under their own namespace. The fake (meta) kernels below only compute output
+shapes, so that ``torch.compile`` traces through the ops.
 """
 
 from __future__ import annotations
@@ -26,6 +26,8 @@ HAVE_EXTENSION = EXTENSION_ERROR is None
 # and "bf16" on the tensor cores, whose weights come in WEIGHT_DTYPES[precision].
 PRECISIONS = ("fp32", "tf32", "fp16", "bf16")
 WEIGHT_DTYPES = {"fp32": torch.float32, "tf32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+# What the GPU kernels (CUDA and Triton) read and write; FastESPCN converts other float images.
+IMAGE_DTYPES = (torch.float32, torch.float16)
 
 
 def has_kernel(op: str, dispatch_key: str) -> bool:

@@ -1,5 +1,7 @@
 """MATLAB-compatible bicubic ``imresize`` in torch: the one resize of the project.
 
+(Except the video pipeline's chroma: see ``espcn_fast.video._upscale_chroma``.)
+
 It reproduces MATLAB's algorithm: the cubic kernel with a = -0.5, widened by
 1/scale when shrinking (antialiasing), symmetric padding at the borders, the
 height resized before the width, and for ``uint8`` images a round to uint8
@@ -16,6 +18,8 @@ import functools
 import math
 
 import torch
+
+from .quantize import round_255
 
 
 def _cubic(x: torch.Tensor) -> torch.Tensor:
@@ -79,11 +83,6 @@ def _resize_axis(
     return torch.matmul(x, matrix.T)
 
 
-def _round_uint8(x: torch.Tensor) -> torch.Tensor:
-    # MATLAB rounds half away from zero; values here are >= 0 after the clamp.
-    return torch.floor(x.clamp(0, 255) + 0.5)
-
-
 def imresize(
     image: torch.Tensor,
     scale: float | None = None,
@@ -128,7 +127,7 @@ def imresize(
     for dim, out_len, s in passes:
         x = _resize_axis(x, dim, out_len, s, antialias)
         if is_uint8:
-            x = _round_uint8(x)
+            x = round_255(x)
     return x.to(torch.uint8) if is_uint8 else x
 
 

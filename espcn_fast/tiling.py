@@ -15,12 +15,18 @@ from typing import Callable, Iterator
 import torch
 
 HALO = 4  # LR pixels of context an ESPCN output pixel needs (2 + 1 + 1)
+MIN_TILE = 2  # tiles start at even LR pixels
+
+
+def check_tile(tile: int) -> None:
+    """A clear error for a tile size the stitching cannot use."""
+    if tile < MIN_TILE:
+        raise ValueError(f"tile must be >= {MIN_TILE} LR pixels, got {tile}")
 
 
 def tiles(h: int, w: int, tile: int, halo: int = HALO) -> Iterator[tuple[slice, slice, slice, slice]]:
     """For each tile: the LR crop (rows, cols) to compute and the LR region (rows, cols) it owns."""
-    if tile < 2:
-        raise ValueError(f"tile must be >= 2 LR pixels, got {tile}")
+    check_tile(tile)
     tile -= tile % 2  # even origins: the kernels' 2x2 blocks line up with the untiled run
     for y0 in range(0, h, tile):
         for x0 in range(0, w, tile):

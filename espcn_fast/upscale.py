@@ -2,20 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Callable
-
 import torch
 
 from .color import rgb_to_ycbcr, ycbcr_to_rgb
+from .model import SuperResolver
+from .quantize import to_uint8_
 from .resize import imresize
 from .tiling import run_tiled
 
 # The tile (LR pixels) tried first when a whole image does not fit on the GPU;
-# halved on each further out-of-memory error.
+# halved on each further out-of-memory error down to the last (also the CLI's
+# smallest --tile: below it the 4-pixel halo is most of the work).
 OOM_FIRST_TILE = 1024
 OOM_LAST_TILE = 16
 
-SuperResolver = Callable[[torch.Tensor], torch.Tensor]
 
 
 @torch.no_grad()
@@ -72,5 +72,5 @@ def _upscale(image: torch.Tensor, model: SuperResolver, device: torch.device) ->
     else:
         cbcr = imresize(ycbcr[1:], size=tuple(sr_y.shape[-2:]))
     out = ycbcr_to_rgb(torch.cat([sr_y, cbcr]))
-    out = torch.floor(out.clamp(0, 1) * 255.0 + 0.5).to(torch.uint8)
+    out = to_uint8_(out)
     return out[:1] if grey else out

@@ -27,19 +27,20 @@ from __future__ import annotations
 
 import os
 import queue
-import tempfile
+import secrets
 import threading
 import time
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-SuperResolver = Callable[[torch.Tensor], torch.Tensor]
+from .model import SuperResolver
+from .quantize import round_255, to_uint8_
+
 _END = object()  # the last item on a queue
 
 
@@ -49,6 +50,8 @@ class VideoError(Exception):
 
 @dataclass
 class VideoResult:
+    """What :func:`upscale_video` did: frames written, seconds, and whether the input was read to its end."""
+
     output: Path
     frames: int
     seconds: float
@@ -117,6 +120,8 @@ def _check_paths(src: Path, dst: Path, overwrite: bool) -> None:
         raise VideoError(f"input not found: {src}")
     if dst.exists() and dst.resolve() == src.resolve():
         raise VideoError(f"refusing to overwrite the input {src}; choose another -o")
+    if dst.is_dir():
+        raise VideoError(f"cannot write {dst}: it is a folder; name the output file")
     if dst.exists() and not overwrite:
         raise VideoError(f"{dst} exists; pass --overwrite to replace it")
     if not dst.parent.is_dir():
@@ -141,14 +146,31 @@ def _open_input(src: Path):
 def _upscale_chroma(c: torch.Tensor, scale: int, size: tuple[int, int]) -> torch.Tensor:
     """(N, 2, h, w) uint8 chroma -> bicubic x scale, cropped to ``size``, uint8.
 
-    On the CPU torch's uint8 bicubic kernel (4x faster than float); on a GPU in float.
+    torch's bicubic (a = -0.75), not ``resize.imresize``: MATLAB's resize as dense
+    matrix products costs more per frame than the rest of the CPU pipeline, and
+    chroma never enters the metrics. On the CPU torch's uint8 kernel (4x faster
+    than float); on a GPU in float, rounded as everything else (``quantize``).
     """
     full = (c.shape[-2] * scale, c.shape[-1] * scale)
     if c.device.type == "cpu":
         up = F.interpolate(c, size=full, mode="bicubic", align_corners=False, antialias=False)
     else:
-        up = F.interpolate(c.float(), size=full, mode="bicubic", align_corners=False).round_().clamp_(0, 255)
+        up = round_255(F.interpolate(c.float(), size=full, mode="bicubic", align_corners=False))
     return up[..., : size[0], : size[1]].to(torch.uint8)
+
+
+def _temporary_output(dst: Path) -> Path:
+    """A new, empty file beside ``dst`` to write into, with the permissions a plain new file gets (umask)."""
+    for _ in range(100):
+        tmp = dst.with_name(f".{dst.stem}.{secrets.token_hex(4)}.partial{dst.suffix}")
+        try:
+            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+        except FileExistsError:
+            continue
+        except OSError as exc:
+            raise VideoError(f"cannot write {dst}: {exc.strerror or exc}") from None
+        return tmp
+    raise VideoError(f"cannot write {dst}: no free temporary name in {dst.parent}")  # pragma: no cover
 
 
 def _even(n: int) -> int:
@@ -174,8 +196,7 @@ class _Network:
         c = c.to(self.device, non_blocking=True)
         sr = self.model(y.float().div_(255.0))
         hr_h, hr_w = _even(sr.shape[-2]), _even(sr.shape[-1])
-        # Rounded half up, in place: the frame-sized temporaries cost as much as the chroma.
-        y_hr = sr[:, 0, :hr_h, :hr_w].clamp_(0, 1).mul_(255.0).add_(0.5).to(torch.uint8)
+        y_hr = to_uint8_(sr[:, 0, :hr_h, :hr_w])
         return y_hr, _upscale_chroma(c, self.scale, (hr_h // 2, hr_w // 2))
 
     @torch.no_grad()
@@ -246,9 +267,11 @@ def upscale_video(
     in_video = container.streams.video[0]
     in_video.thread_type = "AUTO"
     in_audio = list(container.streams.audio)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{dst.stem}.", suffix=f".partial{dst.suffix}", dir=dst.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
+    try:
+        tmp = _temporary_output(dst)
+    except VideoError:
+        container.close()
+        raise
     try:
         output = av.open(str(tmp), "w")
     except (av.FFmpegError, ValueError) as exc:
@@ -375,6 +398,10 @@ def upscale_video(
         if error is not None:
             raise VideoError(f"{src} -> {dst}: {type(error).__name__}: {error}") from error
         raise VideoError(f"{src}: no video frame could be decoded" + (f" ({state['stopped_at']})" if state["stopped_at"] else ""))
-    os.replace(tmp, dst)
+    try:
+        os.replace(tmp, dst)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise VideoError(f"cannot write {dst}: {exc.strerror or exc}") from None
     return VideoResult(dst, state["frames"], seconds, state["stopped_at"] is None, state["stopped_at"],
                        {"network": network.seconds, "total": seconds})

@@ -85,26 +85,30 @@ def scale_of(state: Mapping[str, torch.Tensor], out_channels: int = 1) -> int:
     return r
 
 
-def check_state_dict(state: Mapping[str, torch.Tensor], model: torch.nn.Module) -> None:
-    """Raise :class:`WeightsError` naming the mismatch, before torch's generic error."""
+def check_state_dict(state: Mapping[str, torch.Tensor], model: torch.nn.Module, strict: bool = True) -> None:
+    """Raise :class:`WeightsError` naming the mismatch, before torch's generic error.
+
+    ``strict=False`` (as ``load_state_dict``'s) allows missing and unexpected
+    keys; the shapes of the keys present are still checked.
+    """
     expected = model.state_dict()
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]
-    if missing or unexpected:
+    if strict and (missing or unexpected):
         raise WeightsError(
             f"weights do not match ESPCN: missing keys {missing}, unexpected keys {unexpected}"
         )
     scale = getattr(model, "scale", None)
     out_channels = getattr(model, "out_channels", 1)
-    w = state["sub_pixel.0.weight"]
-    if scale is not None and w.shape[0] != expected["sub_pixel.0.weight"].shape[0]:
+    w = state.get("sub_pixel.0.weight")
+    if scale is not None and w is not None and w.shape[0] != expected["sub_pixel.0.weight"].shape[0]:
         try:
             theirs = f"scale {scale_of(state, out_channels)}"
         except WeightsError:
             theirs = f"{w.shape[0]} output channels"
         raise WeightsError(f"weights are for {theirs} but the model is for scale {scale}")
     for key, value in expected.items():
-        if state[key].shape != value.shape:
+        if key in state and state[key].shape != value.shape:
             raise WeightsError(
                 f"weight {key} has shape {tuple(state[key].shape)}, the model expects {tuple(value.shape)}"
             )

@@ -161,3 +161,33 @@ def test_upscale_in_tiles_gives_the_same_image(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["upscale", str(src), "-o", str(tmp_path / "x.png"), "--tile", "8"])
     assert "--tile must be at least 16 LR pixels, got 8" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("device, match", [
+    ("gpu", "--device gpu: not a device name"),
+    ("mps", "--device mps: only cpu and cuda are supported"),
+    ("cuda:7", "--device cuda:7: (no CUDA GPU is available here|this machine has)"),
+])
+def test_bad_device_is_a_one_line_error(tmp_path, capsys, device, match):
+    import re
+
+    write_image(random_rgb(12, 10), tmp_path / "a.png")
+    assert main(["upscale", str(tmp_path / "a.png"), "-o", str(tmp_path / "o.png"), "--device", device]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and re.search(match, err), err
+    assert not (tmp_path / "o.png").exists()
+
+
+def test_backend_for_another_device_fails_before_the_job(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("TRITON_INTERPRET", raising=False)
+    write_image(random_rgb(12, 10), tmp_path / "a.png")
+    assert main(["upscale", str(tmp_path / "a.png"), "-o", str(tmp_path / "o.png"), "--device", "cpu",
+                 "--backend", "triton"]) == 2
+    err = capsys.readouterr().err
+    assert "backend 'triton' runs CUDA tensors" in err or "backend 'triton' is not available" in err, err
+
+
+def test_demo_without_data_or_scikit_image(tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "skimage", None)  # import skimage raises ImportError
+    assert main(["demo", "-o", str(tmp_path), "--data", str(tmp_path / "no-data")]) == 2
+    assert "pass --data DIR or pip install scikit-image" in capsys.readouterr().err

@@ -5,7 +5,7 @@ import pytest
 import torch
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from espcn_fast.metrics import psnr, quantize, ssim
+from espcn_fast.metrics import psnr, ssim
 
 
 def _pair(seed=0, shape=(40, 52)):
@@ -45,11 +45,6 @@ def test_ssim_matches_scikit_image(shave):
 def test_ssim_of_identical_images_is_one():
     _, hr = _pair(3)
     assert ssim(hr, hr) == pytest.approx(1.0)
-
-
-def test_quantize_rounds_half_up_and_clips():
-    y = torch.tensor([-0.1, 0.5 / 255, 1.5 / 255, 1.2])
-    assert quantize(y).tolist() == [0.0, 1.0, 2.0, 255.0]
 
 
 def test_errors():

@@ -128,6 +128,18 @@ def test_weights_with_wrong_keys_or_shapes():
         ESPCN(3).load_state_dict(bad)
 
 
+def test_non_strict_load_allows_missing_keys_but_checks_shapes():
+    source, target = ESPCN(3), ESPCN(3)
+    partial = {k: v for k, v in source.state_dict().items() if k.startswith("feature_maps.0.")}
+    result = target.load_state_dict({**partial, "extra": torch.ones(1)}, strict=False)
+    assert "sub_pixel.0.weight" in result.missing_keys and result.unexpected_keys == ["extra"]
+    assert torch.equal(target.feature_maps[0].weight, source.feature_maps[0].weight)
+    with pytest.raises(WeightsError, match="weights are for scale 2 but the model is for scale 3"):
+        target.load_state_dict({"sub_pixel.0.weight": ESPCN(2).sub_pixel[0].weight}, strict=False)
+    with pytest.raises(WeightsError, match=r"feature_maps.0.weight has shape \(64, 1, 3, 3\)"):
+        target.load_state_dict({"feature_maps.0.weight": torch.ones(64, 1, 3, 3)}, strict=False)
+
+
 @pytest.mark.parametrize("suffix", [".safetensors", ".pth"])
 def test_corrupted_weights_file(tmp_path, suffix):
     good = tmp_path / f"good{suffix}"

@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from espcn_fast import ESPCN, FastESPCN, backends, ops
+from espcn_fast.fast import MAX_CUDA_GRAPHS
 
 from .kernel_checks import poisoned_outputs, random_model, reference64, weights
 
@@ -194,6 +195,14 @@ def test_fast_module_cuda_graph_mode(precision):
         plain = ESPCN(2)
         plain.load_state_dict({k: v.cpu() for k, v in fast.state_dict().items()})
         check(fast(x.cuda()), reference64(plain, x), precision)
+        # A bounded cache: one graph per shape, the least recently used dropped first.
+        shapes = [(1, 1, 8 + i, 9) for i in range(MAX_CUDA_GRAPHS + 3)]
+        for shape in shapes:
+            fast(torch.rand(shape, device="cuda"))
+        assert len(fast._graphs) == MAX_CUDA_GRAPHS
+        assert [k[0] for k in fast._graphs] == shapes[-MAX_CUDA_GRAPHS:]
+        fast(torch.rand(shapes[-MAX_CUDA_GRAPHS], device="cuda"))  # a hit moves to the back
+        assert next(iter(fast._graphs))[0] == shapes[-MAX_CUDA_GRAPHS + 1]
 
 
 # -- FastESPCN on CUDA -------------------------------------------------------------

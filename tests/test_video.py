@@ -178,6 +178,7 @@ def test_a_failure_leaves_no_output(tmp_path):
     ("no_folder", "the folder .* does not exist"),
     ("exists", "exists; pass --overwrite"),
     ("input", "refusing to overwrite the input"),
+    ("folder", "it is a folder"),
 ])
 def test_errors_are_one_line(tmp_path, capsys, case, match):
     src = make_video(tmp_path / "in.mp4", frames=2)
@@ -203,7 +204,9 @@ def test_errors_are_one_line(tmp_path, capsys, case, match):
         dst.write_bytes(b"keep me")
     elif case == "input":
         dst = src
-    assert main(["video", str(src), "-o", str(dst), "-q"]) == 2
+    elif case == "folder":
+        dst.mkdir()
+    assert main(["video", str(src), "-o", str(dst), "-q", "--overwrite" if case == "folder" else "--batch=4"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and err.startswith("espcn-fast: error:")
     assert re.search(match, err), err
@@ -219,3 +222,25 @@ def test_bad_batch_and_precision_are_one_line_errors(tmp_path, capsys):
     assert main(["video", str(src), "-o", str(tmp_path / "b.mp4"), "--backend", "cpu", "--precision", "fp16", "-q"]) == 2
     assert "backend 'cpu' computes in fp32; precision 'fp16'" in capsys.readouterr().err
     assert not (tmp_path / "a.mp4").exists() and not (tmp_path / "b.mp4").exists()
+
+
+def test_output_gets_the_umask_permissions(tmp_path, model):
+    """The output is an ordinary new file: its permissions come from the umask (mkstemp would make it 0600)."""
+    import os
+
+    src = make_video(tmp_path / "in.mp4", frames=2, audio=False)
+    old = os.umask(0o027)
+    try:
+        upscale_video(src, tmp_path / "out.mp4", model, 3)
+    finally:
+        os.umask(old)
+    assert (tmp_path / "out.mp4").stat().st_mode & 0o777 == 0o640
+
+
+def test_missing_pyav_is_a_one_line_error(tmp_path, capsys, monkeypatch):
+    import sys
+
+    src = make_video(tmp_path / "in.mp4", frames=2, audio=False)
+    monkeypatch.setitem(sys.modules, "av", None)  # import av raises ImportError
+    assert main(["video", str(src), "-o", str(tmp_path / "out.mp4"), "-q"]) == 2
+    assert "needs PyAV: pip install" in capsys.readouterr().err

@@ -2,6 +2,9 @@
 // whether the current device can run it.
 #include <cuda_runtime.h>
 
+#include <atomic>
+#include <mutex>
+
 #include "espcn_fused.cuh"
 #include "kernels.h"
 
@@ -9,20 +12,30 @@ namespace espcn::cuda {
 
 DeviceInfo device_info() {
   // Read once per device: the attribute queries cost microseconds per launch otherwise.
-  constexpr int kMaxDevices = 64;
-  static DeviceInfo cache[kMaxDevices];
+  // Host threads may launch concurrently: an entry is filled under the lock and
+  // published by its flag, so no reader sees half of it.
+  struct Entry {
+    std::atomic<bool> ready{false};
+    DeviceInfo info;
+  };
+  static Entry cache[kMaxDevices];
+  static std::mutex filling;
   int device = 0;
   if (cudaGetDevice(&device) != cudaSuccess || device < 0 || device >= kMaxDevices) return DeviceInfo{};
-  DeviceInfo& info = cache[device];
-  if (info.sms == 0) {
-    DeviceInfo fresh;
-    if (cudaDeviceGetAttribute(&fresh.major, cudaDevAttrComputeCapabilityMajor, device) != cudaSuccess ||
-        cudaDeviceGetAttribute(&fresh.smem_optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device) != cudaSuccess ||
-        cudaDeviceGetAttribute(&fresh.sms, cudaDevAttrMultiProcessorCount, device) != cudaSuccess)
-      return DeviceInfo{};
-    info = fresh;
+  Entry& entry = cache[device];
+  if (!entry.ready.load(std::memory_order_acquire)) {
+    std::lock_guard<std::mutex> lock(filling);
+    if (!entry.ready.load(std::memory_order_relaxed)) {
+      DeviceInfo fresh;
+      if (cudaDeviceGetAttribute(&fresh.major, cudaDevAttrComputeCapabilityMajor, device) != cudaSuccess ||
+          cudaDeviceGetAttribute(&fresh.smem_optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device) != cudaSuccess ||
+          cudaDeviceGetAttribute(&fresh.sms, cudaDevAttrMultiProcessorCount, device) != cudaSuccess)
+        return DeviceInfo{};
+      entry.info = fresh;
+      entry.ready.store(true, std::memory_order_release);
+    }
   }
-  return info;
+  return entry.info;
 }
 
 bool espcn_fused_supported(Precision precision) {

@@ -4,12 +4,16 @@
 #pragma once
 
 #include <algorithm>
+#include <atomic>
 #include <cstdint>
 
 #include "espcn_fused_kernel.cuh"
 #include "kernels.h"
 
 namespace espcn::cuda {
+
+// Devices whose facts are cached (a device number beyond it reports no support).
+constexpr int kMaxDevices = 64;
 
 // Per-device facts the launcher needs, read once per device.
 struct DeviceInfo {
@@ -26,22 +30,22 @@ cudaError_t launch_fused(const EspcnArgs& a, cudaStream_t stream) {
   // Once per device: raise the dynamic shared-memory limit and ask how many
   // blocks fit per SM. Doing it on the first call (before any graph capture
   // replays it) keeps the launch itself free of non-stream API calls.
-  constexpr int kMaxDevices = 64;
-  static int blocks_per_sm[kMaxDevices] = {};
+  // Atomic: host threads may launch concurrently (a second fill is harmless).
+  static std::atomic<int> blocks_per_sm[kMaxDevices];  // static storage: zeros
   int device = 0;
   cudaError_t err = cudaGetDevice(&device);
   if (err != cudaSuccess) return err;
-  if (device >= kMaxDevices) return cudaErrorInvalidDevice;
-  if (blocks_per_sm[device] == 0) {
+  if (device < 0 || device >= kMaxDevices) return cudaErrorInvalidDevice;
+  if (blocks_per_sm[device].load(std::memory_order_acquire) == 0) {
     err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, L::kBytes);
     if (err != cudaSuccess) return err;
     int per_sm = 0;
     err = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kFusedThreads, L::kBytes);
     if (err != cudaSuccess) return err;
     if (per_sm < 1) return cudaErrorInvalidConfiguration;
-    blocks_per_sm[device] = per_sm;
+    blocks_per_sm[device].store(per_sm, std::memory_order_release);
   }
-  const int per_sm = blocks_per_sm[device];
+  const int per_sm = blocks_per_sm[device].load(std::memory_order_acquire);
   const int64_t tiles = TileGrid(a.h, a.w, TileShape{TH, TW}).count(a.n);
   if (tiles == 0) return cudaSuccess;
   const int64_t blocks = std::min<int64_t>(tiles, int64_t(per_sm) * device_info().sms);

@@ -17,8 +17,6 @@ from torch.library import triton_op, wrap_triton
 from .. import ops as cpp_ops
 from . import kernels
 
-_IO_DTYPES = (torch.float32, torch.float16)
-_STORE_DTYPES = {"fp32": torch.float32, "tf32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 
 def _check_input(op: str, x: torch.Tensor) -> None:
@@ -26,7 +24,7 @@ def _check_input(op: str, x: torch.Tensor) -> None:
         raise RuntimeError(f"{op}: x must be a 4-D (N, C, H, W) tensor, got {x.dim()}-D shape {tuple(x.shape)}")
     if x.shape[2] < 1 or x.shape[3] < 1:
         raise RuntimeError(f"{op}: x must have H and W >= 1, got shape {tuple(x.shape)}")
-    if x.dtype not in _IO_DTYPES:
+    if x.dtype not in cpp_ops.IMAGE_DTYPES:
         raise RuntimeError(f"{op}: x must be float32 or float16, got {str(x.dtype).replace('torch.', '')}")
     if x.device.type != "cuda" and not kernels.INTERPRETED:
         raise RuntimeError(f"{op}: the Triton kernels run CUDA tensors (or any with TRITON_INTERPRET=1), got {x.device}")
@@ -81,6 +79,7 @@ def _layer(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, out: torch
 
 @triton_op("espcn_fast_triton::conv2d_tanh", mutates_args=())
 def conv2d_tanh(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """tanh(conv2d(x, weight, bias)), "same" padding; as ``espcn_fast::conv2d_tanh``."""
     op = "espcn_fast_triton::conv2d_tanh"
     _check_input(op, x)
     _check_conv(op, x, x.shape[1], weight, bias, "weight", "bias")
@@ -91,6 +90,7 @@ def conv2d_tanh(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> to
 @triton_op("espcn_fast_triton::conv2d_pixel_shuffle", mutates_args=())
 def conv2d_pixel_shuffle(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, scale: int,
                          clamp: bool) -> torch.Tensor:
+    """pixel_shuffle(conv2d(x, weight, bias), scale), clamped to [0, 1] if ``clamp``; as the C++ op."""
     op = "espcn_fast_triton::conv2d_pixel_shuffle"
     _check_input(op, x)
     _check_conv(op, x, x.shape[1], weight, bias, "weight", "bias")
@@ -103,9 +103,10 @@ def conv2d_pixel_shuffle(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tens
 def espcn_forward(x: torch.Tensor, w1: torch.Tensor, b1: torch.Tensor, w2: torch.Tensor, b2: torch.Tensor,
                   w3: torch.Tensor, b3: torch.Tensor, scale: int, clamp: bool,
                   precision: str = "fp32") -> torch.Tensor:
+    """The whole network (three layer kernels) in ``precision``; as ``espcn_fast::espcn_forward``."""
     op = "espcn_fast_triton::espcn_forward"
     if precision not in cpp_ops.PRECISIONS:
-        raise RuntimeError(f"{op}: unknown precision '{precision}'; choose fp32, tf32, fp16 or bf16")
+        raise RuntimeError(f"{op}: unknown precision '{precision}'; choose {', '.join(cpp_ops.PRECISIONS)}")
     wdtype = cpp_ops.WEIGHT_DTYPES[precision]
     _check_input(op, x)
     _check_conv(op, x, x.shape[1], w1, b1, "w1", "b1", wdtype)
@@ -113,7 +114,7 @@ def espcn_forward(x: torch.Tensor, w1: torch.Tensor, b1: torch.Tensor, w2: torch
     _check_conv(op, x, w2.shape[0], w3, b3, "w3", "b3", wdtype)
     _check_scale(op, scale, w3.shape[0], "w3")
     n, _, h, w = x.shape
-    store = _STORE_DTYPES[precision]
+    store = wdtype  # the intermediates are kept in the weights' dtype
     # bf16 runs layer 1 in fp16, as the CUDA kernel does: the 8-bit image does not survive bf16's mantissa.
     first = "fp16" if precision == "bf16" else precision
     h1 = _layer(x, w1, b1, x.new_empty((n, w1.shape[0], h, w), dtype=store), False, 1, False, first)
