@@ -12,8 +12,9 @@
 # Set5 for the fp16/bf16 PSNR test, and the wheels the GPU image lacks (PyAV
 # for the video rows): `--stage-data` copies Set5 from the data folder and the
 # wheels from the local package index into ./gpu_data (ignored by git; about
-# 37 MB); pass gpu_data in the device tool's `carry` so that it travels with
-# the working tree.
+# 40 MB), and builds the tile sweep (benchmarks/tile_sweep.cu) there with nvcc;
+# pass gpu_data in the device tool's `carry` so that it travels with the
+# working tree.
 #
 # --dry-run does everything that needs no GPU (CI runs it): checks the tools,
 # the scripts and the data, and prints what it would run.
@@ -27,7 +28,7 @@ for arg in "$@"; do
   case "$arg" in
     --dry-run) DRY=1 ;;
     --stage-data) STAGE=1 ;;
-    -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
     -*) echo "gpu_check: unknown option $arg" >&2; exit 2 ;;
     *) OUTDIR="$arg" ;;
   esac
@@ -64,6 +65,9 @@ step() {  # step NAME TIMEOUT_S COMMAND...: run, log to OUTDIR/NAME.log, record 
   return 0
 }
 
+SWEEP_SOURCES="csrc/cuda/espcn_fused.cu csrc/cuda/espcn_fused_fp32.cu csrc/cuda/espcn_fused_tf32.cu
+  csrc/cuda/espcn_fused_fp16.cu csrc/cuda/espcn_fused_bf16.cu"
+
 # Data: Set5 and its x3 LR inputs, from gpu_data/ (carried) or the data folder.
 if [ "$STAGE" = 1 ]; then
   SRC="${ESPCN_FAST_DATA:-../shared/data}"
@@ -72,6 +76,9 @@ if [ "$STAGE" = 1 ]; then
     && echo "gpu_check: staged Set5 from $SRC into gpu_data/ (carry it: gpu_data)"
   "$PY" -m pip download -q --no-deps -d gpu_data/wheels av==18.1.0 2>&1 | grep -v "^WARNING" \
     ; ls gpu_data/wheels 2>/dev/null
+  # The tile sweep needs nvcc only: built here, it costs the GPU machine no build time.
+  nvcc -std=c++17 -O3 -arch=sm_90 -o gpu_data/tile_sweep benchmarks/tile_sweep.cu $SWEEP_SOURCES \
+    && echo "gpu_check: built gpu_data/tile_sweep (sm_90)"
 fi
 if [ -d gpu_data/Set5 ]; then
   export ESPCN_FAST_DATA="$PWD/gpu_data"
@@ -128,6 +135,14 @@ fi
 step bench 150 "$PY" benchmarks/run.py --device cuda --scales 2 3 4 --batch 1 8 --budget 0.5 \
   --backends espcn_fast:cuda espcn_fast:cuda-layers espcn_fast:triton eager "eager channels_last" "eager autocast" \
   --json "$OUTDIR/bench.json"
+# Tile shapes of the fused kernel, each checked and timed (gpu_data/tile_sweep
+# from --stage-data; built here for this GPU when it was not carried).
+SWEEP=gpu_data/tile_sweep
+if [ ! -x "$SWEEP" ] || [ "$ARCH" != 9.0 ]; then
+  SWEEP="$OUTDIR/tile_sweep"
+  step tile_sweep_build 120 nvcc -std=c++17 -O3 -arch="sm_${ARCH/./}" -o "$SWEEP" benchmarks/tile_sweep.cu $SWEEP_SOURCES
+fi
+step tile_sweep 60 "$SWEEP" --json "$OUTDIR/tile_sweep.json"
 step bench_compile 200 "$PY" benchmarks/run.py --device cuda --scales 3 --batch 1 --budget 0.5 \
   --backends espcn_fast:cuda eager "torch.compile max-autotune" "torch.compile" --json "$OUTDIR/bench_compile.json"
 # End-to-end video at 1080p out: the pipeline against the network alone.

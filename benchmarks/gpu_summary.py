@@ -3,8 +3,9 @@
     python benchmarks/gpu_summary.py OUTDIR [--dry-run]
 
 Reads OUTDIR/steps.tsv (step, exit code, seconds) and the benchmark JSONs;
-prints each step's outcome and the 1080p rows (ms/frame, speedup over eager
-in the same precision, multiple of the floor). Exits 1 if a step failed.
+prints each step's outcome, the 1080p rows (ms/frame, speedup over eager in
+the same precision, multiple of the floor) and the tile sweep's best shape per
+precision. Exits 1 if a step failed.
 """
 
 from __future__ import annotations
@@ -36,6 +37,22 @@ def read_rows(folder: Path) -> list[dict]:
     return rows
 
 
+def tile_sweep_lines(rows: list[dict]) -> list[str]:
+    """Per precision: today's tile and the fastest correct one at x3 (batch 1), from tile_sweep.json."""
+    lines = ["| precision | today's tile x3 us | fastest tile | its x3 us | x2 / x4 us |", "|---|---:|---|---:|---|"]
+    for precision in dict.fromkeys(r["precision"] for r in rows):
+        mine = [r for r in rows if r["precision"] == precision]
+        today = next((r for r in mine if r["tile"] == "today's"), None)
+        ok = [r for r in mine if r["ok"] and r["tile"] != "today's"]
+        if not ok:
+            lines.append(f"| {precision} | | no correct shape | | |")
+            continue
+        best = min(ok, key=lambda r: r["us"]["x3"])
+        lines.append(f"| {precision} | {today['us']['x3'] if today else ''} | {best['tile']} | {best['us']['x3']} | "
+                     f"{best['us']['x2']} / {best['us']['x4']} |")
+    return lines
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("folder", type=Path)
@@ -59,6 +76,9 @@ def main(argv: list[str] | None = None) -> int:
                   f"{'' if speed is None else f'{speed:.2f}x'} | {r['extra'].get('x_floor', '')} |")
     elif not args.dry_run:
         print("\nno benchmark results")
+    sweep = args.folder / "tile_sweep.json"
+    if sweep.exists():
+        print("\n" + "\n".join(tile_sweep_lines(json.loads(sweep.read_text())["rows"])))
     video = args.folder / "video.json"
     if video.exists():
         v = json.loads(video.read_text())["row"]

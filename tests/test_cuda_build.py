@@ -90,3 +90,11 @@ def test_fp32_kernel_has_no_tensor_core_or_approximate_tanh():
                          capture_output=True, text=True, cwd=CUDA_DIR)
     assert run.returncode == 0, run.stderr
     assert "mma.sync" not in run.stdout and "tanh.approx" not in run.stdout
+
+
+def test_tile_sweep_compiles():
+    """benchmarks/tile_sweep.cu (run by the GPU check) instantiates the fused kernel for every candidate tile."""
+    nvcc = _nvcc()
+    run = subprocess.run([nvcc, "-std=c++17", "-O3", "-arch=sm_90", "-c", "benchmarks/tile_sweep.cu", "-o", "/dev/null"],
+                         capture_output=True, text=True, cwd=ROOT)
+    assert run.returncode == 0, run.stderr[-3000:]

@@ -16,7 +16,7 @@ def test_dry_run(tmp_path):
                          capture_output=True, text=True, env={**os.environ, "PYTHON": sys.executable}, timeout=300)
     assert run.returncode == 0, run.stdout + run.stderr
     assert "gpu_check: dry run complete" in run.stdout
-    for step in ("build", "tests", "bench", "bench_compile"):
+    for step in ("build", "tests", "bench", "tile_sweep", "bench_compile"):
         assert f"== {step}:" in run.stdout
     assert json.loads((tmp_path / "gpu_check.json").read_text())["steps"]
 
@@ -37,3 +37,16 @@ def test_summary_reports_failures_and_rows(tmp_path):
     assert run.returncode == 1
     assert "| tests | FAILED (1) |" in run.stdout and "| bench | TIMED OUT |" in run.stdout
     assert "| 3 | 1 | espcn_fast:cuda | fp16 | 0.0500 | 4.20x | 4.7 |" in run.stdout
+
+
+def test_summary_picks_the_fastest_correct_tile(tmp_path):
+    (tmp_path / "steps.tsv").write_text("tile_sweep\t1\t12\n")
+    def row(tile, x3, ok=True):
+        return {"precision": "fp16", "tile": tile, "bytes": 1, "max_rel_error": 1e-3, "ok": ok,
+                "us": {"x2": x3 * 2, "x3": x3, "x4": x3 / 2, "x3_batch8_per_frame": x3}}
+    rows = [row("today's", 60.0), row("14x30", 60.5), row("6x14", 40.0, ok=False), row("10x30", 50.0)]
+    (tmp_path / "tile_sweep.json").write_text(json.dumps({"device": "NVIDIA H100", "rows": rows}))
+    run = subprocess.run([sys.executable, "benchmarks/gpu_summary.py", str(tmp_path)], cwd=ROOT,
+                         capture_output=True, text=True)
+    assert run.returncode == 1 and "| tile_sweep | FAILED (1) |" in run.stdout
+    assert "| fp16 | 60.0 | 10x30 | 50.0 | 100.0 / 25.0 |" in run.stdout, run.stdout
