@@ -131,7 +131,8 @@ else
 fi
 
 # 1080p: every backend and eager at x2/x3/x4 batch 1 and 8; the slow
-# torch.compile max-autotune peers at x3 batch 1 only (each compiles for a minute).
+# torch.compile max-autotune peers at x3 batch 1 only (each compiles for a
+# minute), last, with whatever time is left.
 step bench 150 "$PY" benchmarks/run.py --device cuda --scales 2 3 4 --batch 1 8 --budget 0.5 \
   --backends espcn_fast:cuda espcn_fast:cuda-layers espcn_fast:triton eager "eager channels_last" "eager autocast" \
   --json "$OUTDIR/bench.json"
@@ -143,12 +144,12 @@ if [ ! -x "$SWEEP" ] || [ "$ARCH" != 9.0 ]; then
   step tile_sweep_build 120 nvcc -std=c++17 -O3 -arch="sm_${ARCH/./}" -o "$SWEEP" benchmarks/tile_sweep.cu $SWEEP_SOURCES
 fi
 step tile_sweep 60 "$SWEEP" --json "$OUTDIR/tile_sweep.json"
-step bench_compile 200 "$PY" benchmarks/run.py --device cuda --scales 3 --batch 1 --budget 0.5 \
-  --backends espcn_fast:cuda eager "torch.compile max-autotune" "torch.compile" --json "$OUTDIR/bench_compile.json"
 # End-to-end video at 1080p out: the pipeline against the network alone.
 "$PY" -c "import av" 2> /dev/null || [ "$DRY" = 1 ] || echo "gpu_check: PyAV is absent (stage gpu_data/wheels): the video step will fail"
 step video 90 "$PY" benchmarks/video_pipeline.py --device cuda --precision fp16 --batch 4 --frames 120 \
   --json "$OUTDIR/video.json"
 
+step bench_compile 200 "$PY" benchmarks/run.py --device cuda --scales 3 --batch 1 --budget 0.5 \
+  --backends espcn_fast:cuda eager "torch.compile max-autotune" "torch.compile" --json "$OUTDIR/bench_compile.json"
 echo "gpu_check: $(( $(date +%s) - START )) s"
 "$PY" benchmarks/gpu_summary.py "$OUTDIR" $([ "$DRY" = 1 ] && echo --dry-run)
