@@ -139,8 +139,9 @@ step bench 150 "$PY" benchmarks/run.py --device cuda --scales 2 3 4 --batch 1 8 
   --json "$OUTDIR/bench.json"
 # Tile shapes of the fused kernel, each checked and timed (gpu_data/tile_sweep
 # from --stage-data; built here for this GPU when it was not carried).
+# (A binary built here may not load against the GPU image's libraries: probed first.)
 SWEEP=gpu_data/tile_sweep
-if [ ! -x "$SWEEP" ] || [ "$ARCH" != 9.0 ]; then
+if [ ! -x "$SWEEP" ] || [ "$ARCH" != 9.0 ] || { [ "$DRY" = 0 ] && ! "$SWEEP" --probe; }; then
   SWEEP="$OUTDIR/tile_sweep"
   step tile_sweep_build 120 nvcc -std=c++17 -O3 -arch="sm_${ARCH/./}" -o "$SWEEP" benchmarks/tile_sweep.cu $SWEEP_SOURCES
 fi
