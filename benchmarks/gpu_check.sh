@@ -14,7 +14,7 @@
 # wheels from the local package index into ./gpu_data (ignored by git; about
 # 40 MB), and builds the tile sweep (benchmarks/tile_sweep.cu) there with nvcc;
 # pass gpu_data in the device tool's `carry` so that it travels with the
-# working tree.
+# working tree. With --stage-data the script stages and stops (run it here).
 #
 # --dry-run does everything that needs no GPU (CI runs it): checks the tools,
 # the scripts and the data, and prints what it would run.
@@ -79,6 +79,8 @@ if [ "$STAGE" = 1 ]; then
   # The tile sweep needs nvcc only: built here, it costs the GPU machine no build time.
   nvcc -std=c++17 -O3 -arch=sm_90 -o gpu_data/tile_sweep benchmarks/tile_sweep.cu $SWEEP_SOURCES \
     && echo "gpu_check: built gpu_data/tile_sweep (sm_90)"
+  du -sh gpu_data
+  exit 0  # staging is done here; the check itself runs on the GPU machine
 fi
 if [ -d gpu_data/Set5 ]; then
   export ESPCN_FAST_DATA="$PWD/gpu_data"
