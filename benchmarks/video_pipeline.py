@@ -158,9 +158,10 @@ def main(argv: list[str] | None = None) -> int:
             result = upscale_video(src, dst, model, args.scale, device, batch=args.batch, preset=args.preset)
     stages = {"decode": dec, "network stage": mid, "encode": enc}
     serial = sum(c.wall for c in stages.values())
+    stage_cpu = sum(c.cpu for c in stages.values())
     # No overlap of the three stages can beat the slowest one, nor (on the CPU) the CPU time they need
     # spread over every core: the network alone keeps this machine's cores busy.
-    bound = max(max(c.wall for c in stages.values()), sum(c.cpu for c in stages.values()) / cores)
+    bound = max(max(c.wall for c in stages.values()), stage_cpu / cores)
     row = {
         "frames": result.frames, "input": f"{w}x{h}", "output": f"{w * args.scale}x{h * args.scale}",
         "network_fps": round(n / net.wall, 2), "pipeline_fps": round(result.fps, 2),
@@ -171,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
         "ms_per_frame": {
             "network alone": {"wall": ms(net.wall, n), "cpu": ms(net.cpu, n)},
             **{name: {"wall": ms(c.wall, n), "cpu": ms(c.cpu, n)} for name, c in stages.items()},
-            "stages one after another": {"wall": ms(serial, n), "cpu": ms(sum(c.cpu for c in stages.values()), n)},
+            "stages one after another": {"wall": ms(serial, n), "cpu": ms(stage_cpu, n)},
             "best overlap possible": {"wall": ms(bound, n)},
             "pipeline": {"wall": ms(result.seconds, n), "cpu": ms(pipe.cpu, n)},
         },

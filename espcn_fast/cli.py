@@ -134,8 +134,7 @@ def cmd_video(args: argparse.Namespace) -> int:
     model = _load_model(args.scale, args.weights, device, args.backend, args.precision)
     try:
         result = upscale_video(args.input, args.output, model, args.scale, device, codec=args.codec, crf=args.crf,
-                               preset=args.preset, batch=args.batch,
-                               overwrite=args.overwrite,
+                               preset=args.preset, batch=args.batch, overwrite=args.overwrite,
                                progress=not args.quiet)
     except VideoError as exc:
         raise CliError(str(exc)) from None

@@ -20,8 +20,6 @@ from .model import SuperResolver
 from .quantize import quantize
 from .resize import imresize, modcrop
 
-# Any callable from LR Y (N, 1, h, w) on [0, 1] to SR Y (N, 1, h*r, w*r).
-
 
 @dataclass
 class ImageScore:

@@ -60,9 +60,9 @@ def read_image(path: str | os.PathLike, mode: str = "RGB") -> torch.Tensor:
             else:
                 grey = img.mode in ("L", "1", "LA")
                 array = np.asarray(img.convert("L" if grey and mode == "keep" else "RGB"), dtype=np.uint8)
+    except ImageReadError:
+        raise
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
-        if isinstance(exc, ImageReadError):
-            raise
         raise ImageReadError(f"cannot read {path}: not an image or a corrupt file ({exc})") from None
     if array.ndim == 2:
         array = array[:, :, None] if mode == "keep" else np.repeat(array[:, :, None], 3, axis=2)

@@ -17,7 +17,6 @@ OOM_FIRST_TILE = 1024
 OOM_LAST_TILE = 16
 
 
-
 @torch.no_grad()
 def upscale_image(
     image: torch.Tensor, model: SuperResolver, scale: int, device: torch.device | str | None = None,

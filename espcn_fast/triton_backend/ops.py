@@ -18,7 +18,6 @@ from .. import ops as cpp_ops
 from . import kernels
 
 
-
 def _check_input(op: str, x: torch.Tensor) -> None:
     if x.dim() != 4:
         raise RuntimeError(f"{op}: x must be a 4-D (N, C, H, W) tensor, got {x.dim()}-D shape {tuple(x.shape)}")
@@ -114,11 +113,11 @@ def espcn_forward(x: torch.Tensor, w1: torch.Tensor, b1: torch.Tensor, w2: torch
     _check_conv(op, x, w2.shape[0], w3, b3, "w3", "b3", wdtype)
     _check_scale(op, scale, w3.shape[0], "w3")
     n, _, h, w = x.shape
-    store = wdtype  # the intermediates are kept in the weights' dtype
-    # bf16 runs layer 1 in fp16, as the CUDA kernel does: the 8-bit image does not survive bf16's mantissa.
+    # Intermediates in the weights' dtype. bf16 runs layer 1 in fp16, as the CUDA
+    # kernel does: the 8-bit image does not survive bf16's mantissa.
     first = "fp16" if precision == "bf16" else precision
-    h1 = _layer(x, w1, b1, x.new_empty((n, w1.shape[0], h, w), dtype=store), False, 1, False, first)
-    h2 = _layer(h1, w2, b2, x.new_empty((n, w2.shape[0], h, w), dtype=store), False, 1, False, precision)
+    h1 = _layer(x, w1, b1, x.new_empty((n, w1.shape[0], h, w), dtype=wdtype), False, 1, False, first)
+    h2 = _layer(h1, w2, b2, x.new_empty((n, w2.shape[0], h, w), dtype=wdtype), False, 1, False, precision)
     out = x.new_empty((n, w3.shape[0] // scale**2, h * scale, w * scale))
     return _layer(h2, w3, b3, out, True, scale, clamp, precision)
 
