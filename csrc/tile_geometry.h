@@ -36,15 +36,18 @@ constexpr int kFusedMaxScale = 4;
 // recompute less halo (layer 2 computes (rows+2)(cols+2) pixels per
 // rows*cols kept) but need more shared memory; the launcher takes the first
 // shape of each list that fits the GPU (H100/H200 227 KB, A100 163 KB,
-// RTX 30/40 and L4 99 KB). First choices, to be settled by measurement.
+// RTX 30/40 and L4 99 KB). Chosen by benchmarks/tile_sweep.cu on an H200
+// (2026-11-26, benchmarks/GPU_NOTES.md): every block holds 1 block per SM.
 struct TileShape {
   int rows, cols;
 };
 constexpr int kFusedThreads = 256;
-// fp16/bf16 storage: 14x30 -> layer 2 over 16x32 = 32 m16 tiles (even across 8 warps), 181 KB.
+// fp16/bf16 storage: 14x30 -> layer 2 over 16x32 = 32 m16 tiles (even across 8 warps), 181 KB;
+// the best or within 1% at x2, x4 and x3 batch 8 (16x30 wins x3 batch 1 by 7%, loses x4 by 12%).
 constexpr TileShape kFused16Tiles[] = {{14, 30}, {6, 14}};
-// fp32/tf32 storage (twice the bytes, and 100 KB of fp32 weights).
-constexpr TileShape kFused32Tiles[] = {{6, 22}, {4, 14}};
+// fp32/tf32 storage (twice the bytes, and 100 KB of fp32 weights): 6x30 beat
+// 6x22 by 9-18% at every scale and batch, in both precisions.
+constexpr TileShape kFused32Tiles[] = {{6, 30}, {4, 14}};
 
 // Work of one warp in a fused stage: tensor-core stages take this many
 // 16-pixel M tiles at a time (their B fragments are loaded once for all);

@@ -18,6 +18,10 @@ BACKENDS = ("auto", "cpu", "cuda", "triton", "torch")
 AUTO_ORDER = {"cpu": ("cpu", "torch"), "cuda": ("cuda", "triton", "torch")}
 
 
+# A constant to torch.compile (the extension, triton and the GPU do not come
+# and go within a process): so that a compiled FastESPCN traces as one graph
+# instead of breaking on the dispatcher and importlib queries below.
+@torch.compiler.assume_constant_result
 def unavailable_reason(backend: str) -> str | None:
     """None when ``backend`` can run here, else a sentence saying why not."""
     if backend not in BACKENDS:

@@ -62,3 +62,20 @@ def test_video_pipeline_writes_complete_json(tmp_path):
                            "best overlap possible", "pipeline"}
     assert all(t["wall"] > 0 for t in stages.values())
     assert "| pipeline |" in result.stdout
+
+
+def test_rows_are_checked_against_float64():
+    # The yardstick must not be float32 PyTorch: on a GPU cuDNN runs that in
+    # TF32 by default, and every true-fp32 row was flagged wrong (H200, 2026-11-26).
+    import torch
+
+    from benchmarks.run import reference_output
+    from tests.kernel_checks import random_model
+
+    model = random_model(3, seed=4)
+    x = torch.rand(1, 1, 9, 13)
+    with torch.no_grad():
+        exact = model.double()(x.double()).float()
+    model.float()
+    torch.testing.assert_close(reference_output(model, x), exact, atol=0, rtol=0)
+    assert next(model.parameters()).dtype == torch.float32  # the benchmarked model is left as it was

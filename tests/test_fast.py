@@ -114,10 +114,22 @@ def test_torch_backend_is_the_reference():
 def test_torch_compile():
     ref = _random_reference(3)
     fast = FastESPCN.from_reference(ref)
-    compiled = torch.compile(fast)
+    compiled = torch.compile(fast, fullgraph=True)
     x = torch.rand(1, 1, 13, 11)
     with torch.no_grad():
         torch.testing.assert_close(compiled(x), ref(x), atol=1e-5, rtol=0)
+
+
+def test_backend_checks_trace_as_constants():
+    # A compiled FastESPCN on CUDA or Triton asks these in forward: a graph
+    # break there (dispatcher and importlib queries) failed fullgraph=True.
+    def pick(x: torch.Tensor) -> torch.Tensor:
+        for b in backends.BACKENDS:
+            x = x + (1.0 if backends.unavailable_reason(b) is None else 2.0)
+        return x
+
+    x = torch.rand(3)
+    torch.testing.assert_close(torch.compile(pick, fullgraph=True)(x), pick(x))
 
 
 def test_bad_arguments():

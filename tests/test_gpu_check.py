@@ -39,14 +39,17 @@ def test_summary_reports_failures_and_rows(tmp_path):
     assert "| 3 | 1 | espcn_fast:cuda | fp16 | 0.0500 | 4.20x | 4.7 |" in run.stdout
 
 
-def test_summary_picks_the_fastest_correct_tile(tmp_path):
+def test_summary_picks_the_fastest_correct_tile_over_all_scales(tmp_path):
     (tmp_path / "steps.tsv").write_text("tile_sweep\t1\t12\n")
-    def row(tile, x3, ok=True):
+    def row(tile, x2, x3, x4, b8, ok=True):
         return {"precision": "fp16", "tile": tile, "bytes": 1, "max_rel_error": 1e-3, "ok": ok,
-                "us": {"x2": x3 * 2, "x3": x3, "x4": x3 / 2, "x3_batch8_per_frame": x3}}
-    rows = [row("today's", 60.0), row("14x30", 60.5), row("6x14", 40.0, ok=False), row("10x30", 50.0)]
+                "us": {"x2": x2, "x3": x3, "x4": x4, "x3_batch8_per_frame": b8}}
+    rows = [row("today's", 120.0, 60.0, 30.0, 60.0), row("14x30", 121.0, 60.5, 30.0, 60.0),
+            row("6x14", 20.0, 10.0, 5.0, 10.0, ok=False),  # fastest, but wrong
+            row("16x30", 160.0, 50.0, 40.0, 70.0),  # wins x3 alone
+            row("10x30", 100.0, 54.0, 27.0, 54.0)]
     (tmp_path / "tile_sweep.json").write_text(json.dumps({"device": "NVIDIA H100", "rows": rows}))
     run = subprocess.run([sys.executable, "benchmarks/gpu_summary.py", str(tmp_path)], cwd=ROOT,
                          capture_output=True, text=True)
     assert run.returncode == 1 and "| tile_sweep | FAILED (1) |" in run.stdout
-    assert "| fp16 | 60.0 | 10x30 | 50.0 | 100.0 / 25.0 |" in run.stdout, run.stdout
+    assert "| fp16 | 60.0 | 10x30 | 53.0 | 100.0 / 54.0 / 27.0 / 54.0 |" in run.stdout, run.stdout

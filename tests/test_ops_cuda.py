@@ -48,7 +48,11 @@ def check(out: torch.Tensor, ref: torch.Tensor, precision: str) -> None:
     err = relative_error(out, ref)
     assert err <= REL_TOL[precision], f"{precision}: relative error {err:.2e} > {REL_TOL[precision]:.0e}"
     if precision == "fp32":
-        torch.testing.assert_close(out.double().cpu(), ref.double().cpu(), atol=1e-5, rtol=0)
+        # Elementwise too, to float32 rounding of the output's scale: eager
+        # PyTorch's float32 lands at 7e-7 of max|ref| on these models, this
+        # kernel (its own summation order) at up to 1e-6 on an H200.
+        ref = ref.double().cpu()
+        torch.testing.assert_close(out.double().cpu(), ref, atol=4e-6 * float(ref.abs().max()), rtol=0)
 
 
 @pytest.mark.parametrize("precision", PRECISIONS)
