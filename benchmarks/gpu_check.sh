@@ -140,6 +140,8 @@ fi
 step bench 150 "$PY" benchmarks/run.py --device cuda --scales 2 3 4 --batch 1 8 --budget 0.5 \
   --backends espcn_fast:cuda espcn_fast:cuda-layers espcn_fast:triton eager "eager channels_last" "eager autocast" \
   --json "$OUTDIR/bench.json"
+# Which kernels each GPU row's time is made of (x3 batch 1).
+step kernel_profile 90 "$PY" benchmarks/kernel_profile.py --json "$OUTDIR/kernel_profile.json"
 # Tile shapes of the fused kernel, each checked and timed (gpu_data/tile_sweep
 # from --stage-data; built here for this GPU when it was not carried).
 # (A binary built here may not load against the GPU image's libraries: probed first.)
@@ -165,7 +167,7 @@ RC=$?
 if [ "$DRY" = 0 ] && [ -n "${OUT:-}" ] && [ "$OUTDIR" = "$OUT" ]; then
   (cd "$OUTDIR" && tar czf all.tar.gz --exclude=all.tar.gz . \
     && find . -maxdepth 1 -type f ! -name all.tar.gz ! -name gpu_check.json ! -name steps.tsv ! -name tests.log \
-       ! -name bench.json ! -name tile_sweep.json ! -name video.json -delete)
+       ! -name bench.json ! -name tile_sweep.json ! -name kernel_profile.log -delete)
   echo "gpu_check: every log is in $OUTDIR/all.tar.gz"
 fi
 exit $RC

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+from typing import Mapping
 
 import torch
 
@@ -18,10 +19,6 @@ BACKENDS = ("auto", "cpu", "cuda", "triton", "torch")
 AUTO_ORDER = {"cpu": ("cpu", "torch"), "cuda": ("cuda", "triton", "torch")}
 
 
-# A constant to torch.compile (the extension, triton and the GPU do not come
-# and go within a process): so that a compiled FastESPCN traces as one graph
-# instead of breaking on the dispatcher and importlib queries below.
-@torch.compiler.assume_constant_result
 def unavailable_reason(backend: str) -> str | None:
     """None when ``backend`` can run here, else a sentence saying why not."""
     if backend not in BACKENDS:
@@ -59,15 +56,22 @@ def available() -> dict[str, str | None]:
     return {b: unavailable_reason(b) for b in BACKENDS if b != "auto"}
 
 
-def resolve(backend: str, device: torch.device) -> str:
-    """The concrete backend that runs an input on ``device``; a clear error if it can't."""
+def resolve(backend: str, device: torch.device, reasons: Mapping[str, str | None] | None = None) -> str:
+    """The concrete backend that runs an input on ``device``; a clear error if it can't.
+
+    ``reasons``: :func:`available` taken earlier. torch.compile traces a
+    lookup in it, where it cannot trace :func:`unavailable_reason`'s
+    dispatcher and importlib queries (FastESPCN passes the one it took when
+    it was built).
+    """
+    why = reasons.get if reasons is not None else unavailable_reason
     kind = "cuda" if device.type == "cuda" else "cpu"
     if backend == "auto":
         for candidate in AUTO_ORDER.get(kind, ("torch",)):
-            if unavailable_reason(candidate) is None:
+            if why(candidate) is None:
                 return candidate
         return "torch"
-    reason = unavailable_reason(backend)
+    reason = why(backend)
     if reason is not None:
         raise RuntimeError(f"backend {backend!r} is not available: {reason}")
     if backend == "cpu" and device.type != "cpu":

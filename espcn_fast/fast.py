@@ -69,10 +69,10 @@ class FastESPCN(ESPCN):
             raise ValueError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
         if backend == "cpu" and precision != "fp32":
             raise ValueError(f"backend 'cpu' computes in fp32; precision {precision!r} needs backend 'cuda' or 'auto'")
-        if backend != "auto":
-            reason = backends.unavailable_reason(backend)
-            if reason is not None:
-                raise RuntimeError(f"backend {backend!r} is not available: {reason}")
+        # What can run here, taken once: forward looks it up (also under torch.compile).
+        self._unavailable = backends.available()
+        if backend != "auto" and self._unavailable[backend] is not None:
+            raise RuntimeError(f"backend {backend!r} is not available: {self._unavailable[backend]}")
         self.backend = backend
         self.precision = precision
         self.clamp = clamp
@@ -111,7 +111,7 @@ class FastESPCN(ESPCN):
             return "torch"
         if self.backend == "auto" and x.dtype not in _INPUT_DTYPES:
             return "torch"
-        return backends.resolve(self.backend, x.device)
+        return backends.resolve(self.backend, x.device, self._unavailable)
 
     def _weights(self, device: torch.device, precision: str) -> list[torch.Tensor]:
         """w1, b1, w2, b2, w3, b3 as the kernels take them (weights in the precision's dtype, biases float32).

@@ -79,3 +79,17 @@ def test_rows_are_checked_against_float64():
     model.float()
     torch.testing.assert_close(reference_output(model, x), exact, atol=0, rtol=0)
     assert next(model.parameters()).dtype == torch.float32  # the benchmarked model is left as it was
+
+
+def test_kernel_profile_lists_where_the_time_goes(tmp_path):
+    out = tmp_path / "profile.json"
+    cmd = [sys.executable, "benchmarks/kernel_profile.py", "--device", "cpu", "--scale", "4", "--calls", "2",
+           "--backends", "eager", "--json", str(out)]
+    run = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    (row,) = json.loads(out.read_text())["rows"]
+    names = [k["kernel"] for k in row["kernels"]]
+    assert row["backend"] == "eager" and "aten::tanh" in names and any("conv" in n for n in names), names
+    assert row["us_per_call"] == pytest.approx(sum(k["us_per_call"] for k in row["kernels"]))
+    bad = subprocess.run(cmd[:2] + ["--device", "cpu", "--calls", "0"], cwd=REPO, capture_output=True, text=True)
+    assert bad.returncode != 0 and "--calls and --batch must be at least 1" in bad.stderr

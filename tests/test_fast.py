@@ -120,16 +120,19 @@ def test_torch_compile():
         torch.testing.assert_close(compiled(x), ref(x), atol=1e-5, rtol=0)
 
 
-def test_backend_checks_trace_as_constants():
-    # A compiled FastESPCN on CUDA or Triton asks these in forward: a graph
-    # break there (dispatcher and importlib queries) failed fullgraph=True.
+def test_backend_resolution_traces_as_one_graph():
+    # FastESPCN.forward resolves its backend on every call: on CUDA through
+    # queries torch.compile cannot trace (fullgraph=True failed on the GPU),
+    # so it looks up what it took when it was built.
+    reasons = backends.available()
+
     def pick(x: torch.Tensor) -> torch.Tensor:
-        for b in backends.BACKENDS:
-            x = x + (1.0 if backends.unavailable_reason(b) is None else 2.0)
-        return x
+        return x + len(backends.resolve("auto", torch.device("cuda"), reasons))
 
     x = torch.rand(3)
     torch.testing.assert_close(torch.compile(pick, fullgraph=True)(x), pick(x))
+    with pytest.raises(RuntimeError, match="backend 'cuda' is not available|runs CUDA tensors"):
+        backends.resolve("cuda", torch.device("cpu"), reasons)
 
 
 def test_bad_arguments():

@@ -30,8 +30,6 @@ struct StageShape {
   __device__ static int input_pixel(int m) { return (m / OUT_W) * IN_W + m % OUT_W; }
 };
 
-constexpr int kWarps = kFusedThreads / 32;
-
 template <class P, class S>
 struct MmaStage {
   static constexpr int kSteps = (S::kK + P::kK - 1) / P::kK;
@@ -86,11 +84,11 @@ __device__ void fill_bias(float* dst, const float* b, int cout) {
   for (int i = threadIdx.x; i < NPAD; i += blockDim.x) dst[i] = i < cout ? b[i] : 0.f;
 }
 
-// The tensor-core stage. Each warp takes MT m16 tiles at a time with all N:
+// The tensor-core stage. Each of the block's WARPS warps takes MT m16 tiles at a time with all N:
 // per K step it loads MT A fragments (ldmatrix for 16-bit channels-last
 // input, gathers for the one-channel image and for tf32) and NB B fragments,
 // then issues MT * NB mma.sync.
-template <class P, class S, int MT, class Epilogue>
+template <class P, class S, int MT, int WARPS, class Epilogue>
 __device__ void mma_stage(const typename P::Storage* in, const uint2* frag, const float* bias, int cout,
                           Epilogue epilogue) {
   using M = MmaStage<P, S>;
@@ -103,7 +101,7 @@ __device__ void mma_stage(const typename P::Storage* in, const uint2* frag, cons
   // last pixel; their results are never stored.
   constexpr bool kLdmatrix = S::kCin > 1 && P::kK == 16;
 
-  for (int unit = warp; unit < kUnits; unit += kWarps) {
+  for (int unit = warp; unit < kUnits; unit += WARPS) {
     float acc[MT][M::kNBlocks][4];
 #pragma unroll
     for (int nb = 0; nb < M::kNBlocks; ++nb) {
@@ -194,7 +192,7 @@ __device__ void mma_stage(const typename P::Storage* in, const uint2* frag, cons
 // (p < PX) for CO channels; weights are read as broadcast float4s from the
 // [tap][ci][co] layout, activations as float4s of 4 channels (a warp's
 // consecutive pixels sit in distinct banks thanks to the padded stride).
-template <class S, int PX, int CO, class Epilogue>
+template <class S, int PX, int CO, int WARPS, class Epilogue>
 __device__ void ffma_stage(const float* in, const float* w, const float* bias, int cout, Epilogue epilogue) {
   static_assert(CO % 4 == 0 && S::kNPad % CO == 0, "whole float4 channel groups");
   static_assert(S::kCin == 1 || (S::kCin % 4 == 0 && S::kInCs % 4 == 0), "float4 activation loads");
@@ -202,7 +200,7 @@ __device__ void ffma_stage(const float* in, const float* w, const float* bias, i
   constexpr int kGroups = S::kNPad / CO, kUnits = kPixelUnits * kGroups;
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
 
-  for (int unit = warp; unit < kUnits; unit += kWarps) {
+  for (int unit = warp; unit < kUnits; unit += WARPS) {
     const int co0 = (unit % kGroups) * CO, m0 = (unit / kGroups) * kPixels + lane;
     if (co0 >= cout) continue;
     int base[PX];

@@ -21,12 +21,13 @@ struct DeviceInfo {
 };
 DeviceInfo device_info();
 
-// Launches the fused kernel with tile shape TH x TW: a persistent grid of as
-// many blocks as fit on the device at once (never more than there are tiles).
-template <class P, int TH, int TW>
+// Launches the fused kernel with tile shape TH x TW and blocks of THREADS: a
+// persistent grid of as many blocks as fit on the device at once (never more
+// than there are tiles).
+template <class P, int TH, int TW, int THREADS = kFusedThreads>
 cudaError_t launch_fused(const EspcnArgs& a, cudaStream_t stream) {
   using L = FusedLayout<P, TH, TW>;
-  auto kernel = espcn_fused_kernel<P, TH, TW>;
+  auto kernel = espcn_fused_kernel<P, TH, TW, THREADS>;
   // Once per device: raise the dynamic shared-memory limit and ask how many
   // blocks fit per SM. Doing it on the first call (before any graph capture
   // replays it) keeps the launch itself free of non-stream API calls.
@@ -40,7 +41,7 @@ cudaError_t launch_fused(const EspcnArgs& a, cudaStream_t stream) {
     err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, L::kBytes);
     if (err != cudaSuccess) return err;
     int per_sm = 0;
-    err = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kFusedThreads, L::kBytes);
+    err = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, THREADS, L::kBytes);
     if (err != cudaSuccess) return err;
     if (per_sm < 1) return cudaErrorInvalidConfiguration;
     blocks_per_sm[device].store(per_sm, std::memory_order_release);
@@ -49,7 +50,7 @@ cudaError_t launch_fused(const EspcnArgs& a, cudaStream_t stream) {
   const int64_t tiles = TileGrid(a.h, a.w, TileShape{TH, TW}).count(a.n);
   if (tiles == 0) return cudaSuccess;
   const int64_t blocks = std::min<int64_t>(tiles, int64_t(per_sm) * device_info().sms);
-  kernel<<<unsigned(blocks), kFusedThreads, L::kBytes, stream>>>(a);
+  kernel<<<unsigned(blocks), THREADS, L::kBytes, stream>>>(a);
   return cudaGetLastError();
 }
 

@@ -64,13 +64,13 @@ struct FusedLayout {
 template <class P>
 constexpr int kWarpMTiles = sizeof(typename P::Storage) == 2 ? kFused16MTiles : kFused32MTiles;
 
-template <class P, class S, class Epilogue>
+template <class P, class S, int WARPS, class Epilogue>
 __device__ __forceinline__ void run_stage(const typename P::Storage* in, const unsigned char* w, const float* bias,
                                           int cout, Epilogue epilogue) {
   if constexpr (P::kMma) {
-    mma_stage<P, S, kWarpMTiles<P>>(in, reinterpret_cast<const uint2*>(w), bias, cout, epilogue);
+    mma_stage<P, S, kWarpMTiles<P>, WARPS>(in, reinterpret_cast<const uint2*>(w), bias, cout, epilogue);
   } else {
-    ffma_stage<S, kFfmaPixels, kFfmaChannels>(in, reinterpret_cast<const float*>(w), bias, cout, epilogue);
+    ffma_stage<S, kFfmaPixels, kFfmaChannels, WARPS>(in, reinterpret_cast<const float*>(w), bias, cout, epilogue);
   }
 }
 
@@ -91,8 +91,12 @@ __device__ __forceinline__ void fill_weights(unsigned char* dst, const void* w, 
 template <class P>
 using Layer1Precision = std::conditional_t<std::is_same_v<P, Bf16>, Fp16, P>;
 
-template <class P, int TH, int TW>
-__global__ void __launch_bounds__(kFusedThreads, 1) espcn_fused_kernel(EspcnArgs a) {
+// THREADS: the block size it is launched with (kFusedThreads; the tile sweep
+// tries others).
+template <class P, int TH, int TW, int THREADS = kFusedThreads>
+__global__ void __launch_bounds__(THREADS, 1) espcn_fused_kernel(EspcnArgs a) {
+  static_assert(THREADS % 32 == 0, "whole warps");
+  constexpr int kWarps = THREADS / 32;
   using L = FusedLayout<P, TH, TW>;
   using Storage = typename P::Storage;
   using P1 = Layer1Precision<P>;
@@ -124,7 +128,7 @@ __global__ void __launch_bounds__(kFusedThreads, 1) espcn_fused_kernel(EspcnArgs
     grid.locate(tile, shape, &image, &y0, &x0);
 
     // The image region with its halo; zeros outside the image are layer 1's padding.
-    for (int i = threadIdx.x; i < L::kInH * L::kInW; i += blockDim.x) {
+    for (int i = threadIdx.x; i < L::kInH * L::kInW; i += THREADS) {
       const int ry = i / L::kInW, rx = i % L::kInW;
       float v = 0.f;
       if (region_in_image(ry, rx, kHalo, y0, x0, a.h, a.w)) {
@@ -136,19 +140,19 @@ __global__ void __launch_bounds__(kFusedThreads, 1) espcn_fused_kernel(EspcnArgs
     __syncthreads();
 
     // Layers 1 and 2: tanh, and zero outside the image (the next layer's padding).
-    run_stage<P1, typename L::L1>(s_in, smem + L::kW1, s_b1, kC1, [&](int m, int n, float v0, float v1) {
+    run_stage<P1, typename L::L1, kWarps>(s_in, smem + L::kW1, s_b1, kC1, [&](int m, int n, float v0, float v1) {
       const bool inside = region_in_image(m / L::kA1W, m % L::kA1W, kHalo2, y0, x0, a.h, a.w);
       store_pair<P>(s_act1 + m * L::kC1S + n, inside ? P::tanh(v0) : 0.f, inside ? P::tanh(v1) : 0.f);
     });
     __syncthreads();
-    run_stage<P, typename L::L2>(s_act1, smem + L::kW2, s_b2, kC2, [&](int m, int n, float v0, float v1) {
+    run_stage<P, typename L::L2, kWarps>(s_act1, smem + L::kW2, s_b2, kC2, [&](int m, int n, float v0, float v1) {
       const bool inside = region_in_image(m / L::kA2W, m % L::kA2W, kHalo3, y0, x0, a.h, a.w);
       store_pair<P>(s_act2 + m * L::kC2S + n, inside ? P::tanh(v0) : 0.f, inside ? P::tanh(v1) : 0.f);
     });
     __syncthreads();
 
     // Layer 3 with the pixel shuffle into the staged HR tile (TH*r x TW*r).
-    run_stage<P, typename L::L3>(s_act2, smem + L::kW3, s_b3, rr, [&](int m, int n, float v0, float v1) {
+    run_stage<P, typename L::L3, kWarps>(s_act2, smem + L::kW3, s_b3, rr, [&](int m, int n, float v0, float v1) {
       const int ty = m / TW, tx = m % TW;
       const float v[2] = {v0, v1};
 #pragma unroll
@@ -165,7 +169,7 @@ __global__ void __launch_bounds__(kFusedThreads, 1) espcn_fused_kernel(EspcnArgs
     // HR rows out, consecutive threads on consecutive pixels. The next tile's
     // first barrier orders these reads before layer 1 overwrites the stage.
     const int stage_w = TW * r;
-    for (int i = threadIdx.x; i < TH * r * stage_w; i += blockDim.x) {
+    for (int i = threadIdx.x; i < TH * r * stage_w; i += THREADS) {
       const int64_t y = int64_t(y0) * r + i / stage_w, x = int64_t(x0) * r + i % stage_w;
       if (y < hr_h && x < hr_w) {
         const int64_t at = (int64_t(image) * hr_h + y) * hr_w + x;
