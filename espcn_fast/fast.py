@@ -113,23 +113,28 @@ class FastESPCN(ESPCN):
             return "torch"
         return backends.resolve(self.backend, x.device, self._unavailable)
 
-    def _weights(self, device: torch.device, precision: str) -> list[torch.Tensor]:
+    def _weights(self, device: torch.device, precision: str, channels_last: bool = False) -> list[torch.Tensor]:
         """w1, b1, w2, b2, w3, b3 as the kernels take them (weights in the precision's dtype, biases float32).
 
-        Cached per device and precision; a parameter changed in place (its
-        version counter moves) or a moved module rebuilds the cache.
+        ``channels_last``: the weights in that layout (what the Triton kernels
+        read fastest). Cached per device, precision and layout; a parameter
+        changed in place (its version counter moves) or a moved module
+        rebuilds the cache.
         """
         convs = (self.feature_maps[0], self.feature_maps[2], self.sub_pixel[0])
         params = [t for c in convs for t in (c.weight, c.bias)]
         wdtype = ops.WEIGHT_DTYPES[precision]
 
+        layout = torch.channels_last if channels_last else torch.contiguous_format
+
         def convert() -> list[torch.Tensor]:
-            return [t.detach().to(device, wdtype if i % 2 == 0 else torch.float32).contiguous()
+            return [t.detach().to(device, wdtype if i % 2 == 0 else torch.float32)
+                    .contiguous(memory_format=layout if i % 2 == 0 else torch.contiguous_format)
                     for i, t in enumerate(params)]
 
         if torch.compiler.is_compiling():
             return convert()
-        key = (device, precision)
+        key = (device, precision, channels_last)
         versions = tuple(p._version for p in params) + tuple(p.data_ptr() for p in params)
         cached = self._kernel_weights.get(key)
         if cached is None or cached[0] != versions:
@@ -197,6 +202,6 @@ class FastESPCN(ESPCN):
             from .triton_backend import ops as _  # noqa: F401  (registers espcn_fast_triton::*)
 
             out = torch.ops.espcn_fast_triton.espcn_forward(
-                xin, *self._weights(x.device, self.precision), self.scale, self.clamp, self.precision)
+                xin, *self._weights(x.device, self.precision, channels_last=True), self.scale, self.clamp, self.precision)
             return out.to(x.dtype)
         raise RuntimeError(f"backend {backend!r} is not implemented yet")  # pragma: no cover

@@ -201,6 +201,9 @@ def test_kernel_weights_are_cached_and_follow_changes():
         first = fast(x)
         cached = fast._weights(x.device, "fp32")
         assert fast._weights(x.device, "fp32")[0] is cached[0]
+        last = fast._weights(x.device, "fp32", channels_last=True)  # the Triton kernels' layout, cached apart
+        assert last[2].is_contiguous(memory_format=torch.channels_last) and not last[2].is_contiguous()
+        assert last[3].is_contiguous() and torch.equal(last[2], cached[2])
         fast.sub_pixel[0].bias.add_(0.5)
         assert fast._weights(x.device, "fp32")[0] is not cached[0]
         torch.testing.assert_close(fast(x), first + 0.5, atol=1e-5, rtol=0)

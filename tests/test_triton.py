@@ -84,6 +84,31 @@ def test_conv2d_tanh(k, cin, cout, half):
     torch.testing.assert_close(out.double().cpu(), ref, atol=2e-3 if half else 1e-5, rtol=0)
 
 
+@pytest.mark.parametrize("layout", ["channels_last", "every other row", "taps transposed"])
+def test_conv_layouts(layout):
+    # The kernel reads strides: channels-last (espcn_forward's own layout) and
+    # a pixel stride > 1 directly; rows not W pixels apart, or taps not
+    # row-major, through a copy.
+    g = torch.Generator().manual_seed(len(layout))
+    x = torch.rand(2, 40, 14, 13, generator=g)
+    w, b = torch.randn(24, 40, 3, 3, generator=g) * 0.2, torch.randn(24, generator=g)
+    w3, b3 = torch.randn(27, 40, 3, 3, generator=g) * 0.2, torch.randn(27, generator=g)
+    if layout == "channels_last":
+        x, w, w3 = (t.contiguous(memory_format=torch.channels_last) for t in (x, w, w3))
+    elif layout == "every other row":
+        x = x[:, :, ::2]
+    else:
+        w, w3 = w.transpose(2, 3), w3.transpose(2, 3)
+    with poisoned_outputs():
+        out = triton_ops().conv2d_tanh(x.to(DEVICE), w.to(DEVICE), b.to(DEVICE))
+        hr = triton_ops().conv2d_pixel_shuffle(x.to(DEVICE), w3.to(DEVICE), b3.to(DEVICE), 3, False)
+    xd = x.double()
+    torch.testing.assert_close(out.double().cpu(), torch.tanh(F.conv2d(xd, w.double(), b.double(), padding=1)),
+                               atol=1e-5, rtol=0)
+    ref = F.pixel_shuffle(F.conv2d(xd, w3.double(), b3.double(), padding=1), 3)
+    torch.testing.assert_close(hr.double().cpu(), ref, atol=1e-5, rtol=0)
+
+
 @pytest.mark.parametrize("scale, cout, clamp", [(2, 4, False), (3, 9, True), (4, 16, False), (3, 27, False)])
 def test_conv2d_pixel_shuffle(scale, cout, clamp):
     g = torch.Generator().manual_seed(scale * cout)

@@ -1,9 +1,11 @@
 """One convolution layer as a Triton implicit GEMM, with its epilogue.
 
 M = output pixels (all images of the batch, row-major), N = output channels,
-K = in_channels * k * k: for layers with many channels the loop runs over taps
-and, inside, blocks of channels (padding masks and offsets once per tap); for
-the one-channel layer over (ci, ky, kx) flattened. The A tile is gathered from
+K = in_channels * k * k: for layers with many channels one loop runs over taps
+and, within each, blocks of channels; for the one-channel layer over
+(ci, ky, kx) flattened. Any strides with rows of W pixels: espcn_forward keeps
+its activations and weights channels-last, so that both tiles load 16 bytes
+at a time along K. The A tile is gathered from
 the image with "same" zero padding by masks. After the K loop: bias, then tanh or the pixel shuffle
 stored straight into the HR layout (optionally clamped).
 
@@ -94,12 +96,18 @@ def _dot(acc, a, b, DOT: tl.constexpr, EMULATE_BF16: tl.constexpr):
 def conv_kernel(
     x_ptr, w_ptr, b_ptr, out_ptr,
     N, H, W, C_IN, C_OUT, SCALE,
+    SX_N, SX_C, SX_P, SW_N, SW_C, SW_T, SO_N, SO_C, SO_P,
     KSIZE: tl.constexpr, SHUFFLE: tl.constexpr, CLAMP: tl.constexpr, DOT: tl.constexpr,
     EMULATE_BF16: tl.constexpr, TAP_MAJOR: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
 ):
     """One "same"-padded conv layer as an implicit GEMM: a BLOCK_M pixels x BLOCK_N channels tile per program.
 
+    Strides, in elements: input image / channel / pixel (a row is W pixels),
+    weight output channel / input channel / tap (ky * k + kx), output image /
+    channel / pixel (tanh layers; the pixel shuffle writes contiguous NCHW).
+    Channels-last activations and weights (a channel stride of 1) make the A
+    and B tiles contiguous along K: 16-byte loads.
     Epilogue: bias, then tanh, or (SHUFFLE) the pixel shuffle's store into the HR layout, clamped if CLAMP.
     """
     pid_m = tl.program_id(0)
@@ -114,37 +122,37 @@ def conv_kernel(
     n_ok = offs_n < C_OUT
     KK: tl.constexpr = KSIZE * KSIZE
     PAD: tl.constexpr = KSIZE // 2
-    k_total = C_IN * KK
 
     acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
     if TAP_MAJOR:
-        # Many channels: taps outside, channel blocks inside, so the padding
-        # masks and pixel offsets are worked out once per tap, not per element.
-        for tap in range(0, KK):
+        # Many channels: K runs over taps, and within a tap over blocks of
+        # channels, in one loop (one loop is what Triton software-pipelines).
+        c_steps = tl.cdiv(C_IN, BLOCK_K)
+        for step in range(0, KK * c_steps):
+            tap = step // c_steps
+            offs_c = (step % c_steps) * BLOCK_K + tl.arange(0, BLOCK_K)
+            c_ok = offs_c < C_IN
             iy = y + tap // KSIZE - PAD
             ix = x + tap % KSIZE - PAD
             p_ok = m_ok & (iy >= 0) & (iy < H) & (ix >= 0) & (ix < W)
-            pixel = img * C_IN * HW + iy * W + ix
-            for c0 in range(0, C_IN, BLOCK_K):
-                offs_c = c0 + tl.arange(0, BLOCK_K)
-                c_ok = offs_c < C_IN
-                a = tl.load(x_ptr + pixel[:, None] + offs_c[None, :] * HW, mask=p_ok[:, None] & c_ok[None, :], other=0.0)
-                b = tl.load(w_ptr + offs_n[None, :] * k_total + offs_c[:, None] * KK + tap,
-                            mask=c_ok[:, None] & n_ok[None, :], other=0.0)
-                acc = _dot(acc, a, b, DOT, EMULATE_BF16)
+            pixel = img * SX_N + (iy * W + ix) * SX_P
+            a = tl.load(x_ptr + pixel[:, None] + offs_c[None, :] * SX_C, mask=p_ok[:, None] & c_ok[None, :], other=0.0)
+            b = tl.load(w_ptr + offs_n[None, :] * SW_N + offs_c[:, None] * SW_C + tap * SW_T,
+                        mask=c_ok[:, None] & n_ok[None, :], other=0.0)
+            acc = _dot(acc, a, b, DOT, EMULATE_BF16)
     else:
         # Few channels (layer 1): K = (ci, ky, kx) flattened, so a block is not mostly padding.
-        for k0 in range(0, k_total, BLOCK_K):
+        for k0 in range(0, C_IN * KK, BLOCK_K):
             offs_k = k0 + tl.arange(0, BLOCK_K)
-            k_ok = offs_k < k_total
+            k_ok = offs_k < C_IN * KK
             ci = offs_k // KK
             tap = offs_k % KK
             iy = y[:, None] + (tap // KSIZE)[None, :] - PAD
             ix = x[:, None] + (tap % KSIZE)[None, :] - PAD
             a_mask = m_ok[:, None] & k_ok[None, :] & (iy >= 0) & (iy < H) & (ix >= 0) & (ix < W)
-            a = tl.load(x_ptr + ((img[:, None] * C_IN + ci[None, :]) * H + iy) * W + ix, mask=a_mask, other=0.0)
-            b = tl.load(w_ptr + offs_n[None, :] * k_total + offs_k[:, None], mask=k_ok[:, None] & n_ok[None, :],
-                        other=0.0)
+            a = tl.load(x_ptr + img[:, None] * SX_N + ci[None, :] * SX_C + (iy * W + ix) * SX_P, mask=a_mask, other=0.0)
+            b = tl.load(w_ptr + offs_n[None, :] * SW_N + ci[:, None] * SW_C + tap[:, None] * SW_T,
+                        mask=k_ok[:, None] & n_ok[None, :], other=0.0)
             acc = _dot(acc, a, b, DOT, EMULATE_BF16)
 
     acc += tl.load(b_ptr + offs_n, mask=n_ok, other=0.0)[None, :]
@@ -159,7 +167,7 @@ def conv_kernel(
         out = ((img[:, None] * (C_OUT // rr) + co[None, :]) * (H * SCALE) + row) * (W * SCALE) + col
     else:
         acc = tanh(acc)
-        out = ((img[:, None] * C_OUT + offs_n[None, :]) * H + y[:, None]) * W + x[:, None]
+        out = img[:, None] * SO_N + offs_n[None, :] * SO_C + (y * W + x)[:, None] * SO_P
     tl.store(out_ptr + out, acc.to(out_ptr.dtype.element_ty), mask=mask)
 
 
@@ -169,6 +177,7 @@ def _gpu_configs() -> list[triton.Config]:
         triton.Config({"BLOCK_M": m, "BLOCK_N": n, "BLOCK_K": k}, num_warps=w, num_stages=s)
         for m, n, k, w, s in [
             (64, 32, 32, 4, 3), (128, 32, 32, 4, 3), (128, 64, 64, 8, 3), (128, 16, 64, 4, 3),
+            (128, 32, 64, 4, 4), (256, 32, 64, 8, 3),
         ]
     ]
 

@@ -4,8 +4,9 @@ Same names, signatures and fake kernels as the C++ ops in ``espcn_fast::``
 (one schema, several implementations), in their own namespace because the
 CUDA dispatch key of ``espcn_fast::`` belongs to the C++ kernels:
 ``torch.ops.espcn_fast_triton.{conv2d_tanh, conv2d_pixel_shuffle, espcn_forward}``.
-``espcn_forward`` runs the three layer kernels; its intermediates are stored in
-the precision's dtype (float16/bfloat16 for those, float32 otherwise).
+``espcn_forward`` runs the three layer kernels; its intermediates are stored
+channels-last in the precision's dtype (float16/bfloat16 for those, float32
+otherwise).
 """
 
 from __future__ import annotations
@@ -60,8 +61,16 @@ def _layer(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, out: torch
     c_out, k = weight.shape[0], weight.shape[2]
     if out.numel() == 0:
         return out
-    x, weight, bias = x.contiguous(), weight.contiguous(), bias.contiguous()
-    args = (x, weight, bias, out, n, h, w, c_in, c_out, scale)
+    # The kernel takes any strides whose rows are W pixels (NCHW and channels-last
+    # alike) and weights whose taps are row-major; anything else is copied.
+    if x.stride(2) != w * x.stride(3):
+        x = x.contiguous()
+    if weight.stride(2) != k * weight.stride(3):
+        weight = weight.contiguous()
+    bias = bias.contiguous()
+    args = (x, weight, bias, out, n, h, w, c_in, c_out, scale,
+            x.stride(0), x.stride(1), x.stride(3), weight.stride(0), weight.stride(1), weight.stride(3),
+            out.stride(0), out.stride(1), out.stride(3))
     flags = {"KSIZE": k, "SHUFFLE": shuffle, "CLAMP": clamp, "DOT": kernels.DOT_MODES[precision],
              "EMULATE_BF16": kernels.INTERPRETED, "TAP_MAJOR": kernels.tap_major(c_in)}
     if not kernels.AUTOTUNE:
@@ -113,11 +122,17 @@ def espcn_forward(x: torch.Tensor, w1: torch.Tensor, b1: torch.Tensor, w2: torch
     _check_conv(op, x, w2.shape[0], w3, b3, "w3", "b3", wdtype)
     _check_scale(op, scale, w3.shape[0], "w3")
     n, _, h, w = x.shape
-    # Intermediates in the weights' dtype. bf16 runs layer 1 in fp16, as the CUDA
-    # kernel does: the 8-bit image does not survive bf16's mantissa.
+    # Intermediates in the weights' dtype, channels-last like the weights (a
+    # no-op for FastESPCN's, which it keeps so): K-contiguous tiles.
+    # bf16 runs layer 1 in fp16, as the CUDA kernel does: the 8-bit image does
+    # not survive bf16's mantissa.
+    last = torch.channels_last
+    w1, w2, w3 = (t.contiguous(memory_format=last) for t in (w1, w2, w3))
     first = "fp16" if precision == "bf16" else precision
-    h1 = _layer(x, w1, b1, x.new_empty((n, w1.shape[0], h, w), dtype=wdtype), False, 1, False, first)
-    h2 = _layer(h1, w2, b2, x.new_empty((n, w2.shape[0], h, w), dtype=wdtype), False, 1, False, precision)
+    h1 = _layer(x, w1, b1, torch.empty((n, w1.shape[0], h, w), dtype=wdtype, device=x.device, memory_format=last),
+                False, 1, False, first)
+    h2 = _layer(h1, w2, b2, torch.empty((n, w2.shape[0], h, w), dtype=wdtype, device=x.device, memory_format=last),
+                False, 1, False, precision)
     out = x.new_empty((n, w3.shape[0] // scale**2, h * scale, w * scale))
     return _layer(h2, w3, b3, out, True, scale, clamp, precision)
 
