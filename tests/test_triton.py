@@ -194,6 +194,18 @@ def test_opcheck(index):
     torch.library.opcheck(op, args, test_utils=utils) if utils else torch.library.opcheck(op, args)
 
 
+def test_fast_module_traces_as_one_graph():
+    # Dynamo alone (backend="eager": the op runs as it is, interpreted here):
+    # FastESPCN's Python around the op must not break the graph (the backend
+    # checks did, on the first GPU run).
+    ref = random_model(3, seed=6)
+    fast = torch.compile(FastESPCN.from_reference(ref, backend="triton", precision="fp16").to(DEVICE),
+                         fullgraph=True, backend="eager")
+    x = torch.rand(1, 1, 12, 15)
+    with torch.no_grad():
+        check(fast(x.to(DEVICE)), reference64(ref, x), "fp16")
+
+
 @pytest.mark.skipif(INTERPRETED, reason="torch.compile cannot trace into interpreted Triton kernels; runs on a GPU")
 def test_torch_compile_fast_module():
     ref = random_model(3, seed=6)
