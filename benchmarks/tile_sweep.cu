@@ -38,38 +38,43 @@ struct Candidate {
   Launch launch;
   const void* kernel;  // for its registers and blocks per SM (null for today's choice)
   int threads;         // per block
+  int min_blocks;      // per SM, that the registers were capped for
 };
 
-template <class P, int TH, int TW, int THREADS>
+template <class P, int TH, int TW, int THREADS, int MIN_BLOCKS>
 Candidate shape(Precision p) {
-  return {p, TH, TW, FusedLayout<P, TH, TW>::kBytes, &launch_fused<P, TH, TW, THREADS>,
-          reinterpret_cast<const void*>(&espcn_fused_kernel<P, TH, TW, THREADS>), THREADS};
+  return {p, TH, TW, FusedLayout<P, TH, TW>::kBytes, &launch_fused<P, TH, TW, THREADS, MIN_BLOCKS>,
+          reinterpret_cast<const void*>(&espcn_fused_kernel<P, TH, TW, THREADS, MIN_BLOCKS>), THREADS, MIN_BLOCKS};
 }
 
-// Adds the shapes given as (rows, cols) pairs, in blocks of THREADS.
-template <class P, int THREADS, int TH, int TW, int... Rest>
+// Adds the shapes given as (rows, cols) pairs, in blocks of THREADS, MIN_BLOCKS per SM.
+template <class P, int THREADS, int MIN_BLOCKS, int TH, int TW, int... Rest>
 void add(std::vector<Candidate>& c, Precision p) {
-  c.push_back(shape<P, TH, TW, THREADS>(p));
-  if constexpr (sizeof...(Rest) > 0) add<P, THREADS, Rest...>(c, p);
+  c.push_back(shape<P, TH, TW, THREADS, MIN_BLOCKS>(p));
+  if constexpr (sizeof...(Rest) > 0) add<P, THREADS, MIN_BLOCKS, Rest...>(c, p);
 }
 
 // Shapes around today's choices: 16-bit storage from 115 KB to 213 KB;
 // 32-bit storage (100 KB of weights) up to the 227 KB limit. (The H200 run
 // of 2026-11-26 dropped the smallest: 6x14 and 6x22 16-bit, 4x14 and 2x30
-// 32-bit, 30-60% slower.) Then the best of each in blocks of twice the
-// threads: with one block of 8 warps per SM the 16-bit kernel ran at a fifth
-// of mma.sync's rate (benchmarks/GPU_NOTES.md); 16 warps must fit 128
-// registers a thread.
+// 32-bit, 30-60% slower.) With one block of 8 warps per SM the 16-bit
+// kernel ran at a fifth of mma.sync's rate (benchmarks/GPU_NOTES.md), so
+// two ways to more warps: the best shapes in blocks of twice the threads
+// (128 registers a thread), and 16-bit shapes of at most 113 KB with the
+// registers capped for two blocks per SM (each block its own copy of the
+// 49 KB of weights; more halo recomputed, but one block's barrier waits
+// overlap the other's work; 8x14 and 10x14 spilled at 128 registers).
 template <class P>
 void add16(std::vector<Candidate>& c, Precision p) {
-  add<P, kFusedThreads, 14, 30, 14, 14, 6, 30, 10, 30, 14, 22, 22, 22, 16, 30, 6, 62, 8, 62>(c, p);
-  add<P, 2 * kFusedThreads, 14, 30, 16, 30, 22, 22, 6, 62>(c, p);
+  add<P, kFusedThreads, 1, 14, 30, 14, 14, 6, 30, 10, 30, 14, 22, 22, 22, 16, 30, 6, 62, 8, 62>(c, p);
+  add<P, 2 * kFusedThreads, 1, 14, 30, 16, 30, 22, 22, 6, 62>(c, p);
+  add<P, kFusedThreads, 2, 8, 22, 6, 22>(c, p);
 }
 
 template <class P>
 void add32(std::vector<Candidate>& c, Precision p) {
-  add<P, kFusedThreads, 6, 22, 6, 14, 8, 14, 4, 30, 6, 30, 8, 22>(c, p);
-  add<P, 2 * kFusedThreads, 6, 30, 8, 22, 6, 22>(c, p);
+  add<P, kFusedThreads, 1, 6, 22, 6, 14, 8, 14, 4, 30, 6, 30, 8, 22>(c, p);
+  add<P, 2 * kFusedThreads, 1, 6, 30, 8, 22, 6, 22>(c, p);
 }
 
 const char* name(Precision p) {
@@ -329,7 +334,7 @@ int main(int argc, char** argv) {
 
   std::vector<Candidate> cands;
   for (Precision p : {Precision::kFp32, Precision::kTf32, Precision::kFp16, Precision::kBf16})
-    cands.push_back({p, 0, 0, 0, &espcn_fused, nullptr, kFusedThreads});
+    cands.push_back({p, 0, 0, 0, &espcn_fused, nullptr, kFusedThreads, 1});
   add32<Fp32>(cands, Precision::kFp32);
   add32<Tf32>(cands, Precision::kTf32);
   add16<Fp16>(cands, Precision::kFp16);
@@ -350,9 +355,10 @@ int main(int argc, char** argv) {
   bool first = true, failed = false;
   std::vector<double> refs[4][3];  // float64 outputs by precision and scale, computed once
   for (const Candidate& c : cands) {
-    // "14x30", or "14x30/512" in blocks of other than kFusedThreads threads.
+    // "14x30"; "14x30/512t" in blocks of other than kFusedThreads threads; "8x22/2b" capped for 2 blocks per SM.
     std::string tile = c.rows ? std::to_string(c.rows) + "x" + std::to_string(c.cols) : "today's";
-    if (c.threads != kFusedThreads) tile += "/" + std::to_string(c.threads);
+    if (c.threads != kFusedThreads) tile += "/" + std::to_string(c.threads) + "t";
+    if (c.min_blocks > 1) tile += "/" + std::to_string(c.min_blocks) + "b";
     if (c.bytes > info.smem_optin) {
       std::printf("| %s | %s | %d | | | does not fit | | | | |\n", name(c.precision), tile.c_str(), c.bytes / 1024);
       continue;
@@ -384,10 +390,10 @@ int main(int argc, char** argv) {
     if (json) {
       std::fprintf(json,
                    "%s  {\"precision\": \"%s\", \"tile\": \"%s\", \"bytes\": %d, \"max_rel_error\": %.3e, "
-                   "\"threads\": %d, \"regs\": %d, \"blocks_per_sm\": %d, \"ok\": %s, "
+                   "\"threads\": %d, \"min_blocks\": %d, \"regs\": %d, \"blocks_per_sm\": %d, \"ok\": %s, "
                    "\"us\": {\"x2\": %.2f, \"x3\": %.2f, \"x4\": %.2f, \"x3_batch8_per_frame\": %.2f}}",
                    first ? "" : ",\n", name(c.precision), tile.c_str(), c.bytes, std::isfinite(err) ? err : 1e30,
-                   c.threads, regs, per_sm, ok ? "true" : "false",
+                   c.threads, c.min_blocks, regs, per_sm, ok ? "true" : "false",
                    us[0], us[1], us[2], batch8);
       first = false;
     }

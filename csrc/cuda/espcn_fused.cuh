@@ -21,13 +21,13 @@ struct DeviceInfo {
 };
 DeviceInfo device_info();
 
-// Launches the fused kernel with tile shape TH x TW and blocks of THREADS: a
-// persistent grid of as many blocks as fit on the device at once (never more
-// than there are tiles).
-template <class P, int TH, int TW, int THREADS = kFusedThreads>
+// Launches the fused kernel with tile shape TH x TW and blocks of THREADS
+// (registers capped for MIN_BLOCKS per SM): a persistent grid of as many
+// blocks as fit on the device at once (never more than there are tiles).
+template <class P, int TH, int TW, int THREADS = kFusedThreads, int MIN_BLOCKS = 1>
 cudaError_t launch_fused(const EspcnArgs& a, cudaStream_t stream) {
   using L = FusedLayout<P, TH, TW>;
-  auto kernel = espcn_fused_kernel<P, TH, TW, THREADS>;
+  auto kernel = espcn_fused_kernel<P, TH, TW, THREADS, MIN_BLOCKS>;
   // Once per device: raise the dynamic shared-memory limit and ask how many
   // blocks fit per SM. Doing it on the first call (before any graph capture
   // replays it) keeps the launch itself free of non-stream API calls.

@@ -91,10 +91,11 @@ __device__ __forceinline__ void fill_weights(unsigned char* dst, const void* w, 
 template <class P>
 using Layer1Precision = std::conditional_t<std::is_same_v<P, Bf16>, Fp16, P>;
 
-// THREADS: the block size it is launched with (kFusedThreads; the tile sweep
-// tries others).
-template <class P, int TH, int TW, int THREADS = kFusedThreads>
-__global__ void __launch_bounds__(THREADS, 1) espcn_fused_kernel(EspcnArgs a) {
+// THREADS: the block size it is launched with (kFusedThreads); MIN_BLOCKS:
+// blocks per SM the registers must leave room for (1; the tile sweep tries
+// other values of both).
+template <class P, int TH, int TW, int THREADS = kFusedThreads, int MIN_BLOCKS = 1>
+__global__ void __launch_bounds__(THREADS, MIN_BLOCKS) espcn_fused_kernel(EspcnArgs a) {
   static_assert(THREADS % 32 == 0, "whole warps");
   constexpr int kWarps = THREADS / 32;
   using L = FusedLayout<P, TH, TW>;
