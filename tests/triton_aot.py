@@ -28,6 +28,10 @@ LAYERS = {"layer1": (5, False), "layer2": (3, False), "layer3": (3, True)}
 SHAPES = {"layer1": (64, 1, 5), "layer2": (32, 64, 3), "layer3": (9, 32, 3)}  # (out, in channels, k) at x3
 
 
+def shuffle_layer(layer: str) -> bool:
+    return LAYERS[layer][1]
+
+
 def layer_args(layer: str) -> dict[str, int]:
     """The integer arguments espcn_forward passes for one layer of a 1080p x3 frame (channels-last activations)."""
     c_out, c_in, k = SHAPES[layer]
@@ -50,7 +54,8 @@ def compile_conv(arch: int, precision: str, layer: str, config: triton.Config) -
     out_type = "*fp32" if shuffle else act_type
     ints = layer_args(layer)
     constexprs = {"KSIZE": k, "SHUFFLE": shuffle, "CLAMP": shuffle, "DOT": kernels.DOT_MODES[precision],
-                  "EMULATE_BF16": False, "TAP_MAJOR": kernels.tap_major(SHAPES[layer][1]), **config.kwargs}
+                  "EMULATE_BF16": False, "TAP_MAJOR": kernels.tap_major(SHAPES[layer][1]),
+                  "FAST_TANH": precision != "fp32", **config.kwargs}
     constexprs |= {name: 1 for name, v in ints.items() if v == 1}
     signature = {"x_ptr": x_type, "w_ptr": w_type, "b_ptr": "*fp32", "out_ptr": out_type}
     signature |= {name: "constexpr" if v == 1 else "i32" for name, v in ints.items()}
@@ -77,6 +82,8 @@ def main(argv: list[str]) -> int:
                         ptx = compile_conv(arch, precision, layer, config)
                         if precision != "fp32" and "mma" not in ptx:
                             raise RuntimeError("no tensor-core mma in the PTX")
+                        if not shuffle_layer(layer) and ("tanh.approx.f32" in ptx) != (precision != "fp32"):
+                            raise RuntimeError("tanh.approx.f32 where it should not be, or missing where it should")
                     except Exception as exc:  # noqa: BLE001  (each failure reported)
                         failures += 1
                         print(f"FAIL sm_{arch} {precision} {layer} {config}: {type(exc).__name__}: {str(exc)[:300]}")

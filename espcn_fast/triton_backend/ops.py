@@ -72,7 +72,8 @@ def _layer(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, out: torch
             x.stride(0), x.stride(1), x.stride(3), weight.stride(0), weight.stride(1), weight.stride(3),
             out.stride(0), out.stride(1), out.stride(3))
     flags = {"KSIZE": k, "SHUFFLE": shuffle, "CLAMP": clamp, "DOT": kernels.DOT_MODES[precision],
-             "EMULATE_BF16": kernels.INTERPRETED, "TAP_MAJOR": kernels.tap_major(c_in)}
+             "EMULATE_BF16": kernels.INTERPRETED, "TAP_MAJOR": kernels.tap_major(c_in),
+             "FAST_TANH": kernels.fast_tanh(precision)}
     if not kernels.AUTOTUNE:
         blocks = kernels.fixed_blocks(c_out, c_in, k)
         grid = (triton.cdiv(n * h * w, blocks["BLOCK_M"]), triton.cdiv(c_out, blocks["BLOCK_N"]))
