@@ -7,7 +7,7 @@
 # Triton, when present) parity tests, compute-sanitizer memcheck and racecheck
 # on a small forward of each kernel, and the 1080p benchmark; writes logs and
 # gpu_check.json under OUTDIR (default: $OUT, else benchmarks/results/gpu-check)
-# and prints a short table last. Meant to finish within 8 minutes.
+# and prints a short table last. Meant to finish within 9 minutes.
 #
 # Set5 for the fp16/bf16 PSNR test, and the wheels the GPU image lacks (PyAV
 # for the video rows): `--stage-data` copies Set5 from the data folder and the
@@ -147,10 +147,10 @@ step kernel_profile 90 "$PY" benchmarks/kernel_profile.py --json "$OUTDIR/kernel
 # (A binary built here may not load against the GPU image's libraries: probed first.)
 SWEEP=gpu_data/tile_sweep
 if [ ! -x "$SWEEP" ] || [ "$ARCH" != 9.0 ] || { [ "$DRY" = 0 ] && ! "$SWEEP" --probe; }; then
-  SWEEP="$OUTDIR/tile_sweep"
+  SWEEP="${TMPDIR:-/tmp}/espcn_tile_sweep"  # not in OUTDIR: it would come back as one of the 8 files
   step tile_sweep_build 120 nvcc -std=c++17 -O3 -arch="sm_${ARCH/./}" -o "$SWEEP" benchmarks/tile_sweep.cu $SWEEP_SOURCES
 fi
-step tile_sweep 60 "$SWEEP" --json "$OUTDIR/tile_sweep.json"
+step tile_sweep 90 "$SWEEP" --json "$OUTDIR/tile_sweep.json"
 # End-to-end video at 1080p out: the pipeline against the network alone.
 "$PY" -c "import av" 2> /dev/null || [ "$DRY" = 1 ] || echo "gpu_check: PyAV is absent (stage gpu_data/wheels): the video step will fail"
 step video 90 "$PY" benchmarks/video_pipeline.py --device cuda --precision fp16 --batch 4 --frames 120 \
@@ -162,12 +162,17 @@ step bench_compile 200 "$PY" benchmarks/run.py --device cuda --scales 3 --batch 
 echo "gpu_check: $(( $(date +%s) - START )) s"
 "$PY" benchmarks/gpu_summary.py "$OUTDIR" $([ "$DRY" = 1 ] && echo --dry-run)
 RC=$?
-# The device tool brings back at most 8 files from $OUT: everything goes into
-# one archive, and the files read first stay beside it.
+# The device tool brings back at most 8 files from $OUT: the files this
+# script wrote go into one archive, and those read first stay beside it.
+# (Only its own files: $OUT may be a folder of the same name elsewhere.)
 if [ "$DRY" = 0 ] && [ -n "${OUT:-}" ] && [ "$OUTDIR" = "$OUT" ]; then
-  (cd "$OUTDIR" && tar czf all.tar.gz --exclude=all.tar.gz . \
-    && find . -maxdepth 1 -type f ! -name all.tar.gz ! -name gpu_check.json ! -name steps.tsv ! -name tests.log \
-       ! -name bench.json ! -name tile_sweep.json ! -name kernel_profile.log -delete)
-  echo "gpu_check: every log is in $OUTDIR/all.tar.gz"
+  OWN="gpu.txt tests.xml bench.json bench.png bench_compile.json bench_compile.png tile_sweep.json video.json
+       kernel_profile.json gpu_check.json steps.tsv $(cut -f1 "$STATUS" | sed 's/$/.log/')"
+  KEEP="gpu_check.json steps.tsv tests.log bench.json tile_sweep.json kernel_profile.log"
+  PACK=$(cd "$OUTDIR" && for f in $OWN; do [ -f "$f" ] && echo "$f"; done)
+  if (cd "$OUTDIR" && tar czf all.tar.gz $PACK); then
+    for f in $PACK; do case " $KEEP " in *" $f "*) ;; *) rm -f "$OUTDIR/$f" ;; esac; done
+    echo "gpu_check: every log is in $OUTDIR/all.tar.gz"
+  fi
 fi
 exit $RC

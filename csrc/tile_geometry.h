@@ -37,7 +37,7 @@ constexpr int kFusedMaxScale = 4;
 // rows*cols kept) but need more shared memory; the launcher takes the first
 // shape of each list that fits the GPU (H100/H200 227 KB, A100 163 KB,
 // RTX 30/40 and L4 99 KB). Chosen by benchmarks/tile_sweep.cu on an H200
-// (2026-11-26, benchmarks/GPU_NOTES.md): every block holds 1 block per SM.
+// (2026-11-26, benchmarks/GPU_NOTES.md): every shape ran one block per SM.
 struct TileShape {
   int rows, cols;
 };
@@ -46,7 +46,7 @@ constexpr int kFusedThreads = 256;
 // the best or within 1% at x2, x4 and x3 batch 8 (16x30 wins x3 batch 1 by 7%, loses x4 by 12%).
 constexpr TileShape kFused16Tiles[] = {{14, 30}, {6, 14}};
 // fp32/tf32 storage (twice the bytes, and 100 KB of fp32 weights): 6x30 beat
-// 6x22 by 9-18% at every scale and batch, in both precisions.
+// 6x22 by 9-19% at every scale and batch, in both precisions.
 constexpr TileShape kFused32Tiles[] = {{6, 30}, {4, 14}};
 
 // Work of one warp in a fused stage: tensor-core stages take this many

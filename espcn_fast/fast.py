@@ -69,7 +69,9 @@ class FastESPCN(ESPCN):
             raise ValueError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
         if backend == "cpu" and precision != "fp32":
             raise ValueError(f"backend 'cpu' computes in fp32; precision {precision!r} needs backend 'cuda' or 'auto'")
-        # What can run here, taken once: forward looks it up (also under torch.compile).
+        # What can run here. forward asks afresh, except under torch.compile,
+        # which cannot trace those queries and looks up this copy instead
+        # (taken when the module is built or unpickled).
         self._unavailable = backends.available()
         if backend != "auto" and self._unavailable[backend] is not None:
             raise RuntimeError(f"backend {backend!r} is not available: {self._unavailable[backend]}")
@@ -111,7 +113,7 @@ class FastESPCN(ESPCN):
             return "torch"
         if self.backend == "auto" and x.dtype not in _INPUT_DTYPES:
             return "torch"
-        return backends.resolve(self.backend, x.device, self._unavailable)
+        return backends.resolve(self.backend, x.device, self._unavailable if torch.compiler.is_compiling() else None)
 
     def _weights(self, device: torch.device, precision: str, channels_last: bool = False) -> list[torch.Tensor]:
         """w1, b1, w2, b2, w3, b3 as the kernels take them (weights in the precision's dtype, biases float32).
@@ -141,6 +143,10 @@ class FastESPCN(ESPCN):
             cached = (versions, convert())
             self._kernel_weights[key] = cached
         return cached[1]
+
+    def __setstate__(self, state: dict) -> None:  # unpickled (or deep-copied): this process's backends
+        super().__setstate__(state)
+        self._unavailable = backends.available()
 
     def _apply(self, fn, recurse=True):  # .to(), .cuda(), .half(): the cached kernel weights are stale
         self._kernel_weights = {}

@@ -135,6 +135,25 @@ def test_backend_resolution_traces_as_one_graph():
         backends.resolve("cuda", torch.device("cpu"), reasons)
 
 
+def test_backend_list_is_this_process_after_unpickling():
+    import copy
+    import pickle
+
+    fast = FastESPCN.from_reference(_random_reference(2))
+    x = torch.rand(1, 1, 6, 5)
+    fast._unavailable = {b: "stale" for b in fast._unavailable}  # as if pickled where nothing ran
+    with torch.no_grad():
+        expected = fast(x)  # eager: asks afresh, ignores the copy
+    state = fast.__getstate__()
+    del state["_unavailable"]  # a module pickled before the list existed
+    old = FastESPCN.__new__(FastESPCN)
+    old.__setstate__(state)
+    for restored in (pickle.loads(pickle.dumps(fast)), copy.deepcopy(fast), old):
+        assert restored._unavailable == backends.available()
+        with torch.no_grad():
+            torch.testing.assert_close(restored(x), expected, atol=0, rtol=0)
+
+
 def test_bad_arguments():
     with pytest.raises(ValueError, match="unknown backend 'fastest'"):
         FastESPCN(3, backend="fastest")

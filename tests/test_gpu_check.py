@@ -53,3 +53,23 @@ def test_summary_picks_the_fastest_correct_tile_over_all_scales(tmp_path):
                          capture_output=True, text=True)
     assert run.returncode == 1 and "| tile_sweep | FAILED (1) |" in run.stdout
     assert "| fp16 | 60.0 | 10x30 | 53.0 | 100.0 / 54.0 / 27.0 / 54.0 |" in run.stdout, run.stdout
+
+
+def test_outputs_are_packed_for_the_device_tool(tmp_path):
+    # The block that runs when OUTDIR is the device tool's $OUT (it returns 8
+    # files): its own files into all.tar.gz, the first-read ones kept beside,
+    # nothing else in the folder touched.
+    script = (ROOT / "benchmarks/gpu_check.sh").read_text()
+    block = script[script.index("# The device tool brings back at most 8 files"):script.index("exit $RC")]
+    own = ["gpu.txt", "bench.json", "bench.png", "tests.log", "build.log", "kernel_profile.log", "gpu_check.json"]
+    for name in own + ["someone_elses.txt"]:
+        (tmp_path / name).write_text(name)
+    (tmp_path / "steps.tsv").write_text("build\t0\t5\ntests\t1\t9\nkernel_profile\t0\t3\n")
+    env = {**os.environ, "OUT": str(tmp_path), "OUTDIR": str(tmp_path), "STATUS": str(tmp_path / "steps.tsv"), "DRY": "0"}
+    run = subprocess.run(["bash", "-c", block], capture_output=True, text=True, env=env, timeout=60)
+    assert run.returncode == 0 and "every log is in" in run.stdout, run.stderr
+    left = sorted(p.name for p in tmp_path.iterdir())
+    assert left == ["all.tar.gz", "bench.json", "gpu_check.json", "kernel_profile.log", "someone_elses.txt",
+                    "steps.tsv", "tests.log"]
+    packed = subprocess.run(["tar", "tzf", str(tmp_path / "all.tar.gz")], capture_output=True, text=True).stdout.split()
+    assert sorted(packed) == sorted(own + ["steps.tsv"])

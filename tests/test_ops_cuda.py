@@ -26,7 +26,7 @@ def _skip_reason() -> str | None:
 pytestmark = pytest.mark.skipif(_skip_reason() is not None, reason=str(_skip_reason()))
 
 PRECISIONS = ["fp32", "tf32", "fp16", "bf16"]
-# ||out - ref|| / ||ref|| bounds; fp32 is held to 1e-5 absolute as well.
+# ||out - ref|| / ||ref|| bounds; fp32 also elementwise within 4e-6 of max|ref| (see check).
 REL_TOL = {"fp32": 1e-6, "tf32": 2e-3, "fp16": 4e-3, "bf16": 3e-2}
 # Odd and tiny sizes, several tiles with remainders in both directions, batches.
 SHAPES = [(1, 1, 1, 1), (1, 1, 2, 3), (2, 1, 17, 23), (1, 1, 45, 97), (3, 1, 7, 250), (1, 1, 130, 31)]

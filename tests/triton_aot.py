@@ -37,11 +37,11 @@ def layer_args(layer: str) -> dict[str, int]:
     c_out, c_in, k = SHAPES[layer]
     h, w, rr = 360, 640, 9
     hw = h * w
-    x = (hw, hw, 1) if c_in == 1 else (hw * c_in, 1, c_in)          # image / channel / pixel
-    wt = (k * k * c_in, 1, c_in)                                     # out channel / in channel / tap
-    out = (hw * rr, hw * rr, 1) if layer == "layer3" else (hw * c_out, 1, c_out)
-    return dict(zip(["N", "H", "W", "C_IN", "C_OUT", "SCALE", "SX_N", "SX_C", "SX_P", "SW_N", "SW_C", "SW_T",
-                     "SO_N", "SO_C", "SO_P"], [1, h, w, c_in, c_out, 3, *x, *wt, *out]))
+    x = (hw, hw, w, 1) if c_in == 1 else (hw * c_in, 1, w * c_in, c_in)         # n, c, h, w
+    wt = (k * k * c_in, 1, k * c_in, c_in)                                       # out, in, ky, kx
+    out = (hw * rr, hw * rr, w * 3, 1) if layer == "layer3" else (hw * c_out, 1, w * c_out, c_out)
+    return dict(zip(["N", "H", "W", "C_IN", "C_OUT", "SCALE", "SX_N", "SX_C", "SX_H", "SX_W", "SW_N", "SW_C",
+                     "SW_H", "SW_W", "SO_N", "SO_C", "SO_H", "SO_W"], [1, h, w, c_in, c_out, 3, *x, *wt, *out]))
 
 
 def compile_conv(arch: int, precision: str, layer: str, config: triton.Config) -> str:

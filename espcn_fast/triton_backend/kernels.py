@@ -3,9 +3,8 @@
 M = output pixels (all images of the batch, row-major), N = output channels,
 K = in_channels * k * k: for layers with many channels one loop runs over taps
 and, within each, blocks of channels; for the one-channel layer over
-(ci, ky, kx) flattened. Any strides with rows of W pixels: espcn_forward keeps
-its activations and weights channels-last, so that both tiles load 16 bytes
-at a time along K. The A tile is gathered from
+(ci, ky, kx) flattened. Any strides: espcn_forward keeps its activations and
+weights channels-last, so that both tiles load 16 bytes at a time along K. The A tile is gathered from
 the image with "same" zero padding by masks. After the K loop: bias, then tanh or the pixel shuffle
 stored straight into the HR layout (optionally clamped).
 
@@ -104,18 +103,18 @@ def _dot(acc, a, b, DOT: tl.constexpr, EMULATE_BF16: tl.constexpr):
 def conv_kernel(
     x_ptr, w_ptr, b_ptr, out_ptr,
     N, H, W, C_IN, C_OUT, SCALE,
-    SX_N, SX_C, SX_P, SW_N, SW_C, SW_T, SO_N, SO_C, SO_P,
+    SX_N, SX_C, SX_H, SX_W, SW_N, SW_C, SW_H, SW_W, SO_N, SO_C, SO_H, SO_W,
     KSIZE: tl.constexpr, SHUFFLE: tl.constexpr, CLAMP: tl.constexpr, DOT: tl.constexpr,
     EMULATE_BF16: tl.constexpr, TAP_MAJOR: tl.constexpr, FAST_TANH: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
 ):
     """One "same"-padded conv layer as an implicit GEMM: a BLOCK_M pixels x BLOCK_N channels tile per program.
 
-    Strides, in elements: input image / channel / pixel (a row is W pixels),
-    weight output channel / input channel / tap (ky * k + kx), output image /
-    channel / pixel (tanh layers; the pixel shuffle writes contiguous NCHW).
-    Channels-last activations and weights (a channel stride of 1) make the A
-    and B tiles contiguous along K: 16-byte loads.
+    Strides, in elements, of the input, the weights (out, in, ky, kx) and the
+    output (tanh layers; the pixel shuffle writes contiguous NCHW): any
+    layout. Channels-last activations and weights (a channel stride of 1)
+    make the A and B tiles contiguous along K: 16-byte loads. Offsets within
+    one image are int32: the caller keeps each image under 2^31 elements.
     Epilogue: bias, then tanh (the hardware's if FAST_TANH), or (SHUFFLE) the
     pixel shuffle's store into the HR layout, clamped if CLAMP.
     """
@@ -144,9 +143,10 @@ def conv_kernel(
             iy = y + tap // KSIZE - PAD
             ix = x + tap % KSIZE - PAD
             p_ok = m_ok & (iy >= 0) & (iy < H) & (ix >= 0) & (ix < W)
-            pixel = img * SX_N + (iy * W + ix) * SX_P
+            pixel = img * SX_N + iy * SX_H + ix * SX_W
             a = tl.load(x_ptr + pixel[:, None] + offs_c[None, :] * SX_C, mask=p_ok[:, None] & c_ok[None, :], other=0.0)
-            b = tl.load(w_ptr + offs_n[None, :] * SW_N + offs_c[:, None] * SW_C + tap * SW_T,
+            b = tl.load(w_ptr + offs_n[None, :] * SW_N + offs_c[:, None] * SW_C + (tap // KSIZE) * SW_H
+                        + (tap % KSIZE) * SW_W,
                         mask=c_ok[:, None] & n_ok[None, :], other=0.0)
             acc = _dot(acc, a, b, DOT, EMULATE_BF16)
     else:
@@ -159,8 +159,9 @@ def conv_kernel(
             iy = y[:, None] + (tap // KSIZE)[None, :] - PAD
             ix = x[:, None] + (tap % KSIZE)[None, :] - PAD
             a_mask = m_ok[:, None] & k_ok[None, :] & (iy >= 0) & (iy < H) & (ix >= 0) & (ix < W)
-            a = tl.load(x_ptr + img[:, None] * SX_N + ci[None, :] * SX_C + (iy * W + ix) * SX_P, mask=a_mask, other=0.0)
-            b = tl.load(w_ptr + offs_n[None, :] * SW_N + ci[:, None] * SW_C + tap[:, None] * SW_T,
+            a = tl.load(x_ptr + img[:, None] * SX_N + ci[None, :] * SX_C + iy * SX_H + ix * SX_W, mask=a_mask, other=0.0)
+            b = tl.load(w_ptr + offs_n[None, :] * SW_N + ci[:, None] * SW_C + (tap // KSIZE)[:, None] * SW_H
+                        + (tap % KSIZE)[:, None] * SW_W,
                         mask=k_ok[:, None] & n_ok[None, :], other=0.0)
             acc = _dot(acc, a, b, DOT, EMULATE_BF16)
 
@@ -179,7 +180,7 @@ def conv_kernel(
             acc = tanh_approx(acc)
         else:
             acc = tanh(acc)
-        out = img[:, None] * SO_N + offs_n[None, :] * SO_C + (y * W + x)[:, None] * SO_P
+        out = img[:, None] * SO_N + offs_n[None, :] * SO_C + (y * SO_H + x * SO_W)[:, None]
     tl.store(out_ptr + out, acc.to(out_ptr.dtype.element_ty), mask=mask)
 
 

@@ -54,23 +54,21 @@ def _check_scale(op: str, scale: int, channels: int, wname: str) -> None:
         raise RuntimeError(f"{op}: {wname} has {channels} output channels, not a multiple of scale^2 = {scale * scale}")
 
 
-def _layer(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, out: torch.Tensor, shuffle: bool,
+def _layer(op: str, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, out: torch.Tensor, shuffle: bool,
            scale: int, clamp: bool, precision: str) -> torch.Tensor:
     """Launches one layer into ``out`` (allocated by the caller)."""
     n, c_in, h, w = x.shape
     c_out, k = weight.shape[0], weight.shape[2]
     if out.numel() == 0:
         return out
-    # The kernel takes any strides whose rows are W pixels (NCHW and channels-last
-    # alike) and weights whose taps are row-major; anything else is copied.
-    if x.stride(2) != w * x.stride(3):
-        x = x.contiguous()
-    if weight.stride(2) != k * weight.stride(3):
-        weight = weight.contiguous()
+    # The kernel takes any strides; its offsets within one image are int32
+    # (but for the pixel shuffle's store, in int64).
+    for t, name in ((x, "x"),) + (() if shuffle else ((out, "the output"),)):
+        if t[0].numel() >= 2**31:
+            raise RuntimeError(f"{op}: {name} has {t[0].numel()} elements per image, over the 2^31 the Triton kernels "
+                               "address; split the image (FastESPCN(tile=...) does)")
     bias = bias.contiguous()
-    args = (x, weight, bias, out, n, h, w, c_in, c_out, scale,
-            x.stride(0), x.stride(1), x.stride(3), weight.stride(0), weight.stride(1), weight.stride(3),
-            out.stride(0), out.stride(1), out.stride(3))
+    args = (x, weight, bias, out, n, h, w, c_in, c_out, scale, *x.stride(), *weight.stride(), *out.stride())
     flags = {"KSIZE": k, "SHUFFLE": shuffle, "CLAMP": clamp, "DOT": kernels.DOT_MODES[precision],
              "EMULATE_BF16": kernels.INTERPRETED, "TAP_MAJOR": kernels.tap_major(c_in),
              "FAST_TANH": kernels.fast_tanh(precision)}
@@ -93,7 +91,7 @@ def conv2d_tanh(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> to
     _check_input(op, x)
     _check_conv(op, x, x.shape[1], weight, bias, "weight", "bias")
     out = x.new_empty((x.shape[0], weight.shape[0], x.shape[2], x.shape[3]))
-    return _layer(x, weight, bias, out, False, 1, False, "fp32")
+    return _layer(op, x, weight, bias, out, False, 1, False, "fp32")
 
 
 @triton_op("espcn_fast_triton::conv2d_pixel_shuffle", mutates_args=())
@@ -105,7 +103,7 @@ def conv2d_pixel_shuffle(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tens
     _check_conv(op, x, x.shape[1], weight, bias, "weight", "bias")
     _check_scale(op, scale, weight.shape[0], "weight")
     out = x.new_empty((x.shape[0], weight.shape[0] // scale**2, x.shape[2] * scale, x.shape[3] * scale))
-    return _layer(x, weight, bias, out, True, scale, clamp, "fp32")
+    return _layer(op, x, weight, bias, out, True, scale, clamp, "fp32")
 
 
 @triton_op("espcn_fast_triton::espcn_forward", mutates_args=())
@@ -130,12 +128,12 @@ def espcn_forward(x: torch.Tensor, w1: torch.Tensor, b1: torch.Tensor, w2: torch
     last = torch.channels_last
     w1, w2, w3 = (t.contiguous(memory_format=last) for t in (w1, w2, w3))
     first = "fp16" if precision == "bf16" else precision
-    h1 = _layer(x, w1, b1, torch.empty((n, w1.shape[0], h, w), dtype=wdtype, device=x.device, memory_format=last),
+    h1 = _layer(op, x, w1, b1, torch.empty((n, w1.shape[0], h, w), dtype=wdtype, device=x.device, memory_format=last),
                 False, 1, False, first)
-    h2 = _layer(h1, w2, b2, torch.empty((n, w2.shape[0], h, w), dtype=wdtype, device=x.device, memory_format=last),
+    h2 = _layer(op, h1, w2, b2, torch.empty((n, w2.shape[0], h, w), dtype=wdtype, device=x.device, memory_format=last),
                 False, 1, False, precision)
     out = x.new_empty((n, w3.shape[0] // scale**2, h * scale, w * scale))
-    return _layer(h2, w3, b3, out, True, scale, clamp, precision)
+    return _layer(op, h2, w3, b3, out, True, scale, clamp, precision)
 
 
 # The fake kernels are the C++ ops' (shapes only).
