@@ -34,20 +34,29 @@ constexpr int kFusedMaxScale = 4;
 // tiles of rows x cols LR pixels, with all weights in shared memory for the
 // whole launch and both intermediates in shared memory. Larger tiles
 // recompute less halo (layer 2 computes (rows+2)(cols+2) pixels per
-// rows*cols kept) but need more shared memory; the launcher takes the first
-// shape of each list that fits the GPU (H100/H200 227 KB, A100 163 KB,
-// RTX 30/40 and L4 99 KB). Chosen by benchmarks/tile_sweep.cu on an H200
-// (2026-11-26, benchmarks/GPU_NOTES.md): every shape ran one block per SM.
+// rows*cols kept) but need more shared memory. Chosen by
+// benchmarks/tile_sweep.cu on an H200 (2026-11-26, benchmarks/GPU_NOTES.md):
+// every shape ran one block per SM.
 struct TileShape {
   int rows, cols;
 };
+// Per precision family: the shape the launcher takes where it fits the GPU's
+// shared memory (H100/H200 227 KB, A100 163 KB, RTX 30/40 and L4 99 KB), an
+// alternate of about the same size taken instead when it fills the last
+// round of blocks better (prefer_alternate; the same shape: none), and a
+// small shape for GPUs that fit neither.
+struct FusedTiles {
+  TileShape first, alternate, small;
+};
 constexpr int kFusedThreads = 256;
 // fp16/bf16 storage: 14x30 -> layer 2 over 16x32 = 32 m16 tiles (even across 8 warps), 181 KB;
-// the best or within 1% at x2, x4 and x3 batch 8 (16x30 wins x3 batch 1 by 7%, loses x4 by 12%).
-constexpr TileShape kFused16Tiles[] = {{14, 30}, {6, 14}};
+// the best or within 1% at x2, x4 and x3 batch 8. 16x30 (191 KB) won x3 batch 1 by 7%
+// (506 tiles in 4 rounds of 132 blocks instead of 572 in 5) and lost x4 by 12%.
+constexpr FusedTiles kFused16Tiles{{14, 30}, {16, 30}, {6, 14}};
 // fp32/tf32 storage (twice the bytes, and 100 KB of fp32 weights): 6x30 beat
-// 6x22 by 9-19% at every scale and batch, in both precisions.
-constexpr TileShape kFused32Tiles[] = {{6, 30}, {4, 14}};
+// 6x22 by 9-19% at every scale and batch, in both precisions; 8x22 was within
+// 1-6% either way (no alternate).
+constexpr FusedTiles kFused32Tiles{{6, 30}, {6, 30}, {4, 14}};
 
 // Work of one warp in a fused stage: tensor-core stages take this many
 // 16-pixel M tiles at a time (their B fragments are loaded once for all);
@@ -98,6 +107,32 @@ struct TileGrid {
     *x0 = (r % tiles_x) * s.cols;
   }
 };
+
+// Multiply-adds of one fused tile: layers 1, 2 and 3 over the tile and their
+// halos, with K and N padded as the tensor-core stages pad them (layer 1's 25
+// taps to 32, layer 3's r^2 <= 16 channels to 16).
+ESPCN_HD int64_t fused_tile_macs(TileShape s) {
+  const int64_t l1 = int64_t(region_size(s.rows, kHalo2)) * region_size(s.cols, kHalo2) * 32 * kC1;
+  const int64_t l2 = int64_t(region_size(s.rows, kHalo3)) * region_size(s.cols, kHalo3) * kK2 * kK2 * kC1 * kC2;
+  const int64_t l3 = int64_t(s.rows) * s.cols * kK3 * kK3 * kC2 * 16;
+  return l1 + l2 + l3;
+}
+
+// The work of the busiest block of a persistent launch over an n x h x w
+// batch with at most `blocks` blocks resident: ceil(tiles / blocks) tiles.
+ESPCN_HD int64_t fused_launch_work(int n, int h, int w, TileShape s, int64_t blocks) {
+  const int64_t tiles = TileGrid(h, w, s).count(n);
+  return (tiles + blocks - 1) / blocks * fused_tile_macs(s);
+}
+
+// Whether the alternate tile shape should run instead of the first: by over
+// 3% less work for its busiest block (the model ranked the H200's measured
+// 14x30 and 16x30 right at x2, x3 and x4, batch 1; at x3 batch 8, 0.2% apart,
+// 14x30 was 1.7% faster: near-ties keep the first).
+ESPCN_HD bool prefer_alternate(int n, int h, int w, TileShape first, int64_t first_blocks, TileShape alt,
+                               int64_t alt_blocks) {
+  return 100 * fused_launch_work(n, h, w, alt, alt_blocks) < 97 * fused_launch_work(n, h, w, first, first_blocks);
+}
 
 // CPU: each task is a strip of this many LR rows of one image; the network
 // runs down the strip a row at a time with the intermediates in small ring

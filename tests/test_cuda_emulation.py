@@ -67,14 +67,17 @@ def check(out: torch.Tensor, ref: torch.Tensor, precision: str) -> None:
         torch.testing.assert_close(out.double(), ref, atol=2e-5, rtol=0)  # random weights: outputs up to ~20
 
 
-# Sizes chosen against the tile shapes (16-bit 14x30 / 6x14, 32-bit 6x30 / 4x14):
-# tile remainders in both directions, images narrower than a tile, a 1x1 image.
-# Tile 2: the first shape in blocks of 512 threads (the tile sweep's variant).
+# Sizes chosen against the tile shapes (16-bit 14x30 / 6x14 / alternate 16x30,
+# 32-bit 6x30 / 4x14): tile remainders in both directions, images narrower
+# than a tile, a 1x1 image. Tile 0: the first shape, 1: the small one, 2: the
+# first in blocks of 512 threads (the tile sweep's variant), 3: the alternate.
 CASES = [
     # precision, scale, (n, h, w), blocks, tile
     ("fp16", 3, (1, 17, 33), 2, 0),
     ("fp16", 2, (2, 7, 16), 3, 1),
     ("fp16", 4, (1, 16, 31), 1, 2),
+    ("fp16", 2, (1, 17, 31), 2, 3),
+    ("bf16", 3, (2, 16, 30), 3, 3),
     ("bf16", 4, (1, 15, 31), 1, 0),
     ("bf16", 3, (1, 1, 1), 1, 1),
     ("tf32", 2, (1, 7, 37), 2, 0),

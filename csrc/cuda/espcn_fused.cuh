@@ -21,53 +21,80 @@ struct DeviceInfo {
 };
 DeviceInfo device_info();
 
+// How many blocks of the fused kernel (tile TH x TW, blocks of THREADS,
+// registers capped for MIN_BLOCKS per SM) the current device holds at once,
+// per SM. Once per device it raises the kernel's dynamic shared-memory limit
+// and asks: doing that on the first call (before any graph capture replays
+// it) keeps the launch itself free of non-stream API calls. Atomic: host
+// threads may launch concurrently (a second fill is harmless).
+template <class P, int TH, int TW, int THREADS = kFusedThreads, int MIN_BLOCKS = 1>
+cudaError_t fused_blocks_per_sm(int* per_sm) {
+  using L = FusedLayout<P, TH, TW>;
+  auto kernel = espcn_fused_kernel<P, TH, TW, THREADS, MIN_BLOCKS>;
+  static std::atomic<int> cached[kMaxDevices];  // static storage: zeros
+  int device = 0;
+  cudaError_t err = cudaGetDevice(&device);
+  if (err != cudaSuccess) return err;
+  if (device < 0 || device >= kMaxDevices) return cudaErrorInvalidDevice;
+  if (cached[device].load(std::memory_order_acquire) == 0) {
+    err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, L::kBytes);
+    if (err != cudaSuccess) return err;
+    int n = 0;
+    err = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, kernel, THREADS, L::kBytes);
+    if (err != cudaSuccess) return err;
+    if (n < 1) return cudaErrorInvalidConfiguration;
+    cached[device].store(n, std::memory_order_release);
+  }
+  *per_sm = cached[device].load(std::memory_order_acquire);
+  return cudaSuccess;
+}
+
 // Launches the fused kernel with tile shape TH x TW and blocks of THREADS
 // (registers capped for MIN_BLOCKS per SM): a persistent grid of as many
 // blocks as fit on the device at once (never more than there are tiles).
 template <class P, int TH, int TW, int THREADS = kFusedThreads, int MIN_BLOCKS = 1>
 cudaError_t launch_fused(const EspcnArgs& a, cudaStream_t stream) {
   using L = FusedLayout<P, TH, TW>;
-  auto kernel = espcn_fused_kernel<P, TH, TW, THREADS, MIN_BLOCKS>;
-  // Once per device: raise the dynamic shared-memory limit and ask how many
-  // blocks fit per SM. Doing it on the first call (before any graph capture
-  // replays it) keeps the launch itself free of non-stream API calls.
-  // Atomic: host threads may launch concurrently (a second fill is harmless).
-  static std::atomic<int> blocks_per_sm[kMaxDevices];  // static storage: zeros
-  int device = 0;
-  cudaError_t err = cudaGetDevice(&device);
+  int per_sm = 0;
+  cudaError_t err = fused_blocks_per_sm<P, TH, TW, THREADS, MIN_BLOCKS>(&per_sm);
   if (err != cudaSuccess) return err;
-  if (device < 0 || device >= kMaxDevices) return cudaErrorInvalidDevice;
-  if (blocks_per_sm[device].load(std::memory_order_acquire) == 0) {
-    err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, L::kBytes);
-    if (err != cudaSuccess) return err;
-    int per_sm = 0;
-    err = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, THREADS, L::kBytes);
-    if (err != cudaSuccess) return err;
-    if (per_sm < 1) return cudaErrorInvalidConfiguration;
-    blocks_per_sm[device].store(per_sm, std::memory_order_release);
-  }
-  const int per_sm = blocks_per_sm[device].load(std::memory_order_acquire);
   const int64_t tiles = TileGrid(a.h, a.w, TileShape{TH, TW}).count(a.n);
   if (tiles == 0) return cudaSuccess;
   const int64_t blocks = std::min<int64_t>(tiles, int64_t(per_sm) * device_info().sms);
-  kernel<<<unsigned(blocks), THREADS, L::kBytes, stream>>>(a);
+  espcn_fused_kernel<P, TH, TW, THREADS, MIN_BLOCKS><<<unsigned(blocks), THREADS, L::kBytes, stream>>>(a);
   return cudaGetLastError();
 }
 
-// Launches the largest of the two tile shapes that fits the device.
-template <class P, const TileShape (&kShapes)[2]>
+// Launches kT.first where it fits the device's shared memory, or kT.alternate
+// instead when it fits too and prefer_alternate says it fills the last round
+// of blocks better for this batch; else kT.small.
+template <class P, const FusedTiles& kT>
 cudaError_t launch_fitting(const EspcnArgs& a, cudaStream_t stream) {
-  const int limit = device_info().smem_optin;
-  if (FusedLayout<P, kShapes[0].rows, kShapes[0].cols>::kBytes <= limit)
-    return launch_fused<P, kShapes[0].rows, kShapes[0].cols>(a, stream);
-  if (FusedLayout<P, kShapes[1].rows, kShapes[1].cols>::kBytes <= limit)
-    return launch_fused<P, kShapes[1].rows, kShapes[1].cols>(a, stream);
+  constexpr TileShape first = kT.first, alt = kT.alternate, small = kT.small;
+  const DeviceInfo info = device_info();
+  if (FusedLayout<P, first.rows, first.cols>::kBytes <= info.smem_optin) {
+    if constexpr (alt.rows != first.rows || alt.cols != first.cols) {
+      if (FusedLayout<P, alt.rows, alt.cols>::kBytes <= info.smem_optin) {
+        int first_per_sm = 0, alt_per_sm = 0;
+        cudaError_t err = fused_blocks_per_sm<P, first.rows, first.cols>(&first_per_sm);
+        if (err != cudaSuccess) return err;
+        err = fused_blocks_per_sm<P, alt.rows, alt.cols>(&alt_per_sm);
+        if (err != cudaSuccess) return err;
+        if (prefer_alternate(a.n, a.h, a.w, first, int64_t(first_per_sm) * info.sms, alt,
+                             int64_t(alt_per_sm) * info.sms))
+          return launch_fused<P, alt.rows, alt.cols>(a, stream);
+      }
+    }
+    return launch_fused<P, first.rows, first.cols>(a, stream);
+  }
+  if (FusedLayout<P, small.rows, small.cols>::kBytes <= info.smem_optin)
+    return launch_fused<P, small.rows, small.cols>(a, stream);
   return cudaErrorInvalidConfiguration;
 }
 
-template <class P, const TileShape (&kShapes)[2]>
+template <class P, const FusedTiles& kT>
 int smallest_fused_bytes() {
-  return FusedLayout<P, kShapes[1].rows, kShapes[1].cols>::kBytes;
+  return FusedLayout<P, kT.small.rows, kT.small.cols>::kBytes;
 }
 
 // One per precision, defined in espcn_fused_<precision>.cu.

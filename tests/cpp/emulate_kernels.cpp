@@ -7,8 +7,8 @@
 //
 // fused:
 // PRECISION fp32|tf32|fp16|bf16; BLOCKS the persistent grid (fewer blocks than
-// tiles makes each block loop); TILE 0 or 1, which of the precision's tile
-// shapes, 2 the first in blocks of twice the threads; WEIGHTS.f32 holds w1 b1 w2 b2 w3 b3 as float32, converted here to the
+// tiles makes each block loop); TILE 0, 1 or 3: the precision's first, small
+// or alternate tile shape, 2 the first in blocks of twice the threads; WEIGHTS.f32 holds w1 b1 w2 b2 w3 b3 as float32, converted here to the
 // precision's dtype as FastESPCN does. layer: conv2d_tanh, or with `shuffle`
 // conv2d_pixel_shuffle at SCALE. Outputs (written as float32) start as NaN.
 #define ESPCN_CUDA_EMULATION 1
@@ -58,16 +58,18 @@ static void run(EspcnArgs a, int blocks) {
               [a] { espcn_fused_kernel<P, TH, TW, THREADS>(a); });
 }
 
-// TILE 0 and 1: the two shapes the extension compiles; 2: the first in blocks
-// of twice the threads (what the tile sweep times on a GPU).
-template <class P, const TileShape (&kShapes)[2]>
+// TILE 0: the first shape, 1: the small one, 2: the first in blocks of twice
+// the threads (what the tile sweep times on a GPU), 3: the alternate.
+template <class P, const FusedTiles& kT>
 static void run_shape(const EspcnArgs& a, int blocks, int tile) {
   if (tile == 0) {
-    run<P, kShapes[0].rows, kShapes[0].cols>(a, blocks);
+    run<P, kT.first.rows, kT.first.cols>(a, blocks);
   } else if (tile == 1) {
-    run<P, kShapes[1].rows, kShapes[1].cols>(a, blocks);
+    run<P, kT.small.rows, kT.small.cols>(a, blocks);
+  } else if (tile == 2) {
+    run<P, kT.first.rows, kT.first.cols, 2 * kFusedThreads>(a, blocks);
   } else {
-    run<P, kShapes[0].rows, kShapes[0].cols, 2 * kFusedThreads>(a, blocks);
+    run<P, kT.alternate.rows, kT.alternate.cols>(a, blocks);
   }
 }
 

@@ -80,13 +80,25 @@ static void check_strips() {
     }
 }
 
+// The alternate tile choice against what the H200 measured (tile sweep,
+// 2026-11-26, 132 blocks of one per SM): 16x30 beat 14x30 at x3 batch 1 only.
+static void check_alternate() {
+  const TileShape first = kFused16Tiles.first, alt = kFused16Tiles.alternate;
+  EXPECT(fused_tile_macs(TileShape{14, 30}) == 612 * 32 * 64 + 512 * 9 * 64 * 32 + 420 * 9 * 32 * 16, "tile MACs");
+  EXPECT(fused_launch_work(1, 360, 640, first, 132) == 5 * fused_tile_macs(first), "572 tiles: 5 rounds");
+  EXPECT(prefer_alternate(1, 360, 640, first, 132, alt, 132), "x3 batch 1: 16x30 (117 vs 126 us)");
+  EXPECT(!prefer_alternate(1, 540, 960, first, 132, alt, 132), "x2 batch 1: 14x30 (226 vs 234 us)");
+  EXPECT(!prefer_alternate(1, 270, 480, first, 132, alt, 132), "x4 batch 1: 14x30 (85 vs 96 us)");
+  EXPECT(!prefer_alternate(8, 360, 640, first, 132, alt, 132), "x3 batch 8: 14x30 (106 vs 107 us a frame)");
+  EXPECT(!prefer_alternate(1, 5, 7, first, 132, alt, 132), "one tile either way: the first");
+}
+
 int main() {
-  for (const TileShape s : kFused16Tiles)
-    for (int h : {1, 5, s.rows, s.rows + 1, 3 * s.rows - 1, 40})
-      for (int w : {1, 2, s.cols, s.cols + 3, 97}) check_tiles(s, 2, h, w);
-  for (const TileShape s : kFused32Tiles)
-    for (int h : {1, 7, 13, 45})
-      for (int w : {1, 23, 44, 101}) check_tiles(s, 3, h, w);
+  for (const FusedTiles& t : {kFused16Tiles, kFused32Tiles})
+    for (const TileShape s : {t.first, t.alternate, t.small})
+      for (int h : {1, 5, s.rows, s.rows + 1, 3 * s.rows - 1, 40})
+        for (int w : {1, 2, s.cols, s.cols + 3, 97}) check_tiles(s, 2, h, w);
+  check_alternate();
   check_regions(17, 23);
   check_regions(1, 1);
   for (int r = 1; r <= 4; ++r) check_pixel_shuffle(2, 2, 5, 7, r);
