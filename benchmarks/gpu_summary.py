@@ -71,11 +71,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--dry-run", action="store_true")
     args = p.parse_args(argv)
     steps, rows = read_steps(args.folder), read_rows(args.folder)
-    failed = [s["step"] for s in steps if s["result"] not in ("0", "dry-run", "absent", "no-time")]
+    failed = [s["step"] for s in steps if s["result"] not in ("0", "dry-run", "absent", "no-time", "not-asked")]
     (args.folder / "gpu_check.json").write_text(json.dumps({"steps": steps, "rows": rows}, indent=2) + "\n")
     print("\n| step | result | s |\n|---|---|---:|")
     for s in steps:
-        result = {"0": "ok", "124": "TIMED OUT", "no-time": "not run (out of time)"}.get(s["result"], s["result"] if not s["result"].isdigit() else f"FAILED ({s['result']})")
+        result = {"0": "ok", "124": "TIMED OUT", "no-time": "not run (out of time)", "not-asked": "not asked (--steps)"}.get(s["result"], s["result"] if not s["result"].isdigit() else f"FAILED ({s['result']})")
         print(f"| {s['step']} | {result} | {s['seconds']} |")
     if rows:
         print("\n| x | b | backend | precision | ms/frame | vs eager | x floor |\n|---|---|---|---|---:|---:|---:|")

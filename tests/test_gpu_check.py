@@ -73,3 +73,15 @@ def test_outputs_are_packed_for_the_device_tool(tmp_path):
                     "steps.tsv", "tests.log"]
     packed = subprocess.run(["tar", "tzf", str(tmp_path / "all.tar.gz")], capture_output=True, text=True).stdout.split()
     assert sorted(packed) == sorted(own + ["steps.tsv"])
+
+
+def test_steps_option_runs_only_the_steps_named(tmp_path):
+    env = {**os.environ, "PYTHON": sys.executable}
+    run = subprocess.run(["bash", "benchmarks/gpu_check.sh", "--dry-run", "--steps", "build,bench", str(tmp_path)],
+                         cwd=ROOT, capture_output=True, text=True, env=env, timeout=300)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "== build:" in run.stdout and "== bench:" in run.stdout and "== tests:" not in run.stdout
+    assert "| tests | not asked (--steps) |" in run.stdout
+    bad = subprocess.run(["bash", "benchmarks/gpu_check.sh", "--steps"], cwd=ROOT, capture_output=True, text=True,
+                         env=env, timeout=60)
+    assert bad.returncode == 2 and "--steps needs a list" in bad.stderr
