@@ -4,7 +4,8 @@
 
 Small odd shapes so that tile remainders and image edges are exercised; each
 precision of the fused kernel, both per-layer kernels, float32 and float16
-images. Exits non-zero if a launch fails; the sanitizer reports the rest.
+images; and a 640x360 frame at x3 in fp16 and bf16, for the launcher's
+16-bit alternate tile shape, which it takes there on 132 SMs. Exits non-zero if a launch fails; the sanitizer reports the rest.
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ def main() -> int:
             for dtype in (torch.float32, torch.float16):
                 x = torch.rand(2, 1, 19, 37, device="cuda", dtype=dtype)
                 ops.espcn_forward(x, *args, scale, True, precision)
+            if scale == 3 and wd != torch.float32:  # a 1080p frame's input: the 16-bit alternate tile on 132 SMs
+                ops.espcn_forward(torch.rand(1, 1, 360, 640, device="cuda"), *args, scale, False, precision)
         h = ops.conv2d_tanh(torch.rand(1, 1, 21, 18, device="cuda"), ws[0], ws[1])
         h = ops.conv2d_tanh(h, ws[2], ws[3])
         ops.conv2d_pixel_shuffle(h, ws[4], ws[5], scale, False)
