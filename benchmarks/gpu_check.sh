@@ -19,7 +19,8 @@
 # --dry-run does everything that needs no GPU (CI runs it): checks the tools,
 # the scripts and the data, and prints what it would run. --steps runs only
 # the steps named (e.g. build,tests,bench after a change, with the time a
-# lease has left); the others are listed as skipped.
+# lease has left; tile_sweep brings tile_sweep_build); the others are listed
+# as not asked.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -28,13 +29,26 @@ STAGE=0
 OUTDIR=""
 STEPS=""
 NEXT=""
+KNOWN_STEPS=",wheels,build,tests,memcheck,racecheck,bench,kernel_profile,tile_sweep,tile_sweep_build,video,bench_compile,"
 for arg in "$@"; do
-  if [ "$NEXT" = steps ]; then STEPS=",$arg,"; NEXT=""; continue; fi
+  if [ "$NEXT" = steps ]; then
+    STEPS=",$(echo "$arg" | tr -d ' '),"
+    NEXT=""
+    case "$STEPS" in ,-*|,,) echo "gpu_check: --steps needs a list, e.g. --steps build,tests,bench" >&2; exit 2 ;; esac
+    for s in $(echo "$STEPS" | tr ',' ' '); do
+      if [ "${KNOWN_STEPS#*,$s,}" = "$KNOWN_STEPS" ]; then
+        echo "gpu_check: unknown step '$s'; the steps: $(echo "${KNOWN_STEPS:1:-1}" | tr ',' ' ')" >&2
+        exit 2
+      fi
+    done
+    [ "${STEPS#*,tile_sweep,}" != "$STEPS" ] && STEPS="${STEPS}tile_sweep_build,"
+    continue
+  fi
   case "$arg" in
     --dry-run) DRY=1 ;;
     --stage-data) STAGE=1 ;;
     --steps) NEXT=steps ;;
-    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,23p' "$0"; exit 0 ;;
     -*) echo "gpu_check: unknown option $arg" >&2; exit 2 ;;
     *) OUTDIR="$arg" ;;
   esac

@@ -4,7 +4,8 @@ against the float64 reference.
 This checks what a GPU-less machine can: the tiling, halos, image-edge
 padding, the implicit-GEMM index maths, the shared-memory layout, the B
 fragment packing, the A fragment loads (ldmatrix and gathers) and the pixel
-shuffle, for every precision and both tile shapes, with outputs starting as
+shuffle, for every precision and its tile shapes (first, small, alternate, and
+the first in 512-thread blocks), with outputs starting as
 NaN and shared memory poisoned. The emulator builds the mma.sync and ldmatrix
 results from the PTX ISA's fragment layouts; timing, races between real warps
 and the hardware's own rounding are left to the GPU check.

@@ -82,6 +82,8 @@ def test_steps_option_runs_only_the_steps_named(tmp_path):
     assert run.returncode == 0, run.stdout + run.stderr
     assert "== build:" in run.stdout and "== bench:" in run.stdout and "== tests:" not in run.stdout
     assert "| tests | not asked (--steps) |" in run.stdout
-    bad = subprocess.run(["bash", "benchmarks/gpu_check.sh", "--steps"], cwd=ROOT, capture_output=True, text=True,
-                         env=env, timeout=60)
-    assert bad.returncode == 2 and "--steps needs a list" in bad.stderr
+    for args, message in ((["--steps"], "--steps needs a list"), (["--steps", "--dry-run"], "--steps needs a list"),
+                          (["--steps", "build,test"], "unknown step 'test'")):
+        bad = subprocess.run(["bash", "benchmarks/gpu_check.sh", *args], cwd=ROOT, capture_output=True, text=True,
+                             env=env, timeout=60)
+        assert bad.returncode == 2 and message in bad.stderr, (args, bad.stderr)

@@ -75,14 +75,16 @@ cudaError_t launch_fitting(const EspcnArgs& a, cudaStream_t stream) {
   if (FusedLayout<P, first.rows, first.cols>::kBytes <= info.smem_optin) {
     if constexpr (alt.rows != first.rows || alt.cols != first.cols) {
       if (FusedLayout<P, alt.rows, alt.cols>::kBytes <= info.smem_optin) {
+        // The alternate is an optimisation: if either query fails, the first
+        // shape runs (its own launch reports its own errors).
         int first_per_sm = 0, alt_per_sm = 0;
-        cudaError_t err = fused_blocks_per_sm<P, first.rows, first.cols>(&first_per_sm);
-        if (err != cudaSuccess) return err;
-        err = fused_blocks_per_sm<P, alt.rows, alt.cols>(&alt_per_sm);
-        if (err != cudaSuccess) return err;
-        if (prefer_alternate(a.n, a.h, a.w, first, int64_t(first_per_sm) * info.sms, alt,
-                             int64_t(alt_per_sm) * info.sms))
+        if (fused_blocks_per_sm<P, first.rows, first.cols>(&first_per_sm) != cudaSuccess ||
+            fused_blocks_per_sm<P, alt.rows, alt.cols>(&alt_per_sm) != cudaSuccess) {
+          (void)cudaGetLastError();  // clear it, so that the launch below does not report it
+        } else if (prefer_alternate(a.n, a.h, a.w, first, int64_t(first_per_sm) * info.sms, alt,
+                                    int64_t(alt_per_sm) * info.sms)) {
           return launch_fused<P, alt.rows, alt.cols>(a, stream);
+        }
       }
     }
     return launch_fused<P, first.rows, first.cols>(a, stream);

@@ -134,6 +134,10 @@ static int fused(int argc, char** argv) {
   const std::string precision = argv[0];
   const int r = std::atoi(argv[1]), n = std::atoi(argv[2]), h = std::atoi(argv[3]), w = std::atoi(argv[4]);
   const int blocks = std::atoi(argv[5]), tile = std::atoi(argv[6]);
+  if (tile < 0 || tile > 3) {
+    std::fprintf(stderr, "TILE must be 0 (first), 1 (small), 2 (first, 512 threads) or 3 (alternate), got %d\n", tile);
+    return 2;
+  }
   const bool half_io = has_flag(argc, argv, 10, "half"), clamp = has_flag(argc, argv, 10, "clamp");
   const size_t pixels = size_t(n) * h * w, rr = size_t(r) * r;
   const size_t n1 = 64 * 25, n2 = 32 * 64 * 9, n3 = rr * 32 * 9;

@@ -91,13 +91,17 @@ static void check_alternate() {
   EXPECT(!prefer_alternate(1, 270, 480, first, 132, alt, 132), "x4 batch 1: 14x30 (85 vs 96 us)");
   EXPECT(!prefer_alternate(8, 360, 640, first, 132, alt, 132), "x3 batch 8: 14x30 (106 vs 107 us a frame)");
   EXPECT(!prefer_alternate(1, 5, 7, first, 132, alt, 132), "one tile either way: the first");
+  EXPECT(!prefer_alternate(8, 270, 480, first, 132, alt, 132), "x4 batch 8 (unmeasured): 4%% less work is a near-tie");
+  EXPECT(!prefer_alternate(1, 360, 640, first, 0, alt, 0), "no blocks (a failed query): the first");
 }
 
 int main() {
-  for (const FusedTiles& t : {kFused16Tiles, kFused32Tiles})
-    for (const TileShape s : {t.first, t.alternate, t.small})
-      for (int h : {1, 5, s.rows, s.rows + 1, 3 * s.rows - 1, 40})
-        for (int w : {1, 2, s.cols, s.cols + 3, 97}) check_tiles(s, 2, h, w);
+  for (const TileShape s : {kFused16Tiles.first, kFused16Tiles.alternate, kFused16Tiles.small})
+    for (int h : {1, 5, s.rows, s.rows + 1, 3 * s.rows - 1, 40})
+      for (int w : {1, 2, s.cols, s.cols + 3, 97}) check_tiles(s, 2, h, w);
+  for (const TileShape s : {kFused32Tiles.first, kFused32Tiles.alternate, kFused32Tiles.small})
+    for (int h : {1, 7, 13, 45})
+      for (int w : {1, 23, 44, 101}) check_tiles(s, 3, h, w);
   check_alternate();
   check_regions(17, 23);
   check_regions(1, 1);
