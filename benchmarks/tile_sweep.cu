@@ -39,19 +39,21 @@ struct Candidate {
   const void* kernel;  // for its registers and blocks per SM (null for today's choice)
   int threads;         // per block
   int min_blocks;      // per SM, that the registers were capped for
+  int groups;          // tiles a block works at once
 };
 
-template <class P, int TH, int TW, int THREADS, int MIN_BLOCKS>
+template <class P, int TH, int TW, int THREADS, int MIN_BLOCKS, int GROUPS>
 Candidate shape(Precision p) {
-  return {p, TH, TW, FusedLayout<P, TH, TW>::kBytes, &launch_fused<P, TH, TW, THREADS, MIN_BLOCKS>,
-          reinterpret_cast<const void*>(&espcn_fused_kernel<P, TH, TW, THREADS, MIN_BLOCKS>), THREADS, MIN_BLOCKS};
+  return {p, TH, TW, FusedLayout<P, TH, TW>::bytes(GROUPS), &launch_fused<P, TH, TW, THREADS, MIN_BLOCKS, GROUPS>,
+          reinterpret_cast<const void*>(&espcn_fused_kernel<P, TH, TW, THREADS, MIN_BLOCKS, GROUPS>), THREADS,
+          MIN_BLOCKS, GROUPS};
 }
 
-// Adds the shapes given as (rows, cols) pairs, in blocks of THREADS, MIN_BLOCKS per SM.
-template <class P, int THREADS, int MIN_BLOCKS, int TH, int TW, int... Rest>
+// Adds the shapes given as (rows, cols) pairs, in blocks of THREADS, MIN_BLOCKS per SM, GROUPS tiles at once.
+template <class P, int THREADS, int MIN_BLOCKS, int GROUPS, int TH, int TW, int... Rest>
 void add(std::vector<Candidate>& c, Precision p) {
-  c.push_back(shape<P, TH, TW, THREADS, MIN_BLOCKS>(p));
-  if constexpr (sizeof...(Rest) > 0) add<P, THREADS, MIN_BLOCKS, Rest...>(c, p);
+  c.push_back(shape<P, TH, TW, THREADS, MIN_BLOCKS, GROUPS>(p));
+  if constexpr (sizeof...(Rest) > 0) add<P, THREADS, MIN_BLOCKS, GROUPS, Rest...>(c, p);
 }
 
 // Shapes around today's choices: 16-bit storage from 115 KB to 213 KB;
@@ -64,17 +66,21 @@ void add(std::vector<Candidate>& c, Precision p) {
 // registers capped for two blocks per SM (each block its own copy of the
 // 49 KB of weights; more halo recomputed, but one block's barrier waits
 // overlap the other's work; 8x14 and 10x14 spilled at 128 registers).
+// The third way: blocks of 512 threads working two tiles at once, 8 warps
+// each with its own named barrier, the weights shared ("/2g": at most 227 KB
+// for both tiles' buffers and one copy of the weights).
 template <class P>
 void add16(std::vector<Candidate>& c, Precision p) {
-  add<P, kFusedThreads, 1, 14, 30, 14, 14, 6, 30, 10, 30, 14, 22, 22, 22, 16, 30, 6, 62, 8, 62>(c, p);
-  add<P, 2 * kFusedThreads, 1, 14, 30, 16, 30, 22, 22, 6, 62>(c, p);
-  add<P, kFusedThreads, 2, 8, 22, 6, 22>(c, p);
+  add<P, kFusedThreads, 1, 1, 14, 30, 14, 14, 6, 30, 10, 30, 14, 22, 22, 22, 16, 30, 6, 62, 8, 62>(c, p);
+  add<P, 2 * kFusedThreads, 1, 1, 14, 30, 16, 30, 22, 22, 6, 62>(c, p);
+  add<P, kFusedThreads, 2, 1, 8, 22, 6, 22>(c, p);
+  add<P, 2 * kFusedThreads, 1, 2, 8, 30, 8, 22, 6, 30>(c, p);
 }
 
 template <class P>
 void add32(std::vector<Candidate>& c, Precision p) {
-  add<P, kFusedThreads, 1, 6, 22, 6, 14, 8, 14, 4, 30, 6, 30, 8, 22>(c, p);
-  add<P, 2 * kFusedThreads, 1, 6, 30, 8, 22, 6, 22>(c, p);
+  add<P, kFusedThreads, 1, 1, 6, 22, 6, 14, 8, 14, 4, 30, 6, 30, 8, 22>(c, p);
+  add<P, 2 * kFusedThreads, 1, 1, 6, 30, 8, 22, 6, 22>(c, p);
 }
 
 const char* name(Precision p) {
@@ -334,7 +340,7 @@ int main(int argc, char** argv) {
 
   std::vector<Candidate> cands;
   for (Precision p : {Precision::kFp32, Precision::kTf32, Precision::kFp16, Precision::kBf16})
-    cands.push_back({p, 0, 0, 0, &espcn_fused, nullptr, kFusedThreads, 1});
+    cands.push_back({p, 0, 0, 0, &espcn_fused, nullptr, kFusedThreads, 1, 1});
   add32<Fp32>(cands, Precision::kFp32);
   add32<Tf32>(cands, Precision::kTf32);
   add16<Fp16>(cands, Precision::kFp16);
@@ -359,6 +365,7 @@ int main(int argc, char** argv) {
     std::string tile = c.rows ? std::to_string(c.rows) + "x" + std::to_string(c.cols) : "today's";
     if (c.threads != kFusedThreads) tile += "/" + std::to_string(c.threads) + "t";
     if (c.min_blocks > 1) tile += "/" + std::to_string(c.min_blocks) + "b";
+    if (c.groups > 1) tile += "/" + std::to_string(c.groups) + "g";
     if (c.bytes > info.smem_optin) {
       std::printf("| %s | %s | %d | | | does not fit | | | | |\n", name(c.precision), tile.c_str(), c.bytes / 1024);
       continue;
@@ -390,10 +397,10 @@ int main(int argc, char** argv) {
     if (json) {
       std::fprintf(json,
                    "%s  {\"precision\": \"%s\", \"tile\": \"%s\", \"bytes\": %d, \"max_rel_error\": %.3e, "
-                   "\"threads\": %d, \"min_blocks\": %d, \"regs\": %d, \"blocks_per_sm\": %d, \"ok\": %s, "
+                   "\"threads\": %d, \"min_blocks\": %d, \"groups\": %d, \"regs\": %d, \"blocks_per_sm\": %d, \"ok\": %s, "
                    "\"us\": {\"x2\": %.2f, \"x3\": %.2f, \"x4\": %.2f, \"x3_batch8_per_frame\": %.2f}}",
                    first ? "" : ",\n", name(c.precision), tile.c_str(), c.bytes, std::isfinite(err) ? err : 1e30,
-                   c.threads, c.min_blocks, regs, per_sm, ok ? "true" : "false",
+                   c.threads, c.min_blocks, c.groups, regs, per_sm, ok ? "true" : "false",
                    us[0], us[1], us[2], batch8);
       first = false;
     }

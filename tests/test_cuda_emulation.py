@@ -4,8 +4,8 @@ against the float64 reference.
 This checks what a GPU-less machine can: the tiling, halos, image-edge
 padding, the implicit-GEMM index maths, the shared-memory layout, the B
 fragment packing, the A fragment loads (ldmatrix and gathers) and the pixel
-shuffle, for every precision and its tile shapes (first, small, alternate, and
-the first in 512-thread blocks), with outputs starting as
+shuffle, for every precision and its tile shapes (first, small, alternate, the
+first in 512-thread blocks, two tiles at once in one block), with outputs starting as
 NaN and shared memory poisoned. The emulator builds the mma.sync and ldmatrix
 results from the PTX ISA's fragment layouts; timing, races between real warps
 and the hardware's own rounding are left to the GPU check.
@@ -71,7 +71,8 @@ def check(out: torch.Tensor, ref: torch.Tensor, precision: str) -> None:
 # Sizes chosen against the tile shapes (16-bit 14x30 / 6x14 / alternate 16x30,
 # 32-bit 6x30 / 4x14): tile remainders in both directions, images narrower
 # than a tile, a 1x1 image. Tile 0: the first shape, 1: the small one, 2: the
-# first in blocks of 512 threads (the tile sweep's variant), 3: the alternate.
+# first in blocks of 512 threads (the tile sweep's variant), 3: the alternate,
+# 4: the small one in blocks of 512 threads working two tiles at once.
 CASES = [
     # precision, scale, (n, h, w), blocks, tile
     ("fp16", 3, (1, 17, 33), 2, 0),
@@ -87,6 +88,8 @@ CASES = [
     ("fp32", 3, (1, 7, 24), 2, 0),
     ("fp32", 2, (2, 5, 9), 2, 1),
     ("fp32", 2, (1, 7, 33), 1, 2),
+    ("fp16", 3, (1, 17, 33), 3, 4),
+    ("tf32", 2, (2, 9, 20), 2, 4),
 ]
 
 

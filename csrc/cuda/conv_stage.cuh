@@ -84,17 +84,18 @@ __device__ void fill_bias(float* dst, const float* b, int cout) {
   for (int i = threadIdx.x; i < NPAD; i += blockDim.x) dst[i] = i < cout ? b[i] : 0.f;
 }
 
-// The tensor-core stage. Each of the block's WARPS warps takes MT m16 tiles at a time with all N:
+// The tensor-core stage, run by WARPS warps (the block's, or a group's; tid:
+// the thread's index among them). Each warp takes MT m16 tiles at a time with all N:
 // per K step it loads MT A fragments (ldmatrix for 16-bit channels-last
 // input, gathers for the one-channel image and for tf32) and NB B fragments,
 // then issues MT * NB mma.sync.
 template <class P, class S, int MT, int WARPS, class Epilogue>
-__device__ void mma_stage(const typename P::Storage* in, const uint2* frag, const float* bias, int cout,
+__device__ void mma_stage(const typename P::Storage* in, const uint2* frag, const float* bias, int cout, int tid,
                           Epilogue epilogue) {
   using M = MmaStage<P, S>;
   using Bits = typename P::Bits;
   constexpr int kMTiles = (S::kM + 15) / 16, kUnits = (kMTiles + MT - 1) / MT;
-  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+  const int warp = tid >> 5, lane = tid & 31, g = lane >> 2, t = lane & 3;
   const Bits* in_bits = reinterpret_cast<const Bits*>(in);
   // Direct loads (one-channel image, tf32) need rows g and g+8 of each tile;
   // ldmatrix needs row lane % 16 at k half lane / 16. Rows past M read the
@@ -193,12 +194,12 @@ __device__ void mma_stage(const typename P::Storage* in, const uint2* frag, cons
 // [tap][ci][co] layout, activations as float4s of 4 channels (a warp's
 // consecutive pixels sit in distinct banks thanks to the padded stride).
 template <class S, int PX, int CO, int WARPS, class Epilogue>
-__device__ void ffma_stage(const float* in, const float* w, const float* bias, int cout, Epilogue epilogue) {
+__device__ void ffma_stage(const float* in, const float* w, const float* bias, int cout, int tid, Epilogue epilogue) {
   static_assert(CO % 4 == 0 && S::kNPad % CO == 0, "whole float4 channel groups");
   static_assert(S::kCin == 1 || (S::kCin % 4 == 0 && S::kInCs % 4 == 0), "float4 activation loads");
   constexpr int kPixels = 32 * PX, kPixelUnits = (S::kM + kPixels - 1) / kPixels;
   constexpr int kGroups = S::kNPad / CO, kUnits = kPixelUnits * kGroups;
-  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  const int warp = tid >> 5, lane = tid & 31;
 
   for (int unit = warp; unit < kUnits; unit += WARPS) {
     const int co0 = (unit % kGroups) * CO, m0 = (unit / kGroups) * kPixels + lane;

@@ -22,25 +22,25 @@ struct DeviceInfo {
 DeviceInfo device_info();
 
 // How many blocks of the fused kernel (tile TH x TW, blocks of THREADS,
-// registers capped for MIN_BLOCKS per SM) the current device holds at once,
+// registers capped for MIN_BLOCKS per SM, GROUPS tiles at once) the current device holds at once,
 // per SM. Once per device it raises the kernel's dynamic shared-memory limit
 // and asks: doing that on the first call (before any graph capture replays
 // it) keeps the launch itself free of non-stream API calls. Atomic: host
 // threads may launch concurrently (a second fill is harmless).
-template <class P, int TH, int TW, int THREADS = kFusedThreads, int MIN_BLOCKS = 1>
+template <class P, int TH, int TW, int THREADS = kFusedThreads, int MIN_BLOCKS = 1, int GROUPS = 1>
 cudaError_t fused_blocks_per_sm(int* per_sm) {
-  using L = FusedLayout<P, TH, TW>;
-  auto kernel = espcn_fused_kernel<P, TH, TW, THREADS, MIN_BLOCKS>;
+  constexpr int kBytes = FusedLayout<P, TH, TW>::bytes(GROUPS);
+  auto kernel = espcn_fused_kernel<P, TH, TW, THREADS, MIN_BLOCKS, GROUPS>;
   static std::atomic<int> cached[kMaxDevices];  // static storage: zeros
   int device = 0;
   cudaError_t err = cudaGetDevice(&device);
   if (err != cudaSuccess) return err;
   if (device < 0 || device >= kMaxDevices) return cudaErrorInvalidDevice;
   if (cached[device].load(std::memory_order_acquire) == 0) {
-    err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, L::kBytes);
+    err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kBytes);
     if (err != cudaSuccess) return err;
     int n = 0;
-    err = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, kernel, THREADS, L::kBytes);
+    err = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, kernel, THREADS, kBytes);
     if (err != cudaSuccess) return err;
     if (n < 1) return cudaErrorInvalidConfiguration;
     cached[device].store(n, std::memory_order_release);
@@ -50,18 +50,19 @@ cudaError_t fused_blocks_per_sm(int* per_sm) {
 }
 
 // Launches the fused kernel with tile shape TH x TW and blocks of THREADS
-// (registers capped for MIN_BLOCKS per SM): a persistent grid of as many
-// blocks as fit on the device at once (never more than there are tiles).
-template <class P, int TH, int TW, int THREADS = kFusedThreads, int MIN_BLOCKS = 1>
+// (registers capped for MIN_BLOCKS per SM, GROUPS tiles at once): a
+// persistent grid of as many blocks as fit on the device at once (never more
+// than the tiles need).
+template <class P, int TH, int TW, int THREADS = kFusedThreads, int MIN_BLOCKS = 1, int GROUPS = 1>
 cudaError_t launch_fused(const EspcnArgs& a, cudaStream_t stream) {
-  using L = FusedLayout<P, TH, TW>;
   int per_sm = 0;
-  cudaError_t err = fused_blocks_per_sm<P, TH, TW, THREADS, MIN_BLOCKS>(&per_sm);
+  cudaError_t err = fused_blocks_per_sm<P, TH, TW, THREADS, MIN_BLOCKS, GROUPS>(&per_sm);
   if (err != cudaSuccess) return err;
   const int64_t tiles = TileGrid(a.h, a.w, TileShape{TH, TW}).count(a.n);
   if (tiles == 0) return cudaSuccess;
-  const int64_t blocks = std::min<int64_t>(tiles, int64_t(per_sm) * device_info().sms);
-  espcn_fused_kernel<P, TH, TW, THREADS, MIN_BLOCKS><<<unsigned(blocks), THREADS, L::kBytes, stream>>>(a);
+  const int64_t blocks = std::min<int64_t>((tiles + GROUPS - 1) / GROUPS, int64_t(per_sm) * device_info().sms);
+  espcn_fused_kernel<P, TH, TW, THREADS, MIN_BLOCKS, GROUPS>
+      <<<unsigned(blocks), THREADS, FusedLayout<P, TH, TW>::bytes(GROUPS), stream>>>(a);
   return cudaGetLastError();
 }
 

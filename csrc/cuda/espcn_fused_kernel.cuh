@@ -56,6 +56,10 @@ struct FusedLayout {
   static constexpr int kAct1 = kIn + align16(kInH * kInW * int(sizeof(Storage)));
   static constexpr int kAct2 = kAct1 + align16(kA1H * kA1W * kC1S * int(sizeof(Storage)));
   static constexpr int kBytes = kAct2 + align16(kA2H * kA2W * kC2S * int(sizeof(Storage)));
+  // A tile's buffers (from kIn on): a block working GROUPS tiles at once has
+  // GROUPS of them after one copy of the weights.
+  static constexpr int kTileBytes = kBytes - kIn;
+  static constexpr int bytes(int groups) { return kIn + groups * kTileBytes; }
   // The HR tile is staged over layer 1's buffer, free once layer 2 has run.
   static constexpr int kStage = kAct1;
   static_assert(TH * TW * kN3 * 4 <= kAct2 - kAct1, "the HR staging tile fits in layer 1's buffer");
@@ -66,11 +70,11 @@ constexpr int kWarpMTiles = sizeof(typename P::Storage) == 2 ? kFused16MTiles : 
 
 template <class P, class S, int WARPS, class Epilogue>
 __device__ __forceinline__ void run_stage(const typename P::Storage* in, const unsigned char* w, const float* bias,
-                                          int cout, Epilogue epilogue) {
+                                          int cout, int tid, Epilogue epilogue) {
   if constexpr (P::kMma) {
-    mma_stage<P, S, kWarpMTiles<P>, WARPS>(in, reinterpret_cast<const uint2*>(w), bias, cout, epilogue);
+    mma_stage<P, S, kWarpMTiles<P>, WARPS>(in, reinterpret_cast<const uint2*>(w), bias, cout, tid, epilogue);
   } else {
-    ffma_stage<S, kFfmaPixels, kFfmaChannels, WARPS>(in, reinterpret_cast<const float*>(w), bias, cout, epilogue);
+    ffma_stage<S, kFfmaPixels, kFfmaChannels, WARPS>(in, reinterpret_cast<const float*>(w), bias, cout, tid, epilogue);
   }
 }
 
@@ -92,21 +96,34 @@ template <class P>
 using Layer1Precision = std::conditional_t<std::is_same_v<P, Bf16>, Fp16, P>;
 
 // THREADS: the block size it is launched with (kFusedThreads); MIN_BLOCKS:
-// blocks per SM the registers must leave room for (1; the tile sweep tries
-// other values of both).
-template <class P, int TH, int TW, int THREADS = kFusedThreads, int MIN_BLOCKS = 1>
+// blocks per SM the registers must leave room for (1); GROUPS: tiles the
+// block works at once, each by THREADS / GROUPS threads with its own
+// buffers and named barrier, sharing one copy of the weights (1; the tile
+// sweep tries other values of all three).
+template <class P, int TH, int TW, int THREADS = kFusedThreads, int MIN_BLOCKS = 1, int GROUPS = 1>
 __global__ void __launch_bounds__(THREADS, MIN_BLOCKS) espcn_fused_kernel(EspcnArgs a) {
-  static_assert(THREADS % 32 == 0, "whole warps");
-  constexpr int kWarps = THREADS / 32;
+  constexpr int kGroupThreads = THREADS / GROUPS;
+  static_assert(THREADS % GROUPS == 0 && kGroupThreads % 32 == 0 && GROUPS < 16, "whole warps per group");
+  constexpr int kWarps = kGroupThreads / 32;
   using L = FusedLayout<P, TH, TW>;
   using Storage = typename P::Storage;
   using P1 = Layer1Precision<P>;
   static_assert(sizeof(typename P1::Storage) == sizeof(Storage), "the same shared-memory layout");
   ESPCN_DYNAMIC_SHARED_MEMORY(smem);
-  typename P1::Storage* s_in = reinterpret_cast<typename P1::Storage*>(smem + L::kIn);
-  Storage* s_act1 = reinterpret_cast<Storage*>(smem + L::kAct1);
-  Storage* s_act2 = reinterpret_cast<Storage*>(smem + L::kAct2);
-  float* s_stage = reinterpret_cast<float*>(smem + L::kStage);
+  const int group = int(threadIdx.x) / kGroupThreads, tid = int(threadIdx.x) % kGroupThreads;
+  unsigned char* own = smem + group * L::kTileBytes;  // this group's tile buffers (offsets as for group 0)
+  typename P1::Storage* s_in = reinterpret_cast<typename P1::Storage*>(own + L::kIn);
+  Storage* s_act1 = reinterpret_cast<Storage*>(own + L::kAct1);
+  Storage* s_act2 = reinterpret_cast<Storage*>(own + L::kAct2);
+  float* s_stage = reinterpret_cast<float*>(own + L::kStage);
+  // The barrier between a tile's stages: the block's, or the group's own.
+  auto sync = [group] {
+    if constexpr (GROUPS == 1) {
+      __syncthreads();
+    } else {
+      named_barrier(1 + group, kGroupThreads);
+    }
+  };
   const float* s_b1 = reinterpret_cast<const float*>(smem + L::kB1);
   const float* s_b2 = reinterpret_cast<const float*>(smem + L::kB2);
   const float* s_b3 = reinterpret_cast<const float*>(smem + L::kB3);
@@ -118,18 +135,19 @@ __global__ void __launch_bounds__(THREADS, MIN_BLOCKS) espcn_fused_kernel(EspcnA
   fill_bias<kC1>(reinterpret_cast<float*>(smem + L::kB1), a.b1, kC1);
   fill_bias<kC2>(reinterpret_cast<float*>(smem + L::kB2), a.b2, kC2);
   fill_bias<L::kN3>(reinterpret_cast<float*>(smem + L::kB3), a.b3, rr);
+  if constexpr (GROUPS > 1) __syncthreads();  // the weights, filled by all, before any group's first tile
 
   constexpr TileShape shape{TH, TW};
   const TileGrid grid(a.h, a.w, shape);
   const int tiles = int(grid.count(a.n));
   const int64_t hr_h = int64_t(a.h) * r, hr_w = int64_t(a.w) * r;
 
-  for (int tile = blockIdx.x; tile < tiles; tile += gridDim.x) {
+  for (int tile = int(blockIdx.x) * GROUPS + group; tile < tiles; tile += int(gridDim.x) * GROUPS) {
     int image, y0, x0;
     grid.locate(tile, shape, &image, &y0, &x0);
 
     // The image region with its halo; zeros outside the image are layer 1's padding.
-    for (int i = threadIdx.x; i < L::kInH * L::kInW; i += THREADS) {
+    for (int i = tid; i < L::kInH * L::kInW; i += kGroupThreads) {
       const int ry = i / L::kInW, rx = i % L::kInW;
       float v = 0.f;
       if (region_in_image(ry, rx, kHalo, y0, x0, a.h, a.w)) {
@@ -138,22 +156,22 @@ __global__ void __launch_bounds__(THREADS, MIN_BLOCKS) espcn_fused_kernel(EspcnA
       }
       s_in[i] = P1::store(v);
     }
-    __syncthreads();
+    sync();
 
     // Layers 1 and 2: tanh, and zero outside the image (the next layer's padding).
-    run_stage<P1, typename L::L1, kWarps>(s_in, smem + L::kW1, s_b1, kC1, [&](int m, int n, float v0, float v1) {
+    run_stage<P1, typename L::L1, kWarps>(s_in, smem + L::kW1, s_b1, kC1, tid, [&](int m, int n, float v0, float v1) {
       const bool inside = region_in_image(m / L::kA1W, m % L::kA1W, kHalo2, y0, x0, a.h, a.w);
       store_pair<P>(s_act1 + m * L::kC1S + n, inside ? P::tanh(v0) : 0.f, inside ? P::tanh(v1) : 0.f);
     });
-    __syncthreads();
-    run_stage<P, typename L::L2, kWarps>(s_act1, smem + L::kW2, s_b2, kC2, [&](int m, int n, float v0, float v1) {
+    sync();
+    run_stage<P, typename L::L2, kWarps>(s_act1, smem + L::kW2, s_b2, kC2, tid, [&](int m, int n, float v0, float v1) {
       const bool inside = region_in_image(m / L::kA2W, m % L::kA2W, kHalo3, y0, x0, a.h, a.w);
       store_pair<P>(s_act2 + m * L::kC2S + n, inside ? P::tanh(v0) : 0.f, inside ? P::tanh(v1) : 0.f);
     });
-    __syncthreads();
+    sync();
 
     // Layer 3 with the pixel shuffle into the staged HR tile (TH*r x TW*r).
-    run_stage<P, typename L::L3, kWarps>(s_act2, smem + L::kW3, s_b3, rr, [&](int m, int n, float v0, float v1) {
+    run_stage<P, typename L::L3, kWarps>(s_act2, smem + L::kW3, s_b3, rr, tid, [&](int m, int n, float v0, float v1) {
       const int ty = m / TW, tx = m % TW;
       const float v[2] = {v0, v1};
 #pragma unroll
@@ -165,12 +183,12 @@ __global__ void __launch_bounds__(THREADS, MIN_BLOCKS) espcn_fused_kernel(EspcnA
         }
       }
     });
-    __syncthreads();
+    sync();
 
     // HR rows out, consecutive threads on consecutive pixels. The next tile's
     // first barrier orders these reads before layer 1 overwrites the stage.
     const int stage_w = TW * r;
-    for (int i = threadIdx.x; i < TH * r * stage_w; i += THREADS) {
+    for (int i = tid; i < TH * r * stage_w; i += kGroupThreads) {
       const int64_t y = int64_t(y0) * r + i / stage_w, x = int64_t(x0) * r + i % stage_w;
       if (y < hr_h && x < hr_w) {
         const int64_t at = (int64_t(image) * hr_h + y) * hr_w + x;

@@ -28,8 +28,15 @@ void ldmatrix_x4(uint32_t (&r)[4], const void* p);
 void mma_m16n8k16_f16(float (&c)[4], const uint32_t (&a)[4], uint2 b);
 void mma_m16n8k16_bf16(float (&c)[4], const uint32_t (&a)[4], uint2 b);
 void mma_m16n8k8_tf32(float (&c)[4], const uint32_t (&a)[4], uint2 b);
+void named_barrier(int id, int count);
 
 #else
+
+// Hardware barrier `id` (1-15; 0 is __syncthreads's) for `count` threads,
+// whole warps: a group of the block's warps waits for each other alone.
+__device__ __forceinline__ void named_barrier(int id, int count) {
+  asm volatile("bar.sync %0, %1;" ::"r"(id), "r"(count) : "memory");
+}
 
 // The block's dynamic shared memory (its size is given at launch).
 #define ESPCN_DYNAMIC_SHARED_MEMORY(name) extern __shared__ __align__(16) unsigned char name[]

@@ -23,7 +23,9 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <map>
 #include <memory>
+#include <mutex>
 #include <thread>
 #include <vector>
 
@@ -42,6 +44,8 @@ struct Warp {
 struct Block {
   std::vector<unsigned char> shared;
   std::unique_ptr<std::barrier<>> barrier;
+  std::mutex named_mutex;  // bar.sync id, count: made on first use
+  std::map<int, std::unique_ptr<std::barrier<>>> named;
   std::vector<Warp> warps;
   dim3 block_idx, grid_dim, block_dim;
 };
@@ -51,6 +55,16 @@ inline thread_local unsigned thread_x = 0;
 
 inline unsigned char* dynamic_shared_memory() { return current->shared.data(); }
 inline void syncthreads() { current->barrier->arrive_and_wait(); }
+inline void named_barrier(int id, int count) {
+  std::barrier<>* b;
+  {
+    std::lock_guard<std::mutex> lock(current->named_mutex);
+    auto& slot = current->named[id];
+    if (!slot) slot = std::make_unique<std::barrier<>>(count);
+    b = slot.get();
+  }
+  b->arrive_and_wait();
+}
 inline Warp& warp() { return current->warps[thread_x / 32]; }
 inline unsigned lane() { return thread_x % 32; }
 
@@ -160,6 +174,7 @@ inline uint32_t __float_as_uint(float f) { return emu::float_to_bits(f); }
 namespace espcn::cuda {
 
 inline float tanh_approx(float x) { return std::tanh(x); }
+inline void named_barrier(int id, int count) { emu::named_barrier(id, count); }
 
 // cvt.rna.tf32.f32: keep 10 mantissa bits, round to nearest with ties away from zero.
 inline float round_tf32(float x) {

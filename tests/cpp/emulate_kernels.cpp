@@ -8,7 +8,9 @@
 // fused:
 // PRECISION fp32|tf32|fp16|bf16; BLOCKS the persistent grid (fewer blocks than
 // tiles makes each block loop); TILE 0, 1 or 3: the precision's first, small
-// or alternate tile shape, 2 the first in blocks of twice the threads; WEIGHTS.f32 holds w1 b1 w2 b2 w3 b3 as float32, converted here to the
+// or alternate tile shape, 2 the first in blocks of twice the threads, 4 the
+// small one in blocks of twice the threads working two tiles at once;
+// WEIGHTS.f32 holds w1 b1 w2 b2 w3 b3 as float32, converted here to the
 // precision's dtype as FastESPCN does. layer: conv2d_tanh, or with `shuffle`
 // conv2d_pixel_shuffle at SCALE. Outputs (written as float32) start as NaN.
 #define ESPCN_CUDA_EMULATION 1
@@ -52,14 +54,15 @@ static std::vector<T> convert(const float* src, size_t count) {
   return out;
 }
 
-template <class P, int TH, int TW, int THREADS = kFusedThreads>
+template <class P, int TH, int TW, int THREADS = kFusedThreads, int GROUPS = 1>
 static void run(EspcnArgs a, int blocks) {
-  emu::launch(dim3(unsigned(blocks), 1, 1), THREADS, FusedLayout<P, TH, TW>::kBytes,
-              [a] { espcn_fused_kernel<P, TH, TW, THREADS>(a); });
+  emu::launch(dim3(unsigned(blocks), 1, 1), THREADS, FusedLayout<P, TH, TW>::bytes(GROUPS),
+              [a] { espcn_fused_kernel<P, TH, TW, THREADS, 1, GROUPS>(a); });
 }
 
 // TILE 0: the first shape, 1: the small one, 2: the first in blocks of twice
-// the threads (what the tile sweep times on a GPU), 3: the alternate.
+// the threads (what the tile sweep times on a GPU), 3: the alternate, 4: the
+// small one in blocks of twice the threads working two tiles at once.
 template <class P, const FusedTiles& kT>
 static void run_shape(const EspcnArgs& a, int blocks, int tile) {
   if (tile == 0) {
@@ -68,8 +71,10 @@ static void run_shape(const EspcnArgs& a, int blocks, int tile) {
     run<P, kT.small.rows, kT.small.cols>(a, blocks);
   } else if (tile == 2) {
     run<P, kT.first.rows, kT.first.cols, 2 * kFusedThreads>(a, blocks);
-  } else {
+  } else if (tile == 3) {
     run<P, kT.alternate.rows, kT.alternate.cols>(a, blocks);
+  } else {
+    run<P, kT.small.rows, kT.small.cols, 2 * kFusedThreads, 2>(a, blocks);
   }
 }
 
@@ -134,8 +139,9 @@ static int fused(int argc, char** argv) {
   const std::string precision = argv[0];
   const int r = std::atoi(argv[1]), n = std::atoi(argv[2]), h = std::atoi(argv[3]), w = std::atoi(argv[4]);
   const int blocks = std::atoi(argv[5]), tile = std::atoi(argv[6]);
-  if (tile < 0 || tile > 3) {
-    std::fprintf(stderr, "TILE must be 0 (first), 1 (small), 2 (first, 512 threads) or 3 (alternate), got %d\n", tile);
+  if (tile < 0 || tile > 4) {
+    std::fprintf(stderr, "TILE must be 0 (first), 1 (small), 2 (first, 512 threads), 3 (alternate) or 4 (small, "
+                 "two tiles at once), got %d\n", tile);
     return 2;
   }
   const bool half_io = has_flag(argc, argv, 10, "half"), clamp = has_flag(argc, argv, 10, "clamp");
