@@ -90,7 +90,7 @@ __device__ void fill_bias(float* dst, const float* b, int cout) {
 // input, gathers for the one-channel image and for tf32) and NB B fragments,
 // then issues MT * NB mma.sync.
 template <class P, class S, int MT, int WARPS, class Epilogue>
-__device__ void mma_stage(const typename P::Storage* in, const uint2* frag, const float* bias, int cout, int tid,
+__device__ void mma_stage(const typename P::Storage* in, const uint2* frag, const float* bias, int cout, unsigned tid,
                           Epilogue epilogue) {
   using M = MmaStage<P, S>;
   using Bits = typename P::Bits;
@@ -194,7 +194,8 @@ __device__ void mma_stage(const typename P::Storage* in, const uint2* frag, cons
 // [tap][ci][co] layout, activations as float4s of 4 channels (a warp's
 // consecutive pixels sit in distinct banks thanks to the padded stride).
 template <class S, int PX, int CO, int WARPS, class Epilogue>
-__device__ void ffma_stage(const float* in, const float* w, const float* bias, int cout, int tid, Epilogue epilogue) {
+__device__ void ffma_stage(const float* in, const float* w, const float* bias, int cout, unsigned tid,
+                           Epilogue epilogue) {
   static_assert(CO % 4 == 0 && S::kNPad % CO == 0, "whole float4 channel groups");
   static_assert(S::kCin == 1 || (S::kCin % 4 == 0 && S::kInCs % 4 == 0), "float4 activation loads");
   constexpr int kPixels = 32 * PX, kPixelUnits = (S::kM + kPixels - 1) / kPixels;

@@ -70,7 +70,7 @@ constexpr int kWarpMTiles = sizeof(typename P::Storage) == 2 ? kFused16MTiles : 
 
 template <class P, class S, int WARPS, class Epilogue>
 __device__ __forceinline__ void run_stage(const typename P::Storage* in, const unsigned char* w, const float* bias,
-                                          int cout, int tid, Epilogue epilogue) {
+                                          int cout, unsigned tid, Epilogue epilogue) {
   if constexpr (P::kMma) {
     mma_stage<P, S, kWarpMTiles<P>, WARPS>(in, reinterpret_cast<const uint2*>(w), bias, cout, tid, epilogue);
   } else {
@@ -110,7 +110,11 @@ __global__ void __launch_bounds__(THREADS, MIN_BLOCKS) espcn_fused_kernel(EspcnA
   using P1 = Layer1Precision<P>;
   static_assert(sizeof(typename P1::Storage) == sizeof(Storage), "the same shared-memory layout");
   ESPCN_DYNAMIC_SHARED_MEMORY(smem);
-  const int group = int(threadIdx.x) / kGroupThreads, tid = int(threadIdx.x) % kGroupThreads;
+  // One group: the index maths of the kernel measured on the H200 (blockDim.x
+  // strides; a constant stride made ptxas take 7 more registers).
+  const int group = GROUPS == 1 ? 0 : int(threadIdx.x / kGroupThreads);
+  const unsigned tid = GROUPS == 1 ? threadIdx.x : threadIdx.x % kGroupThreads;
+  const int stride = GROUPS == 1 ? int(blockDim.x) : kGroupThreads;
   unsigned char* own = smem + group * L::kTileBytes;  // this group's tile buffers (offsets as for group 0)
   typename P1::Storage* s_in = reinterpret_cast<typename P1::Storage*>(own + L::kIn);
   Storage* s_act1 = reinterpret_cast<Storage*>(own + L::kAct1);
@@ -147,7 +151,7 @@ __global__ void __launch_bounds__(THREADS, MIN_BLOCKS) espcn_fused_kernel(EspcnA
     grid.locate(tile, shape, &image, &y0, &x0);
 
     // The image region with its halo; zeros outside the image are layer 1's padding.
-    for (int i = tid; i < L::kInH * L::kInW; i += kGroupThreads) {
+    for (int i = tid; i < L::kInH * L::kInW; i += stride) {
       const int ry = i / L::kInW, rx = i % L::kInW;
       float v = 0.f;
       if (region_in_image(ry, rx, kHalo, y0, x0, a.h, a.w)) {
@@ -188,7 +192,7 @@ __global__ void __launch_bounds__(THREADS, MIN_BLOCKS) espcn_fused_kernel(EspcnA
     // HR rows out, consecutive threads on consecutive pixels. The next tile's
     // first barrier orders these reads before layer 1 overwrites the stage.
     const int stage_w = TW * r;
-    for (int i = tid; i < TH * r * stage_w; i += kGroupThreads) {
+    for (int i = tid; i < TH * r * stage_w; i += stride) {
       const int64_t y = int64_t(y0) * r + i / stage_w, x = int64_t(x0) * r + i % stage_w;
       if (y < hr_h && x < hr_w) {
         const int64_t at = (int64_t(image) * hr_h + y) * hr_w + x;
