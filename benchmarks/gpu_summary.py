@@ -38,6 +38,10 @@ def read_rows(folder: Path) -> list[dict]:
     return rows
 
 
+# How steps.tsv's results read in the table (other exit codes: FAILED).
+RESULT_WORDS = {"0": "ok", "124": "TIMED OUT", "no-time": "not run (out of time)", "not-asked": "not asked (--steps)"}
+
+
 def geomean_us(row: dict) -> float:
     """One figure per tile shape: the geometric mean of its times (x2, x3, x4, x3 batch 8)."""
     times = list(row["us"].values())
@@ -75,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     (args.folder / "gpu_check.json").write_text(json.dumps({"steps": steps, "rows": rows}, indent=2) + "\n")
     print("\n| step | result | s |\n|---|---|---:|")
     for s in steps:
-        result = {"0": "ok", "124": "TIMED OUT", "no-time": "not run (out of time)", "not-asked": "not asked (--steps)"}.get(s["result"], s["result"] if not s["result"].isdigit() else f"FAILED ({s['result']})")
+        result = RESULT_WORDS.get(s["result"], s["result"] if not s["result"].isdigit() else f"FAILED ({s['result']})")
         print(f"| {s['step']} | {result} | {s['seconds']} |")
     if rows:
         print("\n| x | b | backend | precision | ms/frame | vs eager | x floor |\n|---|---|---|---|---:|---:|---:|")

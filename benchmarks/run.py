@@ -78,23 +78,23 @@ def macs_per_lr_pixel(model: ESPCN) -> int:
     return sum(m.weight.numel() for m in model.modules() if isinstance(m, torch.nn.Conv2d))
 
 
-def need_kernels(x: torch.Tensor) -> None:
-    """Skip a row of ours when this build has no kernels for x's device."""
-    reason = backends.unavailable_reason("cuda" if x.is_cuda else "cpu")
+def need_backend(backend: str) -> None:
+    """Skip a row of ours when ``backend`` cannot run here (no kernels built, no GPU, no triton)."""
+    reason = backends.unavailable_reason(backend)
     if reason is not None:
         raise peers.Skip(reason)
 
 
 def ours_cpu(model: ESPCN, x: torch.Tensor) -> tuple[peers.Runner, float]:
     """FastESPCN on the fused CPU op."""
-    need_kernels(x)
+    need_backend("cpu")
     fast = FastESPCN.from_reference(model, backend="cpu")
     return (lambda inp: fast(inp)), 0.0
 
 
 def ours_cpu_layers(model: ESPCN, x: torch.Tensor) -> tuple[peers.Runner, float]:
     """The three per-layer fused ops one after the other (activations go through memory)."""
-    need_kernels(x)
+    need_backend("cuda" if x.is_cuda else "cpu")
     s = {k: v.detach() for k, v in model.state_dict().items()}
 
     def run(inp: torch.Tensor) -> torch.Tensor:
@@ -108,8 +108,7 @@ def ours_cpu_layers(model: ESPCN, x: torch.Tensor) -> tuple[peers.Runner, float]
 def ours_gpu(backend: str, precision: str) -> Callable[[ESPCN, torch.Tensor], tuple[peers.Runner, float]]:
     """FastESPCN on the "cuda" or "triton" backend; Triton's first call (compile, autotune) is the setup time."""
     def make(model: ESPCN, x: torch.Tensor) -> tuple[peers.Runner, float]:
-        if backends.unavailable_reason(backend):
-            raise peers.Skip(str(backends.unavailable_reason(backend)))
+        need_backend(backend)
         fast = FastESPCN.from_reference(model, backend=backend, precision=precision)
         start = time.perf_counter()
         with torch.inference_mode():

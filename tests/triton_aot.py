@@ -28,10 +28,6 @@ LAYERS = {"layer1": (5, False), "layer2": (3, False), "layer3": (3, True)}
 SHAPES = {"layer1": (64, 1, 5), "layer2": (32, 64, 3), "layer3": (9, 32, 3)}  # (out, in channels, k) at x3
 
 
-def shuffle_layer(layer: str) -> bool:
-    return LAYERS[layer][1]
-
-
 def layer_args(layer: str) -> dict[str, int]:
     """The integer arguments espcn_forward passes for one layer of a 1080p x3 frame (channels-last activations)."""
     c_out, c_in, k = SHAPES[layer]
@@ -82,7 +78,7 @@ def main(argv: list[str]) -> int:
                         ptx = compile_conv(arch, precision, layer, config)
                         if precision != "fp32" and "mma" not in ptx:
                             raise RuntimeError("no tensor-core mma in the PTX")
-                        if not shuffle_layer(layer) and ("tanh.approx.f32" in ptx) != (precision != "fp32"):
+                        if not LAYERS[layer][1] and ("tanh.approx.f32" in ptx) != (precision != "fp32"):
                             raise RuntimeError("tanh.approx.f32 where it should not be, or missing where it should")
                     except Exception as exc:  # noqa: BLE001  (each failure reported)
                         failures += 1

@@ -4,9 +4,10 @@ M = output pixels (all images of the batch, row-major), N = output channels,
 K = in_channels * k * k: for layers with many channels one loop runs over taps
 and, within each, blocks of channels; for the one-channel layer over
 (ci, ky, kx) flattened. Any strides: espcn_forward keeps its activations and
-weights channels-last, so that both tiles load 16 bytes at a time along K. The A tile is gathered from
-the image with "same" zero padding by masks. After the K loop: bias, then tanh or the pixel shuffle
-stored straight into the HR layout (optionally clamped).
+weights channels-last, so that both tiles load 16 bytes at a time along K.
+The A tile is gathered from the image with "same" zero padding by masks.
+After the K loop: bias, then tanh or the pixel shuffle stored straight into
+the HR layout (optionally clamped).
 
 Block sizes: autotuned on a GPU over a short list keyed on the layer's shape;
 one fixed, large configuration under ``TRITON_INTERPRET=1`` (no autotune
