@@ -58,8 +58,8 @@ def kernel_times(fn, x: torch.Tensor, calls: int) -> list[dict]:
 def triton_choices() -> dict[str, str]:
     """The configuration Triton's autotuner chose for each layer shape it tuned so far (empty before any)."""
     kernels = sys.modules.get("espcn_fast.triton_backend.kernels")
-    cache = getattr(getattr(kernels, "conv_kernel_tuned", None), "cache", None) or {}
-    return {str(key): str(config) for key, config in cache.items()}
+    tuned = getattr(kernels, "TUNED", {})
+    return {f"{family} {key}": str(config) for family, tuner in tuned.items() for key, config in tuner.cache.items()}
 
 
 def short(name: str, width: int = 70) -> str:
@@ -109,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{sum(k['launches_per_call'] for k in kernels):g} | **{total:.1f}** | |", flush=True)
         rows.append({"backend": cand.name, "precision": cand.precision, "us_per_call": total, "kernels": kernels})
     choices = triton_choices()
-    for key, config in choices.items():  # which of kernels._gpu_configs() won, per layer shape
+    for key, config in choices.items():  # which of kernels.CONFIGS won, per layer shape
         print(f"triton autotune {key}: {config}")
     if args.json:
         args.json.write_text(json.dumps({"device": str(device), "scale": args.scale, "batch": args.batch,

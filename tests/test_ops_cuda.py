@@ -15,7 +15,8 @@ import torch.nn.functional as F
 from espcn_fast import ESPCN, FastESPCN, backends, ops
 from espcn_fast.fast import MAX_CUDA_GRAPHS
 
-from .kernel_checks import poisoned_outputs, random_model, reference64, weights
+from .kernel_checks import (REL_TOL, assert_matches_reference, poisoned_outputs, random_model, reference64,
+                            relative_error, weights)
 
 
 def _skip_reason() -> str | None:
@@ -26,8 +27,6 @@ def _skip_reason() -> str | None:
 pytestmark = pytest.mark.skipif(_skip_reason() is not None, reason=str(_skip_reason()))
 
 PRECISIONS = ["fp32", "tf32", "fp16", "bf16"]
-# ||out - ref|| / ||ref|| bounds; fp32 also elementwise within 4e-6 of max|ref| (see check).
-REL_TOL = {"fp32": 1e-6, "tf32": 2e-3, "fp16": 4e-3, "bf16": 3e-2}
 # Odd and tiny sizes, several tiles with remainders in both directions, batches.
 SHAPES = [(1, 1, 1, 1), (1, 1, 2, 3), (2, 1, 17, 23), (1, 1, 45, 97), (3, 1, 7, 250), (1, 1, 130, 31)]
 
@@ -35,24 +34,6 @@ SHAPES = [(1, 1, 1, 1), (1, 1, 2, 3), (2, 1, 17, 23), (1, 1, 45, 97), (3, 1, 7, 
 def cuda_weights(model: ESPCN, precision: str) -> list[torch.Tensor]:
     wdtype = ops.WEIGHT_DTYPES[precision]
     return [t.cuda().to(wdtype if i % 2 == 0 else torch.float32) for i, t in enumerate(weights(model))]
-
-
-def relative_error(out: torch.Tensor, ref: torch.Tensor) -> float:
-    out, ref = out.double().cpu(), ref.double().cpu()
-    assert torch.isfinite(out).all(), "the kernel left non-finite values (unwritten or NaN)"
-    return float((out - ref).norm() / ref.norm())
-
-
-def check(out: torch.Tensor, ref: torch.Tensor, precision: str) -> None:
-    assert out.shape == ref.shape
-    err = relative_error(out, ref)
-    assert err <= REL_TOL[precision], f"{precision}: relative error {err:.2e} > {REL_TOL[precision]:.0e}"
-    if precision == "fp32":
-        # Elementwise too, to float32 rounding of the output's scale: eager
-        # PyTorch's float32 lands at 7e-7 of max|ref| on these models, this
-        # kernel (its own summation order) at up to 1e-6 on an H200.
-        ref = ref.double().cpu()
-        torch.testing.assert_close(out.double().cpu(), ref, atol=4e-6 * float(ref.abs().max()), rtol=0)
 
 
 @pytest.mark.parametrize("precision", PRECISIONS)
@@ -64,7 +45,7 @@ def test_espcn_forward(precision, scale, shape):
     with poisoned_outputs():
         out = ops.espcn_forward(x.cuda(), *cuda_weights(model, precision), scale, False, precision)
     assert out.dtype == torch.float32
-    check(out, reference64(model, x), precision)
+    assert_matches_reference(out, reference64(model, x), precision)
 
 
 @pytest.mark.parametrize("precision", PRECISIONS)
@@ -74,7 +55,7 @@ def test_espcn_forward_shipped_weights_1080p(precision, scale):
     x = torch.rand(1, 1, 1080 // scale, 1920 // scale, generator=torch.Generator().manual_seed(scale))
     with poisoned_outputs():
         out = ops.espcn_forward(x.cuda(), *cuda_weights(model, precision), scale, False, precision)
-    check(out, reference64(model, x), precision)
+    assert_matches_reference(out, reference64(model, x), precision)
 
 
 @pytest.mark.parametrize("precision", PRECISIONS)
@@ -105,7 +86,7 @@ def test_empty_batch_and_other_shapes_fall_back_to_layers():
     other = ESPCN(2, in_channels=3, out_channels=3, channels=16).eval()
     x = torch.rand(2, 3, 19, 21)
     out = ops.espcn_forward(x.cuda(), *[t.cuda() for t in weights(other)], 2)
-    check(out, reference64(other, x), "fp32")
+    assert_matches_reference(out, reference64(other, x), "fp32")
 
 
 @pytest.mark.parametrize("k, cin, cout", [(5, 1, 64), (3, 64, 32), (3, 5, 20), (1, 3, 7), (7, 2, 3)])
@@ -158,7 +139,7 @@ def test_torch_compile_fast_module(precision):
     fn = torch.compile(fast, fullgraph=True)
     x = torch.rand(1, 1, 24, 20)
     with torch.no_grad():
-        check(fn(x.cuda()), reference64(ref, x), precision)
+        assert_matches_reference(fn(x.cuda()), reference64(ref, x), precision)
 
 
 @pytest.mark.parametrize("precision", PRECISIONS)
@@ -176,7 +157,7 @@ def test_cuda_graph_replay(precision):
         x = torch.rand(2, 1, 40, 52, generator=torch.Generator().manual_seed(seed))
         static_x.copy_(x.cuda())
         graph.replay()
-        check(static_out, reference64(ref, x), precision)
+        assert_matches_reference(static_out, reference64(ref, x), precision)
 
 
 @pytest.mark.parametrize("precision", ["fp32", "fp16"])
@@ -188,7 +169,7 @@ def test_fast_module_cuda_graph_mode(precision):
         for seed in range(3):
             x = torch.rand(1, 1, 30, 44, generator=torch.Generator().manual_seed(seed))
             out = fast(x.cuda())
-            check(out, reference64(ref, x), precision)
+            assert_matches_reference(out, reference64(ref, x), precision)
             outs.append(out)
         assert len(fast._graphs) == 1
         assert not torch.equal(outs[0], outs[1])  # each call returns its own output, not the graph's buffer
@@ -198,7 +179,7 @@ def test_fast_module_cuda_graph_mode(precision):
         x = torch.rand(1, 1, 30, 44)
         plain = ESPCN(2)
         plain.load_state_dict({k: v.cpu() for k, v in fast.state_dict().items()})
-        check(fast(x.cuda()), reference64(plain, x), precision)
+        assert_matches_reference(fast(x.cuda()), reference64(plain, x), precision)
         # A bounded cache: one graph per shape, the least recently used dropped first.
         shapes = [(1, 1, 8 + i, 9) for i in range(MAX_CUDA_GRAPHS + 3)]
         for shape in shapes:

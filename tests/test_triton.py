@@ -23,12 +23,11 @@ pytestmark = pytest.mark.skipif(importlib.util.find_spec("triton") is None, reas
 
 from espcn_fast import ESPCN, FastESPCN, ops  # noqa: E402
 
-from .kernel_checks import poisoned_outputs, random_model, reference64, weights  # noqa: E402
+from .kernel_checks import (REL_TOL, assert_matches_reference, poisoned_outputs, random_model,  # noqa: E402
+                            reference64, relative_error, weights)
 
 DEVICE = "cuda" if GPU else "cpu"
 INTERPRETED = os.environ.get("TRITON_INTERPRET") == "1"
-# ||out - ref|| / ||ref||; fp32 also within 2e-5 absolute (random weights: outputs up to ~20).
-REL_TOL = {"fp32": 1e-6, "tf32": 2e-3, "fp16": 4e-3, "bf16": 3e-2}
 
 
 def triton_ops():
@@ -42,16 +41,6 @@ def typed(model: ESPCN, precision: str) -> list[torch.Tensor]:
     return [t.to(DEVICE, wdtype if i % 2 == 0 else torch.float32) for i, t in enumerate(weights(model))]
 
 
-def check(out: torch.Tensor, ref: torch.Tensor, precision: str) -> None:
-    out, ref = out.double().cpu(), ref.double().cpu()
-    assert out.shape == ref.shape
-    assert torch.isfinite(out).all(), "unwritten (NaN-poisoned) or non-finite outputs"
-    err = float((out - ref).norm() / ref.norm())
-    assert err <= REL_TOL[precision], f"{precision}: relative error {err:.2e}"
-    if precision == "fp32":
-        torch.testing.assert_close(out, ref, atol=2e-5, rtol=0)
-
-
 @pytest.mark.parametrize("precision", ["fp32", "tf32", "fp16", "bf16"])
 @pytest.mark.parametrize("scale", [2, 3, 4])
 @pytest.mark.parametrize("shape", [(1, 1, 1, 1), (2, 1, 17, 23), (1, 1, 5, 130)])
@@ -60,7 +49,7 @@ def test_espcn_forward(precision, scale, shape):
     x = torch.rand(shape, generator=torch.Generator().manual_seed(shape[2]))
     with poisoned_outputs():
         out = triton_ops().espcn_forward(x.to(DEVICE), *typed(model, precision), scale, False, precision)
-    check(out, reference64(model, x), precision)
+    assert_matches_reference(out, reference64(model, x), precision)
 
 
 def test_half_images_and_clamp():
@@ -69,7 +58,7 @@ def test_half_images_and_clamp():
     with poisoned_outputs():
         out = triton_ops().espcn_forward(x.to(DEVICE).half(), *typed(model, "fp16"), 3, True, "fp16")
     assert out.dtype == torch.float16 and out.min() >= 0 and out.max() <= 1
-    check(out, reference64(model, x.half().float(), clamp=True), "fp16")
+    assert_matches_reference(out, reference64(model, x.half().float(), clamp=True), "fp16")
 
 
 @pytest.mark.parametrize("k, cin, cout, half", [(5, 1, 64, False), (3, 64, 32, False), (3, 5, 20, True),
@@ -129,7 +118,7 @@ def test_fast_module_on_odd_strides():
     x = torch.rand(1, 1, 1, 9, generator=torch.Generator().manual_seed(9)).transpose(2, 3)
     fast = FastESPCN.from_reference(model, backend="triton", precision="fp32").to(DEVICE)
     with torch.no_grad():
-        check(fast(x.to(DEVICE)), reference64(model, x), "fp32")
+        assert_matches_reference(fast(x.to(DEVICE)), reference64(model, x), "fp32")
 
 
 @pytest.mark.parametrize("scale, cout, clamp", [(2, 4, False), (3, 9, True), (4, 16, False), (3, 27, False)])
@@ -171,7 +160,7 @@ def test_fast_module_on_triton():
         x = torch.rand(2, 1, 13, 11)
         with torch.no_grad():
             assert fast.backend_for(x.to(DEVICE)) == "triton"
-            check(fast(x.to(DEVICE)), reference64(ref, x), precision)
+            assert_matches_reference(fast(x.to(DEVICE)), reference64(ref, x), precision)
             assert fast(x.to(DEVICE).bfloat16()).dtype == torch.bfloat16
 
 
@@ -227,7 +216,7 @@ def test_fast_module_traces_as_one_graph():
                          fullgraph=True, backend="eager")
     x = torch.rand(1, 1, 12, 15)
     with torch.no_grad():
-        check(fast(x.to(DEVICE)), reference64(ref, x), "fp16")
+        assert_matches_reference(fast(x.to(DEVICE)), reference64(ref, x), "fp16")
 
 
 @pytest.mark.skipif(INTERPRETED, reason="torch.compile cannot trace into interpreted Triton kernels; runs on a GPU")
@@ -236,7 +225,7 @@ def test_torch_compile_fast_module():
     fast = torch.compile(FastESPCN.from_reference(ref, backend="triton", precision="fp16").cuda(), fullgraph=True)
     x = torch.rand(1, 1, 24, 31)
     with torch.no_grad():
-        check(fast(x.cuda()), reference64(ref, x), "fp16")
+        assert_matches_reference(fast(x.cuda()), reference64(ref, x), "fp16")
 
 
 @pytest.mark.skipif(not GPU or not ops.has_kernel("espcn_forward", "CUDA"), reason="needs a GPU and the CUDA kernels")
@@ -247,4 +236,4 @@ def test_agrees_with_the_cuda_backend(precision):
     ws = typed(model, precision)
     a = triton_ops().espcn_forward(x, *ws, 4, False, precision)
     b = ops.espcn_forward(x, *ws, 4, False, precision)
-    assert float((a.double() - b.double()).norm() / b.double().norm()) <= 2 * REL_TOL[precision]
+    assert relative_error(a, b) <= 2 * REL_TOL[precision]

@@ -4,15 +4,20 @@
 
 The interpreter accepts things a GPU compile rejects (dot shapes under 16,
 some casts); this compiles the conv kernel for each layer shape of ESPCN, each
-precision each autotune configuration and the fixed one to PTX and cubin for the given
-compute capabilities, and the tanh kernel. Prints one line per failure; exits 1 on any.
+precision, every autotune configuration that layer can pick and the fixed one, to
+PTX and cubin for the given compute capabilities, and the tanh kernel; and fails
+a configuration that ptxas had to spill to local memory (a slow choice on offer
+to the autotuner). Prints one line per failure; exits 1 on any.
 Must run without TRITON_INTERPRET (a fresh process).
 """
 
 from __future__ import annotations
 
 import os
+import re
+import subprocess
 import sys
+import tempfile
 
 os.environ.pop("TRITON_INTERPRET", None)
 
@@ -40,8 +45,8 @@ def layer_args(layer: str) -> dict[str, int]:
                      "SW_H", "SW_W", "SO_N", "SO_C", "SO_H", "SO_W"], [1, h, w, c_in, c_out, 3, *x, *wt, *out]))
 
 
-def compile_conv(arch: int, precision: str, layer: str, config: triton.Config) -> str:
-    """PTX of one layer, specialised as a launch would be: ints equal to 1 become
+def compile_conv(arch: int, precision: str, layer: str, config: triton.Config):
+    """One layer compiled, specialised as a launch would be: ints equal to 1 become
     constants, pointers and ints divisible by 16 are marked so (what lets Triton
     prove 16-byte loads)."""
     k, shuffle = LAYERS[layer]
@@ -59,23 +64,39 @@ def compile_conv(arch: int, precision: str, layer: str, config: triton.Config) -
     names = kernels.conv_kernel.arg_names
     aligned = [n for n in signature if signature[n].startswith("*") or (n in ints and ints[n] != 1 and ints[n] % 16 == 0)]
     attrs = {(names.index(n),): [["tt.divisibility", 16]] for n in aligned}
-    compiled = triton.compile(ASTSource(fn=kernels.conv_kernel, signature=signature, constexprs=constexprs, attrs=attrs),
-                              target=GPUTarget("cuda", arch, 32),
-                              options={"num_warps": config.num_warps, "num_stages": config.num_stages})
-    return compiled.asm["ptx"]
+    return triton.compile(ASTSource(fn=kernels.conv_kernel, signature=signature, constexprs=constexprs, attrs=attrs),
+                          target=GPUTarget("cuda", arch, 32),
+                          options={"num_warps": config.num_warps, "num_stages": config.num_stages})
+
+
+def spilled_bytes(cubin: bytes) -> int:
+    """Stack + local memory a thread of the kernel uses (cuobjdump's resource usage; 0 without spills)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "kernel.cubin")
+        with open(path, "wb") as f:
+            f.write(cubin)
+        usage = subprocess.run([triton.knobs.nvidia.cuobjdump.path, "-res-usage", path], capture_output=True,
+                               text=True, check=True).stdout
+    found = re.search(r"STACK:(\d+) SHARED:\d+ LOCAL:(\d+)", usage)
+    if found is None:
+        raise RuntimeError(f"no resource usage in cuobjdump's output: {usage[:200]}")
+    return int(found[1]) + int(found[2])
 
 
 def main(argv: list[str]) -> int:
     archs = [int(a) for a in argv] or [90]
     failures = 0
-    configs = kernels._gpu_configs()
     for arch in archs:
         for precision in DTYPES:
             for layer in LAYERS:
-                fixed = triton.Config(kernels.fixed_blocks(*SHAPES[layer]), num_warps=4, num_stages=3)
-                for config in (configs if precision == "fp16" else configs[:1]) + [fixed]:
+                fixed = triton.Config(kernels.fixed_blocks(*SHAPES[layer], precision), num_warps=4, num_stages=3)
+                family = kernels.config_family(precision, SHAPES[layer][1])
+                for config in kernels.gpu_configs(family) + [fixed]:
                     try:
-                        ptx = compile_conv(arch, precision, layer, config)
+                        compiled = compile_conv(arch, precision, layer, config)
+                        ptx = compiled.asm["ptx"]
+                        if spilled := spilled_bytes(compiled.asm["cubin"]):
+                            raise RuntimeError(f"ptxas spilled {spilled} bytes a thread")
                         if precision != "fp32" and "mma" not in ptx:
                             raise RuntimeError("no tensor-core mma in the PTX")
                         if not LAYERS[layer][1] and ("tanh.approx.f32" in ptx) != (precision != "fp32"):

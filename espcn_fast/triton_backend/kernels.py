@@ -9,7 +9,8 @@ The A tile is gathered from the image with "same" zero padding by masks.
 After the K loop: bias, then tanh or the pixel shuffle stored straight into
 the HR layout (optionally clamped).
 
-Block sizes: autotuned on a GPU over a short list keyed on the layer's shape;
+Block sizes: autotuned on a GPU over a short list for each kind of layer
+(``CONFIGS``), keyed on the layer's shape;
 one fixed, large configuration under ``TRITON_INTERPRET=1`` (no autotune
 there, and the interpreter pays per program and K step).
 """
@@ -185,18 +186,42 @@ def conv_kernel(
     tl.store(out_ptr + out, acc.to(out_ptr.dtype.element_ty), mask=mask)
 
 
-def _gpu_configs() -> list[triton.Config]:
-    """A short list (each config compiles once per layer shape): pixels x channels, K step, warps, stages."""
-    return [
-        triton.Config({"BLOCK_M": m, "BLOCK_N": n, "BLOCK_K": k}, num_warps=w, num_stages=s)
-        for m, n, k, w, s in [
-            (64, 32, 32, 4, 3), (128, 32, 32, 4, 3), (128, 64, 64, 8, 3), (128, 16, 64, 4, 3),
-            (128, 32, 64, 4, 4), (256, 32, 64, 8, 3),
-        ]
-    ]
+# Autotune lists, (BLOCK_M pixels, BLOCK_N channels, BLOCK_K, warps, stages), one per kind of
+# layer; each compiles once per layer shape. ptxas spills none of them on sm_90 (tests/triton_aot.py
+# checks every one, for every ESPCN layer and precision that can pick it).
+CONFIGS: dict[str, list[tuple[int, int, int, int, int]]] = {
+    # Tensor cores, many channels (layers 2 and 3): K = taps x channel blocks, cp.async-pipelined.
+    "taps": [(64, 32, 32, 4, 3), (128, 32, 32, 4, 3), (128, 64, 64, 8, 3), (128, 16, 64, 4, 3),
+             (128, 32, 64, 4, 4), (256, 32, 64, 8, 3)],
+    # Tensor cores, few channels (layer 1: K = 25, one step of 32; a K of 64 would be 61% padding).
+    # BLOCK_N = 64 mostly, so that each pixel's 5x5 window is gathered by one program, not two.
+    "gather": [(64, 64, 32, 4, 3), (128, 64, 32, 4, 3), (128, 64, 32, 8, 3), (256, 64, 32, 8, 3),
+               (128, 32, 32, 4, 3), (256, 32, 32, 8, 3)],
+    # fp32 on FFMA: Triton holds a K slice of both operands in registers: these six spill
+    # nothing with triton 3.6 or 3.8, where (128, 32, 32, 4 warps) spilled in layer 3 on 3.6,
+    # and K = 64 or 64 accumulators a thread up to 880 bytes.
+    "ffma": [(64, 32, 32, 4, 3), (128, 32, 32, 8, 3), (128, 16, 32, 4, 3), (256, 32, 32, 8, 3),
+             (64, 64, 16, 4, 3), (128, 64, 16, 8, 3)],
+}
 
 
-conv_kernel_tuned = triton.autotune(configs=_gpu_configs(), key=["C_IN", "C_OUT", "KSIZE", "DOT", "SHUFFLE"])(conv_kernel)
+def config_family(precision: str, c_in: int) -> str:
+    """Which autotune list a layer takes: ``CONFIGS``' key."""
+    if precision == "fp32":
+        return "ffma"
+    return "taps" if tap_major(c_in) else "gather"
+
+
+def gpu_configs(family: str) -> list[triton.Config]:
+    """``CONFIGS[family]`` as Triton configurations."""
+    return [triton.Config({"BLOCK_M": m, "BLOCK_N": n, "BLOCK_K": k}, num_warps=w, num_stages=s)
+            for m, n, k, w, s in CONFIGS[family]]
+
+
+# One autotuner per list, picked by the launcher from a plain dict (torch.compile traces the
+# lookup; a prune callback would make Dynamo trace triton.Config's construction).
+TUNED = {family: triton.autotune(configs=gpu_configs(family), key=["C_IN", "C_OUT", "KSIZE", "DOT", "SHUFFLE"])(conv_kernel)
+         for family in CONFIGS}
 
 
 def fast_tanh(precision: str) -> bool:
@@ -209,11 +234,13 @@ def tap_major(c_in: int) -> bool:
     return c_in >= 16
 
 
-def fixed_blocks(c_out: int, c_in: int, ksize: int) -> dict[str, int]:
-    """The configuration when not autotuning: few large programs in the interpreter
-    (N covers every channel), a middle-of-the-list one on a GPU."""
+def fixed_blocks(c_out: int, c_in: int, ksize: int, precision: str) -> dict[str, int]:
+    """The configuration when not autotuning (4 warps, 3 stages): few large programs in the
+    interpreter (N covers every channel); on a GPU, one from the middle of the layer's list."""
     n = max(16, triton.next_power_of_2(c_out))
     k = c_in if tap_major(c_in) else c_in * ksize * ksize
     if INTERPRETED:
         return {"BLOCK_M": 512, "BLOCK_N": n, "BLOCK_K": min(64, max(16, triton.next_power_of_2(k)))}
+    if precision == "fp32":  # FFMA with 4 warps: a shape that spills nothing (see CONFIGS)
+        return {"BLOCK_M": 64, "BLOCK_N": min(n, 32), "BLOCK_K": 32}
     return {"BLOCK_M": 128, "BLOCK_N": min(n, 64), "BLOCK_K": 32}
