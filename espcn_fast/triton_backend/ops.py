@@ -54,19 +54,28 @@ def _check_scale(op: str, scale: int, channels: int, wname: str) -> None:
         raise RuntimeError(f"{op}: {wname} has {channels} output channels, not a multiple of scale^2 = {scale * scale}")
 
 
+def _check_addressable(op: str, x: torch.Tensor, channels_out: tuple[int, ...]) -> None:
+    """Refuses sizes the kernels' int32 offsets cannot reach, before any output is allocated: an
+    input or a tanh layer's output (``channels_out``) of 2^31 elements per image or more (offsets
+    within an image are int32; the image's own, and the pixel shuffle's store, are int64), or a
+    batch of 2^31 pixels (numbered in int32)."""
+    n, c, h, w = x.shape
+    for name, elements in [("x", c * h * w)] + [(f"layer {i + 1}'s output", co * h * w) for i, co in enumerate(channels_out)]:
+        if elements >= 2**31:
+            raise RuntimeError(f"{op}: {name} has {elements} elements per image, over the 2^31 the Triton kernels "
+                               "address; split the image (FastESPCN(tile=...) does)")
+    if n * h * w >= 2**31:
+        raise RuntimeError(f"{op}: the batch has {n * h * w} pixels, over the 2^31 the Triton kernels number; "
+                           "run it in smaller batches")
+
+
 def _layer(op: str, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, out: torch.Tensor, shuffle: bool,
            scale: int, clamp: bool, precision: str) -> torch.Tensor:
-    """Launches one layer into ``out`` (allocated by the caller)."""
+    """Launches one layer into ``out`` (allocated by the caller, its sizes checked by ``_check_addressable``)."""
     n, c_in, h, w = x.shape
     c_out, k = weight.shape[0], weight.shape[2]
     if out.numel() == 0:
         return out
-    # The kernel takes any strides; its offsets within one image are int32
-    # (but for the pixel shuffle's store, in int64).
-    for t, name in ((x, "x"),) + (() if shuffle else ((out, "the output"),)):
-        if t[0].numel() >= 2**31:
-            raise RuntimeError(f"{op}: {name} has {t[0].numel()} elements per image, over the 2^31 the Triton kernels "
-                               "address; split the image (FastESPCN(tile=...) does)")
     bias = bias.contiguous()
     args = (x, weight, bias, out, n, h, w, c_in, c_out, scale, *x.stride(), *weight.stride(), *out.stride())
     flags = {"KSIZE": k, "SHUFFLE": shuffle, "CLAMP": clamp, "DOT": kernels.DOT_MODES[precision],
@@ -90,6 +99,7 @@ def conv2d_tanh(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> to
     op = "espcn_fast_triton::conv2d_tanh"
     _check_input(op, x)
     _check_conv(op, x, x.shape[1], weight, bias, "weight", "bias")
+    _check_addressable(op, x, (weight.shape[0],))
     out = x.new_empty((x.shape[0], weight.shape[0], x.shape[2], x.shape[3]))
     return _layer(op, x, weight, bias, out, False, 1, False, "fp32")
 
@@ -102,6 +112,7 @@ def conv2d_pixel_shuffle(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tens
     _check_input(op, x)
     _check_conv(op, x, x.shape[1], weight, bias, "weight", "bias")
     _check_scale(op, scale, weight.shape[0], "weight")
+    _check_addressable(op, x, ())
     out = x.new_empty((x.shape[0], weight.shape[0] // scale**2, x.shape[2] * scale, x.shape[3] * scale))
     return _layer(op, x, weight, bias, out, True, scale, clamp, "fp32")
 
@@ -120,6 +131,7 @@ def espcn_forward(x: torch.Tensor, w1: torch.Tensor, b1: torch.Tensor, w2: torch
     _check_conv(op, x, w1.shape[0], w2, b2, "w2", "b2", wdtype)
     _check_conv(op, x, w2.shape[0], w3, b3, "w3", "b3", wdtype)
     _check_scale(op, scale, w3.shape[0], "w3")
+    _check_addressable(op, x, (w1.shape[0], w2.shape[0]))
     n, _, h, w = x.shape
     # Intermediates in the weights' dtype, channels-last like the weights (a
     # no-op for FastESPCN's, which it keeps so): K-contiguous tiles.
