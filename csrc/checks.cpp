@@ -3,6 +3,7 @@
 #include <c10/util/Exception.h>
 
 #include <sstream>
+#include <string>
 
 namespace espcn {
 
@@ -71,9 +72,12 @@ int64_t check_conv(const char* op, const char* wname, const char* bname, const a
 
 int64_t check_scale(const char* op, int64_t scale, int64_t channels, const char* wname) {
   TORCH_CHECK(scale >= 1, op, ": scale must be >= 1, got ", scale);
-  TORCH_CHECK(channels % (scale * scale) == 0, op, ": ", wname, " has ", channels,
-              " output channels, not a multiple of scale^2 = ", scale * scale);
-  return channels / (scale * scale);
+  // In two steps: scale * scale overflows int64 for absurd scales (and a zero
+  // product would fault the process).
+  TORCH_CHECK(channels % scale == 0 && (channels / scale) % scale == 0, op, ": ", wname, " has ", channels,
+              " output channels, not a multiple of scale^2 = ",
+              scale < (int64_t(1) << 31) ? std::to_string(scale * scale) : std::to_string(scale) + "^2");
+  return channels / scale / scale;
 }
 
 Precision parse_precision(const char* op, c10::string_view precision) {

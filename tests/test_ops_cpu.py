@@ -60,6 +60,26 @@ def test_espcn_forward_random_weights(isa, scale, shape):
     torch.testing.assert_close(out.double(), reference64(model, x), atol=2e-5, rtol=0)
 
 
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("k1, k2, k3", [(5, 3, 1), (3, 3, 5), (5, 3, 7), (1, 5, 3), (7, 1, 5)])
+def test_espcn_forward_other_kernel_sizes(isa, k1, k2, k3):
+    # Layer 2 runs as Winograd whenever it is 3x3; layer 3's ring of its rows must then
+    # hold layer 3's kernel plus the row a Winograd pair runs ahead (a 5x5 or 7x7 layer 3
+    # read overwritten rows once).
+    g = torch.Generator().manual_seed(k1 * 100 + k2 * 10 + k3)
+    ws = []
+    for cin, cout, k in [(1, 8, k1), (8, 6, k2), (6, 4, k3)]:
+        ws += [torch.randn(cout, cin, k, k, generator=g) * 0.3, torch.randn(cout, generator=g) * 0.5]
+    x = torch.rand(2, 1, 11, 13, generator=g)
+    with cpu_isa(isa), poisoned_outputs(), threads(2):
+        out = ops.espcn_forward(x, *ws, 2)
+    h = x.double()
+    for i, (w, b) in enumerate(zip(ws[::2], ws[1::2])):
+        h = F.conv2d(h, w.double(), b.double(), padding=w.shape[-1] // 2)
+        h = torch.tanh(h) if i < 2 else F.pixel_shuffle(h, 2)
+    torch.testing.assert_close(out.double(), h, atol=2e-5, rtol=0)
+
+
 @pytest.mark.parametrize("scale", [2, 3, 4])
 def test_espcn_forward_shipped_weights_1080p(scale):
     """A 1080p frame out, the shipped weights, the acceptance bound of 1e-5."""
@@ -224,6 +244,9 @@ def test_pixel_shuffle_errors():
         ops.conv2d_pixel_shuffle(x, torch.rand(4, 2, 3, 3), torch.rand(4), 0)
     with pytest.raises(RuntimeError, match="weight has 5 output channels, not a multiple of scale\\^2 = 4"):
         ops.conv2d_pixel_shuffle(x, torch.rand(5, 2, 3, 3), torch.rand(5), 2)
+    # scale^2 would overflow int64 (to 0: the process died of SIGFPE before the check took two steps).
+    with pytest.raises(RuntimeError, match="weight has 4 output channels, not a multiple of scale\\^2 = 4294967296\\^2"):
+        ops.conv2d_pixel_shuffle(x, torch.rand(4, 2, 3, 3), torch.rand(4), 2**32)
 
 
 def test_espcn_forward_errors_name_the_argument():

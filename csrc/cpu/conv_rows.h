@@ -450,11 +450,17 @@ void conv(const PackedConv& L, const ConvJob& job, float* scratch) {
 // Layer 2 runs as Winograd when it is a 3x3 layer with transformed weights.
 bool use_winograd(const PackedConv& l2) { return l2.kernel == 3 && l2.winograd != nullptr; }
 
+// Rows of layer 2's output that layer 3 reads at once: its kernel's, and one
+// more when Winograd computes them in pairs (a pair can run one row ahead).
+int layer2_ring_rows(const PackedConv& l2, const PackedConv& l3) {
+  return use_winograd(l2) ? l3.kernel + 1 : l3.kernel;
+}
+
 size_t espcn_scratch(const PackedConv& l1, const PackedConv& l2, const PackedConv& l3, int w) {
   const bool wino = use_winograd(l2);
   return size_t(l1.kernel) * l1.in_channels * row_floats(w, l1.kernel / 2) +
          size_t(wino ? 4 : l2.kernel) * l1.out_channels * row_floats(w, l2.kernel / 2) +
-         size_t(wino ? 4 : l3.kernel) * l2.out_channels * row_floats(w, l3.kernel / 2) +
+         size_t(layer2_ring_rows(l2, l3)) * l2.out_channels * row_floats(w, l3.kernel / 2) +
          size_t(l3.out_channels) * row_floats(w, 0) + (wino ? wino_scratch(l2) : 0) + 64;
 }
 
@@ -466,10 +472,10 @@ void espcn(const PackedConv& l1, const PackedConv& l2, const PackedConv& l3, con
   const bool wino = use_winograd(l2);
   float* base = align64(scratch);
   zero(base, espcn_scratch(l1, l2, l3, w) - 64);
-  // Layer n reads `kernel` rows of the ring below it at once (Winograd: 4).
+  // Layer n reads `kernel` rows of the ring below it at once (Winograd layer 2: 4).
   Ring in{base, l1.kernel, l1.in_channels, p1, row_floats(w, p1)};
   Ring a1{in.base + in.floats(), wino ? 4 : l2.kernel, l1.out_channels, p2, row_floats(w, p2)};
-  Ring a2{a1.base + a1.floats(), wino ? 4 : l3.kernel, l2.out_channels, p3, row_floats(w, p3)};
+  Ring a2{a1.base + a1.floats(), layer2_ring_rows(l2, l3), l2.out_channels, p3, row_floats(w, p3)};
   float* row = a2.base + a2.floats();
   const size_t row_lp = row_floats(w, 0);
   float* V = row + size_t(l3.out_channels) * row_lp;
