@@ -65,7 +65,7 @@ def resolve(backend: str, device: torch.device, reasons: Mapping[str, str | None
     it was built).
     """
     why = reasons.get if reasons is not None else unavailable_reason
-    kind = "cuda" if device.type == "cuda" else "cpu"
+    kind = device.type  # another device (mps, xpu, ...): no kernels of ours, the reference layers
     if backend == "auto":
         for candidate in AUTO_ORDER.get(kind, ("torch",)):
             if why(candidate) is None:

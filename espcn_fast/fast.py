@@ -45,7 +45,9 @@ class FastESPCN(ESPCN):
     The CPU backend computes in float32; float16/bfloat16 inputs are upcast
     and the result cast back. The CUDA backend reads and writes float32 and
     float16 images (bfloat16 ones are converted). float64 inputs run on the
-    reference layers under ``"auto"`` (an error with ``"cpu"``/``"cuda"``).
+    reference layers in float64 under ``"auto"`` (an error with
+    ``"cpu"``/``"cuda"``/``"triton"``); the reference layers always compute in
+    the wider of the input's and the parameters' dtypes and return the input's.
     The weights are converted to the kernels' dtype once per device and
     precision, and again only when a parameter changes.
     """
@@ -121,7 +123,8 @@ class FastESPCN(ESPCN):
         ``channels_last``: the weights in that layout (what the Triton kernels
         read fastest). Cached per device, precision and layout; a parameter
         changed in place (its version counter moves) or a moved module
-        rebuilds the cache.
+        rebuilds the cache. Writes through ``.data`` move no version counter:
+        call :meth:`refresh_weights` after them.
         """
         convs = (self.feature_maps[0], self.feature_maps[2], self.sub_pixel[0])
         params = [t for c in convs for t in (c.weight, c.bias)]
@@ -137,20 +140,30 @@ class FastESPCN(ESPCN):
         if torch.compiler.is_compiling():
             return convert()
         key = (device, precision, channels_last)
-        versions = tuple(p._version for p in params) + tuple(p.data_ptr() for p in params)
+        # Inference tensors keep no version counter (they change in place only inside inference_mode).
+        versions = tuple(-1 if p.is_inference() else p._version for p in params) + tuple(p.data_ptr() for p in params)
         cached = self._kernel_weights.get(key)
         if cached is None or cached[0] != versions:
             cached = (versions, convert())
             self._kernel_weights[key] = cached
         return cached[1]
 
+    def refresh_weights(self) -> None:
+        """Drops the kernels' converted weights and the CUDA graphs, to be rebuilt on the next call:
+        needed only after a parameter was changed through ``.data`` (which PyTorch does not track)."""
+        self._kernel_weights = {}
+        self._graphs = {}
+
+    def __getstate__(self) -> dict:  # pickled or deep-copied: the caches are this process's, rebuilt on demand
+        state = super().__getstate__()
+        return {**state, "_kernel_weights": {}, "_graphs": {}}
+
     def __setstate__(self, state: dict) -> None:  # unpickled (or deep-copied): this process's backends
-        super().__setstate__(state)
+        super().__setstate__({"_kernel_weights": {}, "_graphs": {}, **state})
         self._unavailable = backends.available()
 
     def _apply(self, fn, recurse=True):  # .to(), .cuda(), .half(): the cached kernel weights are stale
-        self._kernel_weights = {}
-        self._graphs = {}
+        self.refresh_weights()
         return super()._apply(fn, recurse)
 
     def _cuda_forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -188,10 +201,23 @@ class FastESPCN(ESPCN):
             return run_tiled(self._forward_whole, x, self.scale, self.tile)
         return self._forward_whole(x)
 
+    def _reference_layers(self, x: torch.Tensor) -> torch.Tensor:
+        """The reference layers in the wider of the input's and the parameters' dtypes (a float64
+        image on a float32 module: float64; a float16 one: float32), the result in the input's."""
+        dtype = torch.promote_types(x.dtype, self.sub_pixel[0].weight.dtype)
+
+        def run(layers: torch.nn.Module, h: torch.Tensor) -> torch.Tensor:
+            if all(p.dtype == dtype for p in layers.parameters()):
+                return layers(h)
+            # Cast copies of the parameters (differentiable: gradients reach the originals).
+            return torch.func.functional_call(layers, {n: p.to(dtype) for n, p in layers.named_parameters()}, (h,))
+
+        return run(self.sub_pixel, run(self.feature_maps, x.to(dtype))).to(x.dtype)
+
     def _forward_whole(self, x: torch.Tensor) -> torch.Tensor:
         backend = self.backend_for(x)
         if backend == "torch":
-            out = self.sub_pixel(self.feature_maps(x))
+            out = self._reference_layers(x)
             return out.clamp(0, 1) if self.clamp else out
         if x.dtype not in _INPUT_DTYPES:
             raise TypeError(

@@ -8,6 +8,8 @@ shapes, so that ``torch.compile`` traces through the ops.
 
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 
 try:
@@ -42,34 +44,53 @@ def cpu_isa() -> str | None:
     return torch.ops.espcn_fast.cpu_isa() if HAVE_EXTENSION else None
 
 
-def _fake_conv(x: torch.Tensor, weight: torch.Tensor, channels: int, scale: int) -> torch.Tensor:
-    torch._check(x.dim() == 4, lambda: f"x must be 4-D (N, C, H, W), got {x.dim()}-D")
-    torch._check(weight.dim() == 4, lambda: f"weight must be 4-D, got {weight.dim()}-D")
-    torch._check(weight.shape[1] == x.shape[1], lambda: "weight and x disagree on input channels")
-    return x.new_empty((x.shape[0], channels, x.shape[2] * scale, x.shape[3] * scale))
+def _fake_checks(op: str, x: torch.Tensor, layers: list[tuple[str, torch.Tensor]], scale: int | None) -> None:
+    """What the real kernels check that decides the output's shape, with their words, so that a
+    traced (torch.compile) call fails at trace time as an eager one does. ``layers``: (name, weight)."""
+    torch._check(x.dim() == 4, lambda: f"{op}: x must be a 4-D (N, C, H, W) tensor, got {x.dim()}-D shape {list(x.shape)}")
+    channels = x.shape[1]
+    for name, w in layers:
+        # (Defaults bind this layer's values into the messages.)
+        torch._check(w.dim() == 4, lambda name=name, w=w: f"{op}: {name} must be 4-D (out_channels, in_channels, k, k), "
+                     f"got shape {list(w.shape)}")
+        torch._check(w.shape[1] == channels, lambda name=name, w=w, c=channels:
+                     f"{op}: {name} expects {w.shape[1]} input channel(s) but its input has {c}")
+        channels = w.shape[0]
+    if scale is not None:
+        torch._check(scale >= 1, lambda: f"{op}: scale must be >= 1, got {scale}")
+        name = layers[-1][0]
+        torch._check(channels % (scale * scale) == 0,
+                     lambda: f"{op}: {name} has {channels} output channels, not a multiple of scale^2 = {scale * scale}")
+
+
+def fake_kernels(namespace: str) -> dict[str, Callable[..., torch.Tensor]]:
+    """The three ops' fake kernels (output shapes, and the checks that decide them), their
+    errors naming ``namespace::op``: one set for the C++ ops and the Triton ones."""
+
+    def conv2d_tanh(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+        _fake_checks(f"{namespace}::conv2d_tanh", x, [("weight", weight)], None)
+        return x.new_empty((x.shape[0], weight.shape[0], x.shape[2], x.shape[3]))
+
+    def conv2d_pixel_shuffle(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, scale: int,
+                             clamp: bool) -> torch.Tensor:
+        _fake_checks(f"{namespace}::conv2d_pixel_shuffle", x, [("weight", weight)], scale)
+        return x.new_empty((x.shape[0], weight.shape[0] // (scale * scale), x.shape[2] * scale, x.shape[3] * scale))
+
+    def espcn_forward(x: torch.Tensor, w1: torch.Tensor, b1: torch.Tensor, w2: torch.Tensor, b2: torch.Tensor,
+                      w3: torch.Tensor, b3: torch.Tensor, scale: int, clamp: bool,
+                      precision: str = "fp32") -> torch.Tensor:
+        op = f"{namespace}::espcn_forward"
+        torch._check(precision in PRECISIONS,
+                     lambda: f"{op}: unknown precision '{precision}'; choose {', '.join(PRECISIONS)}")
+        _fake_checks(op, x, [("w1", w1), ("w2", w2), ("w3", w3)], scale)
+        return x.new_empty((x.shape[0], w3.shape[0] // (scale * scale), x.shape[2] * scale, x.shape[3] * scale))
+
+    return {"conv2d_tanh": conv2d_tanh, "conv2d_pixel_shuffle": conv2d_pixel_shuffle, "espcn_forward": espcn_forward}
 
 
 if HAVE_EXTENSION:
-
-    @torch.library.register_fake("espcn_fast::conv2d_tanh")
-    def _conv2d_tanh_fake(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
-        return _fake_conv(x, weight, weight.shape[0], 1)
-
-    @torch.library.register_fake("espcn_fast::conv2d_pixel_shuffle")
-    def _conv2d_pixel_shuffle_fake(
-        x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, scale: int, clamp: bool
-    ) -> torch.Tensor:
-        torch._check(scale >= 1, lambda: f"scale must be >= 1, got {scale}")
-        return _fake_conv(x, weight, weight.shape[0] // (scale * scale), scale)
-
-    @torch.library.register_fake("espcn_fast::espcn_forward")
-    def _espcn_forward_fake(
-        x: torch.Tensor, w1: torch.Tensor, b1: torch.Tensor, w2: torch.Tensor, b2: torch.Tensor,
-        w3: torch.Tensor, b3: torch.Tensor, scale: int, clamp: bool, precision: str = "fp32",
-    ) -> torch.Tensor:
-        torch._check(scale >= 1, lambda: f"scale must be >= 1, got {scale}")
-        torch._check(precision in PRECISIONS, lambda: f"unknown precision {precision!r}")
-        return _fake_conv(x, w1, w3.shape[0] // (scale * scale), scale)
+    for _name, _fake in fake_kernels("espcn_fast").items():
+        torch.library.register_fake(f"espcn_fast::{_name}")(_fake)
 
 
 def _require_extension() -> None:

@@ -230,3 +230,61 @@ def test_kernel_weights_are_cached_and_follow_changes():
         torch.testing.assert_close(fast(x), first, atol=1e-5, rtol=0)
         fast.double().float()
         assert fast._kernel_weights == {}
+
+
+def test_reference_layers_take_other_dtypes_than_the_parameters():
+    # The reference layers compute in the wider of the two dtypes and return the input's.
+    ref = _random_reference(3)
+    fast = FastESPCN.from_reference(ref)
+    x = torch.rand(1, 1, 7, 9, dtype=torch.float64)
+    with torch.no_grad():
+        assert fast.backend_for(x) == "torch"
+        torch.testing.assert_close(fast(x), copy.deepcopy(ref).double()(x), atol=1e-12, rtol=0)
+    half = torch.rand(1, 1, 5, 6).half().requires_grad_()  # autograd: the reference layers, in float32
+    out = fast(half)
+    out.float().sum().backward()
+    assert out.dtype == torch.float16 and half.grad.dtype == torch.float16 and torch.isfinite(half.grad).all()
+
+
+@needs_extension
+def test_inference_tensors_and_untracked_weight_changes():
+    x = torch.rand(1, 1, 6, 6)
+    with torch.inference_mode():  # parameters made here keep no version counter
+        fast = FastESPCN.from_reference(_random_reference(2))
+        fresh = FastESPCN(2).eval()
+        torch.testing.assert_close(fast(x), _random_reference(2)(x), atol=1e-5, rtol=0)
+        assert fresh(x).shape == (1, 1, 12, 12)
+    half = FastESPCN.from_reference(_random_reference(2)).half()  # its kernels take a converted copy
+    with torch.no_grad():
+        before = half(x.half())
+        half.sub_pixel[0].bias.data.add_(1.0)  # .data: no version counter moves
+        half.refresh_weights()
+        torch.testing.assert_close(half(x.half()).float(), before.float() + 1, atol=2e-3, rtol=0)
+
+
+@needs_extension
+def test_pickles_hold_no_kernel_caches():
+    import pickle
+
+    fast = FastESPCN.from_reference(_random_reference(2)).half()
+    size = len(pickle.dumps(fast))
+    with torch.no_grad():
+        fast(torch.rand(1, 1, 6, 6).half())
+    assert fast._kernel_weights  # the converted copy exists here...
+    assert len(pickle.dumps(fast)) == size  # ...but is not saved
+    restored = pickle.loads(pickle.dumps(fast))
+    assert restored._kernel_weights == {} and restored._graphs == {}
+    state = fast.__getstate__()
+    del state["_kernel_weights"], state["_graphs"]  # a module pickled before the caches were dropped
+    old = FastESPCN.__new__(FastESPCN)
+    old.__setstate__(state)
+    with torch.no_grad():
+        assert old(torch.rand(1, 1, 4, 4).half()).shape == (1, 1, 8, 8)
+
+
+def test_other_devices_take_the_reference_layers_under_auto():
+    # No kernels of ours for mps, xpu, ...: "auto" must not send them to the CPU kernels.
+    everything = {b: None for b in backends.available()}
+    for device in ("mps", "xpu", "meta"):
+        assert backends.resolve("auto", torch.device(device), everything) == "torch"
+    assert backends.resolve("auto", torch.device("cpu"), everything) == "cpu"

@@ -266,6 +266,26 @@ def test_espcn_forward_errors_name_the_argument():
         ops.espcn_forward(x, *bad, 3)
 
 
+@pytest.mark.parametrize("change, match", [
+    (lambda x, ws: (torch.rand(1, 3, 6, 6), ws), r"espcn_fast::espcn_forward: w1 expects 1 input channel\(s\) but its input has 3"),
+    (lambda x, ws: (x, ws[:2] + [ws[2][:, :60]] + ws[3:]), r"w2 expects 60 input channel\(s\) but its input has 64"),
+    (lambda x, ws: (x, ws[:4] + [ws[4][0]] + ws[5:]), r"w3 must be 4-D \(out_channels, in_channels, k, k\), got shape \[32, 3, 3\]"),
+    (lambda x, ws: (x, ws[:4] + [ws[4][:8]] + [ws[5][:8]]), r"w3 has 8 output channels, not a multiple of scale\^2 = 9"),
+    (lambda x, ws: (x[0], ws), r"x must be a 4-D \(N, C, H, W\) tensor, got 3-D"),
+])
+def test_fake_kernel_errors_name_the_op_and_argument(change, match):
+    # What torch.compile traces: the fake kernel must refuse what the real one refuses, in its words.
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    x, ws = change(torch.rand(1, 1, 6, 6), weights(random_model(3)))
+    with FakeTensorMode() as mode:
+        args = [mode.from_tensor(t) for t in [x, *ws]]
+        with pytest.raises(RuntimeError, match=match):
+            torch.ops.espcn_fast.espcn_forward(*args, 3, False, "fp32")
+    with pytest.raises(RuntimeError, match=match.replace("espcn_fast::espcn_forward: ", "")):
+        ops.espcn_forward(x, *ws, 3)  # the real kernel, for comparison
+
+
 def test_espcn_forward_precision_errors_on_cpu():
     ws = weights(random_model(3))
     x = torch.rand(1, 1, 6, 6)

@@ -115,10 +115,10 @@ def test_images_over_int32_offsets_are_refused():
     x = torch.rand(1, 1, 1, 1).expand(1, 1, 2**13, 2**12).to(DEVICE)
     with pytest.raises(RuntimeError, match=r"layer 1's output has 2147483648 elements per image"):
         triton_ops().espcn_forward(x, *typed(model, "fp32"), 3, False, "fp32")
-    # 2^31 pixels over a batch of small images.
-    x = torch.rand(1, 1, 1, 1).expand(2**15, 1, 2**8, 2**8).to(DEVICE)
+    # 2^31 - 1023 pixels over a batch of small images: the last row block would pass 2^31.
+    x = torch.rand(1, 1, 1, 1).expand(2**31 - 1023, 1, 1, 1).to(DEVICE)
     w, b = torch.randn(2, 1, 3, 3).to(DEVICE), torch.randn(2).to(DEVICE)
-    with pytest.raises(RuntimeError, match=r"the batch has 2147483648 pixels, over the 2\^31 .*smaller batches"):
+    with pytest.raises(RuntimeError, match=r"the batch has 2147482625 pixels, over the 2\^31 - 1024 .*smaller batches"):
         triton_ops().conv2d_tanh(x, w, b)
 
 
@@ -247,3 +247,15 @@ def test_agrees_with_the_cuda_backend(precision):
     a = triton_ops().espcn_forward(x, *ws, 4, False, precision)
     b = ops.espcn_forward(x, *ws, 4, False, precision)
     assert relative_error(a, b) <= 2 * REL_TOL[precision]
+
+
+def test_fake_kernels_name_the_triton_op():
+    # Shared with the C++ ops, but naming this namespace (what torch.compile reports).
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    t = triton_ops()
+    with FakeTensorMode() as mode:
+        x = mode.from_tensor(torch.rand(1, 3, 6, 6))
+        ws = [mode.from_tensor(w) for w in typed(random_model(3), "fp32")]
+        with pytest.raises(RuntimeError, match=r"espcn_fast_triton::espcn_forward: w1 expects 1 input channel\(s\) but its input has 3"):
+            t.espcn_forward(x, *ws, 3, False, "fp32")

@@ -58,15 +58,15 @@ def _check_addressable(op: str, x: torch.Tensor, channels_out: tuple[int, ...]) 
     """Refuses sizes the kernels' int32 offsets cannot reach, before any output is allocated: an
     input or a tanh layer's output (``channels_out``) of 2^31 elements per image or more (offsets
     within an image are int32; the image's own, and the pixel shuffle's store, are int64), or a
-    batch of 2^31 pixels (numbered in int32)."""
+    batch of nearly 2^31 pixels (numbered in int32, up to the end of the last row block)."""
     n, c, h, w = x.shape
     for name, elements in [("x", c * h * w)] + [(f"layer {i + 1}'s output", co * h * w) for i, co in enumerate(channels_out)]:
         if elements >= 2**31:
             raise RuntimeError(f"{op}: {name} has {elements} elements per image, over the 2^31 the Triton kernels "
                                "address; split the image (FastESPCN(tile=...) does)")
-    if n * h * w >= 2**31:
-        raise RuntimeError(f"{op}: the batch has {n * h * w} pixels, over the 2^31 the Triton kernels number; "
-                           "run it in smaller batches")
+    if n * h * w > 2**31 - 1024:  # the last row block's padding rows are numbered too (blocks <= 512)
+        raise RuntimeError(f"{op}: the batch has {n * h * w} pixels, over the 2^31 - 1024 the Triton kernels "
+                           "number; run it in smaller batches")
 
 
 def _layer(op: str, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, out: torch.Tensor, shuffle: bool,
@@ -148,8 +148,8 @@ def espcn_forward(x: torch.Tensor, w1: torch.Tensor, b1: torch.Tensor, w2: torch
     return _layer(op, h2, w3, b3, out, True, scale, clamp, precision)
 
 
-# The fake kernels are the C++ ops' (shapes only).
-if cpp_ops.HAVE_EXTENSION:
-    conv2d_tanh.register_fake(cpp_ops._conv2d_tanh_fake)
-    conv2d_pixel_shuffle.register_fake(cpp_ops._conv2d_pixel_shuffle_fake)
-    espcn_forward.register_fake(cpp_ops._espcn_forward_fake)
+# The fake kernels are the C++ ops' (shapes, and the checks that decide them).
+_FAKES = cpp_ops.fake_kernels("espcn_fast_triton")
+conv2d_tanh.register_fake(_FAKES["conv2d_tanh"])
+conv2d_pixel_shuffle.register_fake(_FAKES["conv2d_pixel_shuffle"])
+espcn_forward.register_fake(_FAKES["espcn_forward"])
