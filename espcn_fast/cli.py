@@ -105,7 +105,15 @@ def cmd_upscale(args: argparse.Namespace) -> int:
             print(f"skipped: {exc}", file=sys.stderr)
             failed += 1
             continue
-        result = upscale_image(image, model, args.scale, device, tile=args.tile)
+        try:
+            result = upscale_image(image, model, args.scale, device, tile=args.tile)
+        except (MemoryError, RuntimeError) as exc:  # one image too large for memory: skip it, go on
+            if not _out_of_memory(exc):
+                raise
+            print(f"failed: {src} ({image.shape[2]}x{image.shape[1]}): out of memory; try --tile 512",
+                  file=sys.stderr)
+            failed += 1
+            continue
         try:
             dst.parent.mkdir(parents=True, exist_ok=True)
             write_image(result.cpu(), dst)
@@ -119,6 +127,21 @@ def cmd_upscale(args: argparse.Namespace) -> int:
         print(f"{failed} of {len(pairs)} image(s) failed", file=sys.stderr)
         return 1
     return 0
+
+
+def _out_of_memory(exc: BaseException) -> bool:
+    """Whether ``exc`` is an allocation failure (Python's, the CPU allocator's or the GPU's)."""
+    if isinstance(exc, (MemoryError, torch.OutOfMemoryError)):
+        return True
+    return isinstance(exc, RuntimeError) and ("can't allocate memory" in str(exc) or "out of memory" in str(exc))
+
+
+def _check_output_file(path: Path, option: str) -> None:
+    """Fails before the work, not after it: ``path`` must be a file name in an existing folder."""
+    if path.is_dir():
+        raise CliError(f"{option} {path} is a folder; give a file name")
+    if not path.parent.is_dir():
+        raise CliError(f"{option} {path}: the folder {path.parent} does not exist")
 
 
 def cmd_video(args: argparse.Namespace) -> int:
@@ -167,6 +190,8 @@ def format_table(scores: dict[int, list[SetScore]]) -> str:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     """``espcn-fast eval``: PSNR/SSIM on the evaluation sets, beside the published figures."""
+    if args.json:
+        _check_output_file(args.json, "--json")
     device = _default_device(args.device)
     scores: dict[int, list[SetScore]] = {}
     for scale in args.scale:
@@ -305,8 +330,12 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     try:
         return args.func(args)
-    except (CliError, WeightsError, ImageReadError, FileNotFoundError, ValueError, TypeError) as exc:
+    except (CliError, WeightsError, ImageReadError, ValueError, TypeError) as exc:
         print(f"espcn-fast: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # a path the system refused (missing, a folder, no permission, disk full)
+        where = f": {exc.filename}" if exc.filename else ""
+        print(f"espcn-fast: error: {exc.strerror or exc}{where}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("espcn-fast: interrupted", file=sys.stderr)

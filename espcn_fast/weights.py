@@ -69,16 +69,33 @@ def load_weights(path: str | os.PathLike) -> dict[str, torch.Tensor]:
         raise WeightsError(f"cannot read weights file {path}: it is corrupt or not a weights file ({exc})") from None
     if isinstance(state, Mapping) and "state_dict" in state:
         state = state["state_dict"]
-    if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+    if not isinstance(state, Mapping):
         raise WeightsError(f"weights file {path} does not hold a state dict of tensors")
+    try:
+        _check_entries(state)
+    except WeightsError as exc:
+        raise WeightsError(f"weights file {path} does not hold a state dict of tensors: {exc}") from None
     return _strip_prefixes(state)
+
+
+def _check_entries(state: Mapping) -> None:
+    """Names as strings, values as tensors: what every later check reads."""
+    for key, value in state.items():
+        if not isinstance(key, str):
+            raise WeightsError(f"key {key!r} is a {type(key).__name__}, not a parameter name")
+        if not isinstance(value, torch.Tensor):
+            raise WeightsError(f"{key} is a {type(value).__name__}, not a tensor")
 
 
 def scale_of(state: Mapping[str, torch.Tensor], out_channels: int = 1) -> int:
     """The upscaling factor that a state dict was trained for."""
     if "sub_pixel.0.weight" not in state:
         raise WeightsError("these are not ESPCN weights: 'sub_pixel.0.weight' is missing")
-    n = state["sub_pixel.0.weight"].shape[0] // out_channels
+    w = state["sub_pixel.0.weight"]
+    if not isinstance(w, torch.Tensor) or w.dim() != 4:
+        raise WeightsError(f"sub_pixel.0.weight has shape {tuple(getattr(w, 'shape', ()))}, not a 4-D convolution "
+                           "weight: not ESPCN weights")
+    n = w.shape[0] // out_channels
     r = math.isqrt(n)
     if r * r != n:
         raise WeightsError(f"sub_pixel.0.weight has {n} outputs, not a square number: not ESPCN weights")
@@ -91,6 +108,7 @@ def check_state_dict(state: Mapping[str, torch.Tensor], model: torch.nn.Module, 
     ``strict=False`` (as ``load_state_dict``'s) allows missing and unexpected
     keys; the shapes of the keys present are still checked.
     """
+    _check_entries(state)
     expected = model.state_dict()
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]
@@ -106,7 +124,10 @@ def check_state_dict(state: Mapping[str, torch.Tensor], model: torch.nn.Module, 
             theirs = f"scale {scale_of(state, out_channels)}"
         except WeightsError:
             theirs = f"{w.shape[0]} output channels"
-        raise WeightsError(f"weights are for {theirs} but the model is for scale {scale}")
+        # The facts too: out_channels x scale^2 outputs can be read two ways.
+        raise WeightsError(f"weights are for {theirs} but the model is for scale {scale} (sub_pixel.0.weight has "
+                           f"{w.shape[0]} output channels; the model's {expected['sub_pixel.0.weight'].shape[0]} are "
+                           f"{scale}^2 x {out_channels} output channel(s))")
     for key, value in expected.items():
         if key in state and state[key].shape != value.shape:
             raise WeightsError(

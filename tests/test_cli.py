@@ -191,3 +191,41 @@ def test_demo_without_data_or_scikit_image(tmp_path, capsys, monkeypatch):
     monkeypatch.setitem(sys.modules, "skimage", None)  # import skimage raises ImportError
     assert main(["demo", "-o", str(tmp_path), "--data", str(tmp_path / "no-data")]) == 2
     assert "pass --data DIR or pip install scikit-image" in capsys.readouterr().err
+
+
+def test_output_paths_the_system_refuses_are_one_line_errors(tmp_path, capsys):
+    folder = tmp_path / "a_folder"
+    folder.mkdir()
+    # --json is checked before the (long) evaluation, not after it.
+    assert main(["eval", "--data", str(tmp_path / "nowhere"), "--json", str(folder), "-q"]) == 2
+    assert f"--json {folder} is a folder; give a file name" in capsys.readouterr().err
+    assert main(["eval", "--json", str(tmp_path / "no" / "t.json"), "-q"]) == 2
+    assert "the folder" in capsys.readouterr().err
+    (tmp_path / "a_file").write_text("x")
+    assert main(["demo", "-o", str(tmp_path / "a_file"), "--device", "cpu"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("espcn-fast: error: File exists") and "Traceback" not in err and err.count("\n") == 1
+
+
+def test_an_image_too_large_for_memory_is_skipped(tmp_path, capsys, monkeypatch):
+    import espcn_fast.cli as cli
+
+    for name, size in (("big.png", 20), ("small.png", 8)):
+        write_image(random_rgb(size, size, seed=size), tmp_path / name)
+    real = cli.upscale_image
+
+    def upscale(image, *args, **kwargs):
+        if image.shape[-1] == 20:
+            raise RuntimeError("[enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: can't allocate memory")
+        return real(image, *args, **kwargs)
+
+    monkeypatch.setattr(cli, "upscale_image", upscale)
+    out = tmp_path / "out"
+    assert main(["upscale", str(tmp_path / "big.png"), str(tmp_path / "small.png"), "-o", str(out), "-q",
+                 "--device", "cpu"]) == 1
+    err = capsys.readouterr().err
+    assert "big.png (20x20): out of memory; try --tile 512" in err and "1 of 2 image(s) failed" in err
+    assert (out / "small.png").exists() and not (out / "big.png").exists()
+    monkeypatch.setattr(cli, "upscale_image", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("a real bug")))
+    with pytest.raises(RuntimeError, match="a real bug"):  # other errors are not swallowed
+        main(["upscale", str(tmp_path / "small.png"), "-o", str(tmp_path / "o2"), "-q", "--device", "cpu"])

@@ -163,3 +163,22 @@ def test_missing_and_non_weights_files(tmp_path):
     torch.save({"a": 1}, tmp_path / "dict.pth")
     with pytest.raises(WeightsError, match="state dict of tensors"):
         load_weights(tmp_path / "dict.pth")
+
+
+def test_malformed_state_dicts_name_the_entry(tmp_path):
+    torch.save({1: torch.ones(1)}, tmp_path / "int_keys.pth")
+    with pytest.raises(WeightsError, match=r"does not hold a state dict of tensors: key 1 is a int, not a parameter name"):
+        load_weights(tmp_path / "int_keys.pth")
+    torch.save({"sub_pixel.0.weight": torch.tensor(1.0)}, tmp_path / "scalar.pth")
+    with pytest.raises(WeightsError, match=r"sub_pixel.0.weight has shape \(\), not a 4-D convolution weight"):
+        ESPCN.from_file(tmp_path / "scalar.pth")
+    state = dict(ESPCN(3).state_dict())
+    state["feature_maps.0.bias"] = [0.0] * 64
+    with pytest.raises(WeightsError, match="feature_maps.0.bias is a list, not a tensor"):
+        ESPCN(3).load_state_dict(state)
+
+
+def test_weights_with_other_output_channels_say_both_readings():
+    # 16 outputs: scale 4 with one channel, or scale 2 with four; the error gives the facts.
+    with pytest.raises(WeightsError, match=r"sub_pixel.0.weight has 16 output channels; the model's 4 are 2\^2 x 1"):
+        ESPCN(2).load_state_dict(ESPCN(2, out_channels=4).state_dict())
