@@ -48,6 +48,8 @@ def _fake_checks(op: str, x: torch.Tensor, layers: list[tuple[str, torch.Tensor]
     """What the real kernels check that decides the output's shape, with their words, so that a
     traced (torch.compile) call fails at trace time as an eager one does. ``layers``: (name, weight)."""
     torch._check(x.dim() == 4, lambda: f"{op}: x must be a 4-D (N, C, H, W) tensor, got {x.dim()}-D shape {list(x.shape)}")
+    torch._check(x.shape[2] >= 1 and x.shape[3] >= 1,
+                 lambda: f"{op}: x must have H and W >= 1, got shape {list(x.shape)}")
     channels = x.shape[1]
     for name, w in layers:
         # (Defaults bind this layer's values into the messages.)

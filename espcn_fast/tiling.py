@@ -49,6 +49,10 @@ def run_tiled(
     for rows, cols, own_rows, own_cols in tiles(h, w, tile, halo):
         crop = x[..., rows, cols]
         hr = fn(crop if device is None else crop.to(device))
+        expected = (crop.shape[-2] * scale, crop.shape[-1] * scale)
+        if tuple(hr.shape[-2:]) != expected:  # a model of another scale would stitch wrong crops
+            raise ValueError(f"run_tiled: a {crop.shape[-2]}x{crop.shape[-1]} tile came back "
+                             f"{hr.shape[-2]}x{hr.shape[-1]}, not x{scale} ({expected[0]}x{expected[1]})")
         if out is None:
             out = torch.empty((*x.shape[:-2], h * scale, w * scale), dtype=hr.dtype, device=x.device)
         top, left = (own_rows.start - rows.start) * scale, (own_cols.start - cols.start) * scale

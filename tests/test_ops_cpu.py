@@ -272,6 +272,7 @@ def test_espcn_forward_errors_name_the_argument():
     (lambda x, ws: (x, ws[:4] + [ws[4][0]] + ws[5:]), r"w3 must be 4-D \(out_channels, in_channels, k, k\), got shape \[32, 3, 3\]"),
     (lambda x, ws: (x, ws[:4] + [ws[4][:8]] + [ws[5][:8]]), r"w3 has 8 output channels, not a multiple of scale\^2 = 9"),
     (lambda x, ws: (x[0], ws), r"x must be a 4-D \(N, C, H, W\) tensor, got 3-D"),
+    (lambda x, ws: (x[:, :, :0], ws), r"x must have H and W >= 1, got shape \[1, 1, 0, 6\]"),
 ])
 def test_fake_kernel_errors_name_the_op_and_argument(change, match):
     # What torch.compile traces: the fake kernel must refuse what the real one refuses, in its words.

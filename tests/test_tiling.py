@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from espcn_fast import FastESPCN, ops
+from espcn_fast import ESPCN, FastESPCN, ops
 from espcn_fast.tiling import run_tiled, tiles
 from espcn_fast.upscale import upscale_image
 
@@ -73,3 +73,9 @@ def test_out_of_memory_falls_back_to_tiles(monkeypatch):
 def test_fast_module_rejects_a_bad_tile():
     with pytest.raises(ValueError, match="tile must be >= 2"):
         FastESPCN(3, tile=1)
+
+
+def test_a_model_of_another_scale_is_refused_not_stitched():
+    x = torch.rand(1, 1, 20, 20)
+    with pytest.raises(ValueError, match=r"a 12x12 tile came back 36x36, not x2 \(24x24\)"):
+        run_tiled(ESPCN(3).eval(), x, 2, 8)
