@@ -18,7 +18,7 @@ import torch
 from . import published
 from .data_dir import find_data_dir
 from .evaluate import SetScore, evaluate_sets
-from .image_io import IMAGE_SUFFIXES, ImageReadError, list_images, read_image, write_image
+from .image_io import IMAGE_SUFFIXES, ImageReadError, list_images, read_image, read_image_and_profile, write_image
 from .backends import BACKENDS, resolve
 from .fast import PRECISIONS, FastESPCN
 from .model import ESPCN
@@ -100,7 +100,7 @@ def cmd_upscale(args: argparse.Namespace) -> int:
         iterator = tqdm(pairs, desc=f"upscale x{args.scale}", unit="img")
     for src, dst in iterator:
         try:
-            image = read_image(src, mode="keep")
+            image, icc_profile = read_image_and_profile(src, mode="keep")
         except ImageReadError as exc:
             print(f"skipped: {exc}", file=sys.stderr)
             failed += 1
@@ -116,7 +116,7 @@ def cmd_upscale(args: argparse.Namespace) -> int:
             continue
         try:
             dst.parent.mkdir(parents=True, exist_ok=True)
-            write_image(result.cpu(), dst)
+            write_image(result.cpu(), dst, icc_profile=icc_profile)
         except OSError as exc:
             print(f"failed: cannot write {dst}: {exc.strerror or exc}", file=sys.stderr)
             failed += 1

@@ -4,87 +4,173 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 import threading
+import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
+if TYPE_CHECKING:
+    import PIL.Image
+
 IMAGE_SUFFIXES = (".png", ".bmp", ".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
+
+# The most pixels a file may claim: 16384 x 16384 (268 MP), enough for a 16K
+# frame (15360 x 8640) or a 12000 x 12000 scan, which tiling upscales in bounded
+# memory. Pillow's default (179 MP) would refuse the scan, and no limit at all lets
+# a 2 KB PNG claiming 60000 x 60000 allocate gigabytes before failing.
+MAX_PIXELS = 16384 * 16384
+
+# Formats that store an alpha channel; the others (JPEG, BMP, PPM/PGM) get the colour alone.
+ALPHA_FORMATS = frozenset({"PNG", "TIFF", "WEBP"})
+
+# Pillow's defaults (JPEG quality 75 with 4:2:0 chroma, WebP 80) would throw away
+# much of the detail the network adds.
+_SAVE_OPTIONS: dict[str, dict[str, int]] = {"JPEG": {"quality": 95, "subsampling": 0}, "WEBP": {"quality": 95}}
+
+# An ICC profile's colour space (header bytes 16-20) for 1-4 channels: a profile
+# that does not describe the channels read (CMYK made RGB, RGB read as grey) is dropped.
+_ICC_SPACES = {1: b"GRAY", 2: b"GRAY", 3: b"RGB ", 4: b"RGB "}
+
+# Reading a 16-bit rawmode in the other byte order makes Pillow keep the low byte of each sample.
+_SWAPPED_16 = {"B": "L", "L": "B", "N": "L" if sys.byteorder == "big" else "B"}
+_16_BIT = tuple(f";16{order}" for order in _SWAPPED_16)
 
 
 class ImageReadError(ValueError):
-    """A file that is missing, not an image, or corrupt."""
+    """A file that is missing, not an image, corrupt, or larger than ``MAX_PIXELS``."""
 
 
 _PIXEL_LIMIT_LOCK = threading.Lock()
 
 
 @contextlib.contextmanager
-def _no_pixel_limit(image_module):
-    """Lift Pillow's decompression-bomb guard while reading: huge images are what tiling is for."""
-    with _PIXEL_LIMIT_LOCK:
-        saved, image_module.MAX_IMAGE_PIXELS = image_module.MAX_IMAGE_PIXELS, None
+def _pixel_limit(image_module):
+    """Pillow's decompression-bomb guard at ``MAX_PIXELS`` while reading (it is global, hence the lock)."""
+    with _PIXEL_LIMIT_LOCK, warnings.catch_warnings():
+        # Pillow warns above MAX_IMAGE_PIXELS and fails above twice it: fail above MAX_PIXELS, never warn.
+        warnings.simplefilter("ignore", image_module.DecompressionBombWarning)
+        saved, image_module.MAX_IMAGE_PIXELS = image_module.MAX_IMAGE_PIXELS, MAX_PIXELS // 2
         try:
             yield
         finally:
             image_module.MAX_IMAGE_PIXELS = saved
 
 
-def _grey16_to_8(values: np.ndarray, path: Path) -> np.ndarray:
-    """16-bit grey levels -> 8-bit, rounded (v * 255 / 65535)."""
+def _to_8_bits(values: np.ndarray, path: Path) -> np.ndarray:
+    """16-bit levels -> 8-bit, rounded (v * 255 / 65535): the one rounding for grey and colour."""
     values = values.astype(np.int64)
     if values.size and (values.min() < 0 or values.max() > 65535):
         raise ImageReadError(f"cannot read {path}: integer image with values outside 0..65535")
     return ((values * 255 + 32767) // 65535).astype(np.uint8)
 
 
+def _low_bytes(img: PIL.Image.Image, path: Path) -> np.ndarray | None:
+    """The low bytes of a 16-bit colour image (Pillow decodes only the high ones), upright; else None.
+
+    Call before ``img`` is loaded. The file is decoded again with the byte
+    order swapped, which undoes PNG filters and TIFF compression as the first
+    decode does; a rawmode Pillow cannot swap keeps its high bytes.
+    """
+    from PIL import Image, ImageOps
+
+    if img.mode not in ("RGB", "RGBA", "LA"):
+        return None
+    # Pillow's tile records are internals (named tuples since Pillow 11): whatever
+    # this cannot read or rebuild, e.g. 16-bit grey + alpha (no swapped rawmode) or an
+    # older Pillow, keeps the high bytes rather than failing the read.
+    try:
+        rawmodes = [t.args if isinstance(t.args, str) else t.args[0] for t in img.tile]
+        if not rawmodes or not all(r[-4:] in _16_BIT for r in rawmodes):
+            return None
+        swapped = [r[:-1] + _SWAPPED_16[r[-1]] for r in rawmodes]
+        with Image.open(path) as low:
+            low.tile = [t._replace(args=r if isinstance(t.args, str) else (r, *t.args[1:]))
+                        for t, r in zip(img.tile, swapped)]
+            ImageOps.exif_transpose(low, in_place=True)
+            return np.asarray(low)
+    except Exception:  # noqa: BLE001  (any failure: the high bytes, as Pillow reads them)
+        return None
+
+
 def read_image(path: str | os.PathLike, mode: str = "RGB") -> torch.Tensor:
-    """Read an image file as a ``(C, H, W)`` uint8 tensor.
+    """Read an image file as a ``(C, H, W)`` uint8 tensor, upright (EXIF orientation applied).
 
     ``mode="RGB"`` gives 3 channels (grey images are repeated, as the
-    evaluation protocol asks); ``mode="keep"`` keeps grey images as 1 channel.
+    evaluation protocol asks; alpha is dropped); ``mode="keep"`` keeps grey
+    images as 1 channel and alpha as a last channel (C = 1, 2, 3 or 4).
+    16-bit images are rounded to 8 bits. Raises :class:`ImageReadError`.
     """
-    from PIL import Image, UnidentifiedImageError
+    return read_image_and_profile(path, mode)[0]
+
+
+def read_image_and_profile(path: str | os.PathLike, mode: str = "RGB") -> tuple[torch.Tensor, bytes | None]:
+    """:func:`read_image`, and the file's ICC profile (``None`` if it has none, or one for other channels).
+
+    Pass the profile to :func:`write_image` so that the output shows the same colours.
+    """
+    from PIL import Image, ImageOps, UnidentifiedImageError
 
     path = Path(path)
     if not path.is_file():
         raise ImageReadError(f"image not found: {path}")
     try:
-        with _no_pixel_limit(Image), Image.open(path) as img:
-            img.load()
+        with _pixel_limit(Image), Image.open(path) as img:
+            icc = img.info.get("icc_profile")
+            low = _low_bytes(img, path)  # reads img.tile, gone once loaded
+            ImageOps.exif_transpose(img, in_place=True)  # loads; our outputs carry no EXIF, so no second turn
             if img.mode == "F":
                 raise ImageReadError(f"cannot read {path}: floating-point images are not supported; save it with 8 or 16 bits")
             if img.mode.startswith("I"):  # 16-bit grey ("I;16*"; "I" is how Pillow opens some 16-bit files)
-                array = _grey16_to_8(np.asarray(img), path)
+                array = _to_8_bits(np.asarray(img), path)
             else:
-                grey = img.mode in ("L", "1", "LA")
-                array = np.asarray(img.convert("L" if grey and mode == "keep" else "RGB"), dtype=np.uint8)
+                high = np.asarray(img)
+                if low is not None and low.shape == high.shape:
+                    img = Image.fromarray(_to_8_bits(high.astype(np.uint16) << 8 | low, path), img.mode)
+                grey = img.mode in ("L", "1", "LA", "La")
+                alpha = "A" if mode == "keep" and img.has_transparency_data else ""
+                array = np.asarray(img.convert(("L" if grey and mode == "keep" else "RGB") + alpha), dtype=np.uint8)
     except ImageReadError:
         raise
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+    except Image.DecompressionBombError as exc:  # Pillow's text gives the size and the limit
+        raise ImageReadError(f"cannot read {path}: {exc} (espcn_fast.image_io.MAX_PIXELS)") from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
         raise ImageReadError(f"cannot read {path}: not an image or a corrupt file ({exc})") from None
     if array.ndim == 2:
         array = array[:, :, None] if mode == "keep" else np.repeat(array[:, :, None], 3, axis=2)
-    return torch.from_numpy(array.copy()).permute(2, 0, 1).contiguous()
+    if icc is not None and icc[16:20] != _ICC_SPACES[array.shape[2]]:
+        icc = None
+    return torch.from_numpy(array.copy()).permute(2, 0, 1).contiguous(), icc
 
 
-def write_image(image: torch.Tensor, path: str | os.PathLike) -> None:
-    """Write a ``(C, H, W)`` uint8 tensor (C = 1 or 3); the format follows the suffix.
+def write_image(image: torch.Tensor, path: str | os.PathLike, icc_profile: bytes | None = None) -> None:
+    """Write a ``(C, H, W)`` uint8 tensor (C = 1, 3, or 2 and 4 with alpha last); the format follows the suffix.
 
+    Alpha is kept in PNG, TIFF and WebP (``ALPHA_FORMATS``) and dropped
+    elsewhere; JPEG is written at quality 95 with full-resolution chroma.
+    ``icc_profile`` (from :func:`read_image_and_profile`) is embedded when given.
     Written to a temporary file first and renamed, so a failure never leaves
     half an image behind.
     """
     from PIL import Image
 
-    if image.dtype != torch.uint8 or image.dim() != 3 or image.shape[0] not in (1, 3):
-        raise ValueError(f"write_image expects a (1 or 3, H, W) uint8 tensor, got {image.dtype} {tuple(image.shape)}")
+    if image.dtype != torch.uint8 or image.dim() != 3 or not 1 <= image.shape[0] <= 4:
+        raise ValueError(f"write_image expects a (1 to 4, H, W) uint8 tensor, got {image.dtype} {tuple(image.shape)}")
     path = Path(path)
+    fmt = Image.registered_extensions().get(path.suffix.lower(), "PNG")
+    if image.shape[0] in (2, 4) and fmt not in ALPHA_FORMATS:
+        image = image[:-1]
     array = image.permute(1, 2, 0).cpu().numpy()
     pil = Image.fromarray(array[:, :, 0] if array.shape[2] == 1 else array)
+    options: dict[str, object] = dict(_SAVE_OPTIONS.get(fmt, {}))
+    if icc_profile is not None:
+        options["icc_profile"] = icc_profile
     tmp = path.with_name(f".{path.name}.tmp")
     try:
-        pil.save(tmp, format=Image.registered_extensions().get(path.suffix.lower(), "PNG"))
+        pil.save(tmp, format=fmt, **options)
         os.replace(tmp, path)
     finally:
         if tmp.exists():

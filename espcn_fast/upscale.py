@@ -22,10 +22,10 @@ def upscale_image(
     image: torch.Tensor, model: SuperResolver, scale: int, device: torch.device | str | None = None,
     tile: int | None = None,
 ) -> torch.Tensor:
-    """Super-resolve a ``(C, H, W)`` uint8 image (C = 3 colour, C = 1 grey) by ``scale``.
+    """Super-resolve a ``(C, H, W)`` uint8 image (C = 3 colour, C = 1 grey; 4 and 2 with alpha last) by ``scale``.
 
     Y goes through ``model`` (LR Y ``(1, 1, H, W)`` -> ``(1, 1, H*r, W*r)``,
-    floats on [0, 1]); Cb and Cr are upscaled with the MATLAB-compatible
+    floats on [0, 1]); Cb, Cr and alpha are upscaled with the MATLAB-compatible
     bicubic resize. Returns ``(C, H*r, W*r)`` uint8 on ``image``'s device.
 
     ``tile`` (LR pixels) runs the whole path tile by tile with a 4-pixel halo
@@ -33,10 +33,13 @@ def upscale_image(
     ``device`` at a time. On a GPU, an image that does not fit is retried in
     tiles of ``OOM_FIRST_TILE``, then halves of that.
     """
-    if image.dtype != torch.uint8 or image.dim() != 3 or image.shape[0] not in (1, 3):
+    if image.dtype != torch.uint8 or image.dim() != 3 or not 1 <= image.shape[0] <= 4:
         raise ValueError(
-            f"upscale_image expects a (1 or 3, H, W) uint8 image, got {image.dtype} {tuple(image.shape)}"
+            f"upscale_image expects a (1 to 4, H, W) uint8 image, got {image.dtype} {tuple(image.shape)}"
         )
+    model_scale = getattr(model, "scale", scale)
+    if model_scale != scale:
+        raise ValueError(f"upscale_image: scale {scale} but the model upscales x{model_scale}")
     device = torch.device(device) if device is not None else image.device
 
     def tiled(size: int) -> torch.Tensor:
@@ -61,6 +64,9 @@ def upscale_image(
 
 def _upscale(image: torch.Tensor, model: SuperResolver, device: torch.device) -> torch.Tensor:
     """The untiled path: 8-bit image -> YCbCr -> network on Y, bicubic Cb/Cr -> 8-bit image, on ``device``."""
+    if image.shape[0] in (2, 4):  # alpha last: resized as chroma is, so tiles stay exact (2 of the 4 halo pixels)
+        colour = _upscale(image[:-1], model, device)
+        return torch.cat([colour, imresize(image[-1:].to(device), size=tuple(colour.shape[-2:]))])
     grey = image.shape[0] == 1
     rgb = image.to(device).expand(3, -1, -1)
     ycbcr = rgb_to_ycbcr(rgb)

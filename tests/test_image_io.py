@@ -1,13 +1,22 @@
-"""Reading images: 16-bit grey scaled (not clipped), float images refused, huge images allowed."""
+"""Reading and writing images: 16-bit scaled (not clipped), float images refused, huge images allowed up to a
+limit; EXIF orientation applied, alpha and ICC profiles kept, JPEG written at high quality."""
 
 from __future__ import annotations
+
+import struct
+import zlib
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
-from espcn_fast.image_io import ImageReadError, read_image
+from espcn_fast import FastESPCN, image_io
+from espcn_fast.image_io import ImageReadError, read_image, write_image
+from espcn_fast.resize import imresize
+from espcn_fast.upscale import upscale_image
+
+from .conftest import random_rgb
 
 
 @pytest.mark.parametrize("suffix", [".png", ".tif"])
@@ -45,3 +54,186 @@ def test_images_above_pillows_bomb_limit_are_read(tmp_path, monkeypatch):
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)  # 64 x 64 would be more than twice over: an error
     assert read_image(path).shape == (3, 64, 64)
     assert Image.MAX_IMAGE_PIXELS == 100
+
+
+def _png(path, header: bytes, raw: bytes) -> None:
+    """A PNG file from its IHDR fields and its filtered rows."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw))
+                     + chunk(b"IEND", b""))
+
+
+def _png16(path, values: np.ndarray) -> None:
+    """Write 16-bit RGB (H, W, 3) or RGBA (H, W, 4) ``values`` as a PNG, which Pillow cannot do.
+
+    Rows cycle through filters None, Sub and Up, so decoding must undo them
+    with the 6- or 8-byte pixel of 16-bit colour.
+    """
+    h, w, c = values.shape
+    rows = values.astype(">u2").reshape(h, w * c).view(np.uint8).reshape(h, -1)
+    bpp = 2 * c
+    raw = b""
+    for y, row in enumerate(rows):
+        kind = y % 3
+        if kind == 1:
+            row = row - np.concatenate([np.zeros(bpp, np.uint8), row[:-bpp]])
+        elif kind == 2:
+            row = row - rows[y - 1]
+        raw += bytes([kind]) + row.astype(np.uint8).tobytes()
+    _png(path, struct.pack(">IIBBBBB", w, h, 16, 2 if c == 3 else 6, 0, 0, 0), raw)
+
+
+@pytest.mark.parametrize("channels", [3, 4])
+def test_16_bit_colour_is_rounded_as_grey_is(tmp_path, channels):
+    values = np.random.default_rng(2).integers(0, 65536, (7, 11, channels)).astype(np.uint16)
+    values[0, 0, :3] = (511, 32896, 65535)  # 511 -> 1.988: 2, not the high byte's 1
+    path = tmp_path / "c16.png"
+    _png16(path, values)
+    expected = torch.from_numpy(np.round(values / 257.0).astype(np.uint8)).permute(2, 0, 1)
+    assert torch.equal(read_image(path, mode="keep"), expected)
+    assert torch.equal(read_image(path), expected[:3])
+    assert read_image(path)[:, 0, 0].tolist() == [2, 128, 255]
+
+
+def test_exif_orientation_is_applied(tmp_path):
+    """Stored 8 wide x 4 high with Orientation 6 (turn 90 degrees clockwise): viewers show 4 x 8."""
+    stored = np.zeros((4, 8, 3), np.uint8)
+    stored[:, :4] = 255  # the left half, which ends up on top
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    path = tmp_path / "rotated.jpg"
+    Image.fromarray(stored).save(path, exif=exif.tobytes(), quality=100)
+    image = read_image(path, mode="keep")
+    assert image.shape == (3, 8, 4)
+    assert image[:, :3].float().mean() > 240 and image[:, 5:].float().mean() < 15
+
+
+def _with_alpha(h: int, w: int, grey: bool = False) -> np.ndarray:
+    colour = random_rgb(h, w, seed=3).permute(1, 2, 0).numpy()
+    alpha = np.tile(np.linspace(0, 255, w).round().astype(np.uint8), (h, 1))
+    alpha[: h // 2] = 0  # the top half fully transparent
+    return np.dstack([colour[:, :, :1] if grey else colour, alpha])
+
+
+def test_alpha_is_kept_in_mode_keep(tmp_path):
+    rgba, la = _with_alpha(6, 9), _with_alpha(6, 9, grey=True)
+    Image.fromarray(rgba).save(tmp_path / "rgba.png")
+    Image.fromarray(la).save(tmp_path / "la.png")
+    palette = Image.fromarray(rgba[:, :, :3]).quantize(4)
+    palette.save(tmp_path / "p.png", transparency=0)
+    assert torch.equal(read_image(tmp_path / "rgba.png", mode="keep"), torch.from_numpy(rgba).permute(2, 0, 1))
+    assert torch.equal(read_image(tmp_path / "la.png", mode="keep"), torch.from_numpy(la).permute(2, 0, 1))
+    p = read_image(tmp_path / "p.png", mode="keep")
+    assert p.shape == (4, 6, 9) and torch.equal(p[3] == 0, torch.from_numpy(np.asarray(palette) == 0))
+    # The evaluation's RGB mode has no alpha.
+    assert torch.equal(read_image(tmp_path / "rgba.png"), torch.from_numpy(rgba[:, :, :3]).permute(2, 0, 1))
+
+
+@pytest.mark.parametrize("grey", [False, True])
+def test_upscale_image_resizes_alpha_bicubic_beside_the_colour(grey):
+    fast = FastESPCN.from_pretrained(2)
+    image = torch.from_numpy(_with_alpha(21, 26, grey)).permute(2, 0, 1).contiguous()
+    out = upscale_image(image, fast, 2)
+    assert out.shape == (image.shape[0], 42, 52)
+    assert torch.equal(out[:-1], upscale_image(image[:-1].contiguous(), fast, 2))
+    assert torch.equal(out[-1:], imresize(image[-1:], 2))
+    assert torch.equal(upscale_image(image, fast, 2, tile=8), out)  # the halo covers the bicubic's 2 pixels
+
+
+def test_write_image_keeps_alpha_where_the_format_can(tmp_path):
+    rgba = torch.from_numpy(_with_alpha(6, 9)).permute(2, 0, 1).contiguous()
+    for suffix in (".png", ".tif", ".webp"):
+        write_image(rgba, tmp_path / f"a{suffix}")
+        with Image.open(tmp_path / f"a{suffix}") as saved:
+            assert saved.mode == "RGBA"
+            alpha = torch.from_numpy(np.asarray(saved)[:, :, 3].copy())
+        assert (alpha.int() - rgba[3].int()).abs().max() <= (0 if suffix != ".webp" else 2)
+    write_image(rgba, tmp_path / "a.jpg")  # JPEG has no alpha: the colour alone
+    with Image.open(tmp_path / "a.jpg") as saved:
+        assert saved.mode == "RGB"
+    write_image(rgba[[0, 3]].contiguous(), tmp_path / "la.png")
+    assert torch.equal(read_image(tmp_path / "la.png", mode="keep"), rgba[[0, 3]])
+
+
+def test_cli_keeps_alpha_and_orientation(tmp_path):
+    from espcn_fast.cli import main
+
+    rgba = _with_alpha(10, 14)
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.fromarray(rgba).save(tmp_path / "in.png", exif=exif.tobytes())
+    assert main(["upscale", str(tmp_path / "in.png"), "-o", str(tmp_path / "out.png"), "--scale", "2",
+                 "--device", "cpu", "-q"]) == 0
+    out = read_image(tmp_path / "out.png", mode="keep")
+    upright = torch.from_numpy(np.rot90(rgba, -1).copy()).permute(2, 0, 1)
+    assert out.shape == (4, 28, 20)
+    assert torch.equal(out[3], imresize(upright[3:], 2)[0])
+
+
+def _srgb_profile() -> bytes:
+    from PIL import ImageCms
+
+    return ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+
+
+@pytest.mark.parametrize("suffix", [".jpg", ".png", ".tif", ".webp"])
+def test_icc_profile_is_read_and_written(tmp_path, suffix):
+    icc = _srgb_profile()
+    Image.fromarray(np.zeros((4, 5, 3), np.uint8)).save(tmp_path / "in.jpg", icc_profile=icc)
+    image, profile = image_io.read_image_and_profile(tmp_path / "in.jpg", mode="keep")
+    assert profile == icc and torch.equal(image, read_image(tmp_path / "in.jpg", mode="keep"))
+    write_image(image, tmp_path / f"out{suffix}", icc_profile=profile)
+    with Image.open(tmp_path / f"out{suffix}") as saved:
+        assert saved.info.get("icc_profile") == icc
+
+
+def test_cli_carries_the_icc_profile(tmp_path):
+    from espcn_fast.cli import main
+
+    icc = _srgb_profile()
+    Image.fromarray(np.full((6, 7, 3), 90, np.uint8)).save(tmp_path / "in.jpg", icc_profile=icc)
+    assert main(["upscale", str(tmp_path / "in.jpg"), "-o", str(tmp_path / "out.png"), "--scale", "2",
+                 "--device", "cpu", "-q"]) == 0
+    with Image.open(tmp_path / "out.png") as saved:
+        assert saved.info.get("icc_profile") == icc
+
+
+def test_icc_profile_of_another_colour_space_is_dropped(tmp_path):
+    # An RGB profile on an image read as grey (or a CMYK one on CMYK made RGB) would describe the wrong data.
+    Image.fromarray(np.zeros((4, 5), np.uint8)).save(tmp_path / "grey.png", icc_profile=_srgb_profile())
+    assert image_io.read_image_and_profile(tmp_path / "grey.png", mode="keep")[1] is None
+    assert image_io.read_image_and_profile(tmp_path / "grey.png")[1] is not None  # read as RGB: the profile fits
+
+
+def test_jpeg_is_written_at_quality_95_without_chroma_subsampling(tmp_path):
+    from PIL import JpegImagePlugin
+
+    image = random_rgb(16, 16)
+    write_image(image, tmp_path / "out.jpg")
+    Image.fromarray(image.permute(1, 2, 0).numpy()).save(tmp_path / "ref.jpg", quality=95, subsampling=0)
+    with Image.open(tmp_path / "out.jpg") as out, Image.open(tmp_path / "ref.jpg") as ref:
+        assert out.quantization == ref.quantization
+        assert JpegImagePlugin.get_sampling(out) == 0  # 4:4:4
+
+
+def test_images_above_the_pixel_limit_are_refused_naming_file_and_size(tmp_path, monkeypatch):
+    path = tmp_path / "a.png"
+    Image.fromarray(np.zeros((64, 64, 3), np.uint8)).save(path)
+    monkeypatch.setattr(image_io, "MAX_PIXELS", 2000)  # 4096 pixels: Pillow's warning zone, an error here
+    with pytest.raises(ImageReadError, match=r"a\.png: .*4096 pixels.* limit of 2000"):
+        read_image(path)
+    monkeypatch.setattr(image_io, "MAX_PIXELS", 1000)  # Pillow's error zone
+    with pytest.raises(ImageReadError, match=r"a\.png: .*4096 pixels.* limit of 1000"):
+        read_image(path)
+
+
+def test_a_small_file_claiming_60000_x_60000_is_refused_before_decoding(tmp_path):
+    """A 1.8 KB PNG whose header claims 3.6 gigapixels: refused at once, never allocated."""
+    path = tmp_path / "bomb.png"
+    _png(path, struct.pack(">IIBBBBB", 60000, 60000, 8, 0, 0, 0, 0), bytes(60001 * 30))  # 30 rows of grey 0
+    assert path.stat().st_size < 2000
+    with pytest.raises(ImageReadError, match=r"bomb\.png: .*3600000000 pixels"):
+        read_image(path)

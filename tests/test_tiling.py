@@ -79,3 +79,8 @@ def test_a_model_of_another_scale_is_refused_not_stitched():
     x = torch.rand(1, 1, 20, 20)
     with pytest.raises(ValueError, match=r"a 12x12 tile came back 36x36, not x2 \(24x24\)"):
         run_tiled(ESPCN(3).eval(), x, 2, 8)
+
+
+def test_upscale_image_refuses_a_model_of_another_scale():
+    with pytest.raises(ValueError, match="upscale_image: scale 2 but the model upscales x3"):
+        upscale_image(random_rgb(8, 8), ESPCN(3).eval(), 2)
