@@ -11,8 +11,11 @@ the network and encoding overlap:
 The Y plane is taken straight from the decoded frame (no RGB round trip):
 video Y is the same limited-range luma the network was trained on (MATLAB's
 rgb2ycbcr). Other pixel formats (4:2:2, 4:4:4, 10-bit, grey) are converted to
-8-bit 4:2:0 first (grey gets neutral chroma). The output keeps the input's
-frame timestamps (variable frame rate included) and time base. A frame with a
+8-bit 4:2:0 first (grey gets neutral chroma), and full-range (JPEG) YUV to
+limited range; the output is tagged limited range and keeps the input's
+colour tags (matrix, primaries, transfer). The output keeps the input's
+frame timestamps (variable frame rate included) and time base; a stream
+without them (raw .h264) is timed by its frame rate. A frame with a
 rotation tag is turned upright before it is upscaled, and the output carries
 no tag. yuv420p needs even sizes: an odd HR width or height loses its last
 column or row.
@@ -79,9 +82,18 @@ def _plane(frame, index: int) -> np.ndarray:
     return rows[:, : plane.width]
 
 
+def _full_range(frame) -> bool:
+    """Whether the frame's YUV uses the full 0-255 range (JPEG range, as phones and screen recorders write)."""
+    return frame.color_range == 2 or frame.format.name.startswith("yuvj")  # 2: AVCOL_RANGE_JPEG
+
+
 def _yuv420(frame) -> _Frame:
-    """The frame's 8-bit 4:2:0 planes, turned upright if it carries a rotation."""
-    if frame.format.name != "yuv420p":
+    """The frame's 8-bit limited-range 4:2:0 planes, turned upright if it carries a rotation."""
+    if _full_range(frame):
+        # The network learnt limited-range luma, and the output is tagged limited
+        # (_add_video_stream): full range is scaled to 16-235 / 16-240 here.
+        frame = frame.reformat(format="yuv420p", src_color_range="JPEG", dst_color_range="MPEG")
+    elif frame.format.name != "yuv420p":
         frame = frame.reformat(format="yuv420p")
     planes = [_plane(frame, i) for i in range(3)]
     turns = (round(getattr(frame, "rotation", 0) or 0) // 90) % 4
@@ -100,11 +112,22 @@ def _video_frame(y: np.ndarray, u: np.ndarray, v: np.ndarray):
     return frame
 
 
+def _frame_rate(in_video) -> Fraction:
+    """The input's frame rate (FFmpeg's guess where the container gives none; 25 where it can't guess)."""
+    return in_video.average_rate or in_video.guessed_rate or Fraction(25)
+
+
 def _add_video_stream(output, in_video, codec: str, size: tuple[int, int], crf: int | None, preset: str | None):
-    """The output's video stream: ``size`` (height, width) yuv420p, at the input's rate and time base."""
-    stream = output.add_stream(codec, rate=in_video.average_rate or in_video.guessed_rate or Fraction(25))
+    """The output's video stream: ``size`` (height, width) limited-range yuv420p, at the input's rate and
+    time base, with its colour tags (matrix, primaries, transfer)."""
+    stream = output.add_stream(codec, rate=_frame_rate(in_video))
     stream.height, stream.width = size
     stream.pix_fmt = "yuv420p"
+    # The pixels keep the input's matrix, primaries and transfer (only the range
+    # is converted, in _yuv420): without the tags a player would guess them.
+    ctx, in_ctx = stream.codec_context, in_video.codec_context
+    ctx.colorspace, ctx.color_primaries, ctx.color_trc = in_ctx.colorspace, in_ctx.color_primaries, in_ctx.color_trc
+    ctx.color_range = 1  # AVCOL_RANGE_MPEG (limited), what _yuv420 makes
     # The encoder counts in the input's time base, so that every timestamp
     # (variable frame rate included) survives unrounded.
     stream.time_base = stream.codec_context.time_base = in_video.time_base
@@ -175,6 +198,20 @@ def _temporary_output(dst: Path) -> Path:
 
 def _even(n: int) -> int:
     return n - n % 2
+
+
+def _drain(items: queue.Queue, producer: threading.Thread) -> None:
+    """Take what ``producer`` puts on ``items`` until it has ended, so that it can't block on a full queue.
+
+    Never waits for an ``_END`` already taken: it stops when the producer's
+    thread has finished and the queue is empty.
+    """
+    while producer.is_alive() or not items.empty():
+        try:
+            if items.get(timeout=0.05) is _END:
+                return
+        except queue.Empty:
+            pass
 
 
 class _Network:
@@ -291,6 +328,7 @@ def upscale_video(
 
     def decode() -> None:
         index, last_time = 0, 0.0
+        anchor = (0, 0)  # (index, pts) of the last frame with a timestamp
         try:
             for packet in container.demux(in_video, *in_audio):
                 if stop.is_set():
@@ -300,7 +338,13 @@ def upscale_video(
                         decoded.put(("audio", packet))
                     continue
                 for frame in packet.decode():
-                    decoded.put(("video", _yuv420(frame)))
+                    planes = _yuv420(frame)
+                    if planes.pts is None:  # a raw stream (.h264) has none: count frames at the stream's rate
+                        step = 1 / (_frame_rate(in_video) * in_video.time_base)  # one frame, in time-base units
+                        planes.pts = anchor[1] + round((index - anchor[0]) * step)
+                    else:
+                        anchor = (index, planes.pts)
+                    decoded.put(("video", planes))
                     index += 1
                     last_time = frame.time if frame.time is not None else last_time
         except av.FFmpegError as exc:  # corrupt part-way: keep what is done
@@ -313,6 +357,7 @@ def upscale_video(
     def encode() -> None:
         streams: dict = {}
         early_audio: list = []  # audio before the first frame: the streams exist only then
+        ended = False  # _END taken: the caller puts no other
         try:
             for kind, payload in iter(encoded_in.get, _END):
                 if kind == "audio":
@@ -336,13 +381,15 @@ def upscale_video(
                 state["frames"] += 1
                 if bar is not None:
                     bar.update(1)
+            ended = True
             if "video" in streams:
                 output.mux(streams["video"].encode(None))
         except Exception as exc:  # noqa: BLE001
             state["error"] = state["error"] or exc
             stop.set()
-            for _ in iter(encoded_in.get, _END):  # keep the network stage from blocking
-                pass
+            if not ended:
+                for _ in iter(encoded_in.get, _END):  # keep the network stage from blocking
+                    pass
 
     start = time.perf_counter()
     decoder = threading.Thread(target=decode, name="espcn-decode", daemon=True)
@@ -375,8 +422,9 @@ def upscale_video(
     except BaseException as exc:
         state["error"] = state["error"] or exc
         stop.set()
-        for _ in iter(decoded.get, _END):  # let the decoder finish
-            pass
+        # Let the decoder finish; the error may come after _END was taken (the
+        # last batches), so don't wait for another.
+        _drain(decoded, decoder)
     finally:
         encoded_in.put(_END)
         encoder.join()

@@ -125,7 +125,7 @@ def test_rotated_frames_are_turned_upright():
 
     class Frame:
         format = type("F", (), {"name": "yuv420p"})()
-        pts, rotation = 7, 90
+        pts, rotation, color_range = 7, 90, 0
 
         def __init__(self):
             self.planes = []
@@ -169,6 +169,113 @@ def test_a_failure_leaves_no_output(tmp_path):
     with pytest.raises(VideoError, match="the network failed"):
         upscale_video(src, dst, broken, 2)
     assert not dst.exists() and not list(tmp_path.glob(".*partial*"))
+
+
+def raised_within(seconds: float, job) -> BaseException | None:
+    """What ``job()`` raised, run in a thread so that a hang fails the test instead of stopping it."""
+    import threading
+
+    outcome: list = []
+
+    def run() -> None:
+        try:
+            job()
+        except BaseException as exc:  # noqa: BLE001  (KeyboardInterrupt included)
+            outcome.append(exc)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(timeout=seconds)
+    assert not thread.is_alive(), f"still running after {seconds} s: it hangs"
+    return outcome[0] if outcome else None
+
+
+@pytest.mark.parametrize("error", [RuntimeError, KeyboardInterrupt])
+def test_an_error_in_the_last_batch_does_not_hang(tmp_path, error):
+    """The last batches run after the decoder's end marker was taken: an error there must not wait for another."""
+    src = make_video(tmp_path / "in.mp4", frames=5, audio=False)
+    dst = tmp_path / "out.mp4"
+    calls = []
+
+    def fails_last(y: torch.Tensor) -> torch.Tensor:  # batches of 2, 2, 1: the third is the final flush
+        calls.append(len(y))
+        if len(calls) == 3:
+            raise error("the network failed")
+        return torch.nn.functional.interpolate(y, scale_factor=2)
+
+    exc = raised_within(60, lambda: upscale_video(src, dst, fails_last, 2, batch=2))
+    assert calls == [2, 2, 1]
+    assert isinstance(exc, VideoError if error is RuntimeError else KeyboardInterrupt)
+    assert "the network failed" in str(exc)
+    assert not dst.exists() and not list(tmp_path.glob(".*partial*"))
+
+
+def test_an_error_in_the_encoders_final_flush_does_not_hang(tmp_path, monkeypatch, model):
+    """The encoder flushes after taking its end marker (a full disk fails there): it must not wait for another."""
+    real = video_module._add_video_stream
+
+    class FullDisk:
+        def __init__(self, stream) -> None:
+            self.stream = stream
+
+        def encode(self, frame):
+            if frame is None:
+                raise OSError(28, "No space left on device")
+            return self.stream.encode(frame)
+
+    monkeypatch.setattr(video_module, "_add_video_stream", lambda *args: FullDisk(real(*args)))
+    src = make_video(tmp_path / "in.mp4", frames=3, audio=False)
+    dst = tmp_path / "out.mp4"
+    exc = raised_within(60, lambda: upscale_video(src, dst, model, 3))
+    assert isinstance(exc, VideoError) and "No space left on device" in str(exc)
+    assert not dst.exists() and not list(tmp_path.glob(".*partial*"))
+
+
+def test_raw_stream_without_timestamps_is_timed_by_its_frame_rate(tmp_path, model):
+    src = make_video(tmp_path / "in.h264", frames=5, audio=False)  # raw H.264: no timestamps, 25 fps
+    with av.open(str(src)) as c:
+        assert [f.pts for f in c.decode(video=0)] == [None] * 5
+    dst = tmp_path / "out.mp4"
+    assert upscale_video(src, dst, model, 3).frames == 5
+    with av.open(str(dst)) as c:
+        times = [f.time for f in c.decode(video=0)]
+    assert times == pytest.approx([i / 25 for i in range(5)])
+
+
+def make_full_range_video(path: Path, colours: tuple, frames: int = 3, h: int = 32, w: int = 48) -> Path:
+    """Flat colours side by side, full-range BT.709 YUV, tagged as such (as a phone writes it)."""
+    out = av.open(str(path), "w")
+    stream = out.add_stream("libx264", rate=25)
+    stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
+    stream.options = {"qp": "0"}
+    ctx = stream.codec_context
+    ctx.color_range, ctx.colorspace, ctx.color_primaries, ctx.color_trc = 2, 1, 1, 1  # JPEG range, BT.709
+    rgb = np.zeros((h, w, 3), np.uint8)
+    for i, colour in enumerate(colours):
+        rgb[:, i * w // len(colours):(i + 1) * w // len(colours)] = colour
+    for i in range(frames):
+        frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
+        frame = frame.reformat(format="yuv420p", dst_colorspace="ITU709", dst_color_range="JPEG")
+        frame.pts = i
+        out.mux(stream.encode(frame))
+    out.mux(stream.encode(None))
+    out.close()
+    return path
+
+
+def test_full_range_input_keeps_its_colours_and_tags(tmp_path, model):
+    colours = ((50, 50, 50), (200, 200, 200), (200, 60, 40), (40, 120, 200))
+    src = make_full_range_video(tmp_path / "in.mp4", colours)
+    dst = tmp_path / "out.mp4"
+    upscale_video(src, dst, model, 3)
+    with av.open(str(dst)) as c:
+        ctx = c.streams.video[0].codec_context
+        assert (ctx.color_range, ctx.colorspace, ctx.color_primaries, ctx.color_trc) == (1, 1, 1, 1)  # limited, BT.709
+        rgb = next(c.decode(video=0)).to_ndarray(format="rgb24").astype(int)  # read as the tags say
+    h, w = rgb.shape[:2]
+    for i, colour in enumerate(colours):
+        x = (2 * i + 1) * w // (2 * len(colours))  # the middle of each patch, away from chroma edges
+        assert np.abs(rgb[h // 2, x - 2:x + 3] - colour).max() <= 4, (colour, rgb[h // 2, x])
 
 
 @pytest.mark.parametrize("case, match", [
