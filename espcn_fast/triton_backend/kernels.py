@@ -197,9 +197,9 @@ CONFIGS: dict[str, list[tuple[int, int, int, int, int]]] = {
     # BLOCK_N = 64 mostly, so that each pixel's 5x5 window is gathered by one program, not two.
     "gather": [(64, 64, 32, 4, 3), (128, 64, 32, 4, 3), (128, 64, 32, 8, 3), (256, 64, 32, 8, 3),
                (128, 32, 32, 4, 3), (256, 32, 32, 8, 3)],
-    # fp32 on FFMA: Triton holds a K slice of both operands in registers: these six spill
-    # nothing with triton 3.6 or 3.8, where (128, 32, 32, 4 warps) spilled in layer 3 on 3.6,
-    # and K = 64 or 64 accumulators a thread up to 880 bytes.
+    # fp32 on FFMA: Triton holds a K slice of both operands in registers. These six spill
+    # nothing with triton 3.6 or 3.8; (128, 32, 32, 4 warps) spilled in layer 3 on 3.6, and
+    # K = 64 or 64 accumulators a thread spilled up to 880 bytes.
     "ffma": [(64, 32, 32, 4, 3), (128, 32, 32, 8, 3), (128, 16, 32, 4, 3), (256, 32, 32, 8, 3),
              (64, 64, 16, 4, 3), (128, 64, 16, 8, 3)],
 }
