@@ -249,3 +249,30 @@ def test_errors_name_the_argument():
     with pytest.raises(RuntimeError, match="weight must be float32, got float16"):
         ops.conv2d_tanh(torch.rand(1, 2, 5, 5, device="cuda"), torch.rand(3, 2, 3, 3, device="cuda").half(),
                         torch.rand(3, device="cuda"))
+
+
+@pytest.mark.parametrize("precision", PRECISIONS)
+def test_clamp_keeps_nan(precision):
+    # As torch.clamp and the CPU kernels (fminf/fmaxf turned NaN into 0).
+    model = random_model(2, seed=5)
+    x = torch.rand(1, 1, 7, 8)
+    x[0, 0, 3, 4] = float("nan")
+    out = ops.espcn_forward(x.cuda(), *cuda_weights(model, precision), 2, True, precision)
+    expected = reference64(model, x, clamp=True).isnan()
+    assert expected.any() and torch.equal(out.isnan().cpu(), expected)
+    h = torch.rand(1, 32, 5, 6, device="cuda")
+    h[0, 7, 2, 2] = float("nan")
+    w3, b3 = cuda_weights(model, "fp32")[4:]
+    layer = ops.conv2d_pixel_shuffle(h, w3[:4], b3[:4], 2, True)
+    assert layer.isnan().any() and not layer.isnan().all()
+
+
+def test_bf16_takes_images_past_the_fp16_range():
+    # bf16's layer 1 runs in fp16: pixels past +-65504 saturate (as inf they made every output NaN).
+    model = random_model(2, seed=1)
+    x = torch.full((1, 1, 6, 9), 65535.0, device="cuda")
+    x[..., ::2] = -70000.0
+    ws = cuda_weights(model, "bf16")
+    out = ops.espcn_forward(x, *ws, 2, False, "bf16")
+    assert torch.isfinite(out).all()
+    assert torch.equal(out, ops.espcn_forward(x.clamp(-65504, 65504), *ws, 2, False, "bf16"))

@@ -259,3 +259,13 @@ def test_fake_kernels_name_the_triton_op():
         ws = [mode.from_tensor(w) for w in typed(random_model(3), "fp32")]
         with pytest.raises(RuntimeError, match=r"espcn_fast_triton::espcn_forward: w1 expects 1 input channel\(s\) but its input has 3"):
             t.espcn_forward(x, *ws, 3, False, "fp32")
+
+
+def test_clamp_keeps_nan():
+    # As torch.clamp (compiled, Triton's default min/max would drop NaN to a bound).
+    model = random_model(2, seed=5)
+    x = torch.rand(1, 1, 7, 8)
+    x[0, 0, 3, 4] = float("nan")
+    out = triton_ops().espcn_forward(x.to(DEVICE), *typed(model, "fp32"), 2, True, "fp32")
+    expected = reference64(model, x, clamp=True).isnan()
+    assert expected.any() and torch.equal(out.isnan().cpu(), expected)

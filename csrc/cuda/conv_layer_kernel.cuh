@@ -99,7 +99,7 @@ __global__ inline void __launch_bounds__(kLayerThreads, 2) conv_layer_kernel(Con
     float* stage = reinterpret_cast<float*>(smem);
 #pragma unroll
     for (int j = 0; j < kLayerCo; ++j)
-      stage[(j * kLayerTile + ty) * kLayerTile + tx] = a.clamp ? fminf(fmaxf(acc[j], 0.f), 1.f) : acc[j];
+      stage[(j * kLayerTile + ty) * kLayerTile + tx] = a.clamp ? clamp_unit(acc[j]) : acc[j];
     __syncthreads();
     const int r = a.scale, tile_hr = kLayerTile * r, hr_h = a.h * r, hr_w = a.w * r;
     const int out_channels = a.out_channels / rr;
@@ -119,7 +119,7 @@ __global__ inline void __launch_bounds__(kLayerThreads, 2) conv_layer_kernel(Con
     const int co = co0 + j;
     if (j >= group_size || co >= a.out_channels) continue;
     if (a.pixel_shuffle) {
-      const float v = a.clamp ? fminf(fmaxf(acc[j], 0.f), 1.f) : acc[j];
+      const float v = a.clamp ? clamp_unit(acc[j]) : acc[j];
       store_out(a, pixel_shuffle_offset(image, co, y, x, a.scale, a.out_channels / (a.scale * a.scale), a.h, a.w), v);
     } else {
       store_out(a, ((int64_t(image) * a.out_channels + co) * a.h + y) * a.w + x, tanhf(acc[j]));

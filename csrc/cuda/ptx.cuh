@@ -29,6 +29,7 @@ void mma_m16n8k16_f16(float (&c)[4], const uint32_t (&a)[4], uint2 b);
 void mma_m16n8k16_bf16(float (&c)[4], const uint32_t (&a)[4], uint2 b);
 void mma_m16n8k8_tf32(float (&c)[4], const uint32_t (&a)[4], uint2 b);
 void named_barrier(int id, int count);
+float clamp_unit(float x);
 
 #else
 
@@ -40,6 +41,14 @@ __device__ __forceinline__ void named_barrier(int id, int count) {
 
 // The block's dynamic shared memory (its size is given at launch).
 #define ESPCN_DYNAMIC_SHARED_MEMORY(name) extern __shared__ __align__(16) unsigned char name[]
+
+// Clamp to [0, 1] keeping NaN, as torch.clamp and the CPU kernels do (the
+// .NaN forms return NaN if an operand is; fminf/fmaxf would return a bound).
+__device__ __forceinline__ float clamp_unit(float x) {
+  float y;
+  asm("max.NaN.f32 %0, %1, 0f00000000;\n\tmin.NaN.f32 %0, %0, 0f3F800000;" : "=f"(y) : "f"(x));
+  return y;
+}
 
 __device__ __forceinline__ float tanh_approx(float x) {
   float y;

@@ -170,8 +170,9 @@ def conv_kernel(
     acc += tl.load(b_ptr + offs_n, mask=n_ok, other=0.0)[None, :]
     mask = m_ok[:, None] & n_ok[None, :]
     if SHUFFLE:
-        if CLAMP:
-            acc = tl.minimum(tl.maximum(acc, 0.0), 1.0)
+        if CLAMP:  # NaN kept, as torch.clamp and the other kernels (the default drops it to a bound)
+            acc = tl.minimum(tl.maximum(acc, 0.0, propagate_nan=tl.PropagateNan.ALL), 1.0,
+                             propagate_nan=tl.PropagateNan.ALL)
         rr = SCALE * SCALE
         co = offs_n // rr
         row = y[:, None] * SCALE + ((offs_n % rr) // SCALE)[None, :]

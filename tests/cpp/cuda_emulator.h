@@ -174,6 +174,7 @@ inline uint32_t __float_as_uint(float f) { return emu::float_to_bits(f); }
 namespace espcn::cuda {
 
 inline float tanh_approx(float x) { return std::tanh(x); }
+inline float clamp_unit(float x) { return std::isnan(x) ? x : std::min(std::max(x, 0.f), 1.f); }
 inline void named_barrier(int id, int count) { emu::named_barrier(id, count); }
 
 // cvt.rna.tf32.f32: keep 10 mantissa bits, round to nearest with ties away from zero.
