@@ -75,9 +75,16 @@ def evaluate_folder(
     name: str | None = None,
     progress: bool = False,
 ) -> SetScore:
-    """Score every image of ``hr_dir``; LR files come from ``lr_dir`` when it exists."""
+    """Score every image of ``hr_dir``; LR files come from ``lr_dir`` when that folder exists (then it
+    must hold every image's: a set scored half on given LR files and half on our resize would mix
+    two protocols), from :func:`make_lr` otherwise. Errors name the image."""
     hr_dir = Path(hr_dir)
     paths = list_images(hr_dir, "evaluation folder")
+    lr_dir = Path(lr_dir) if lr_dir is not None and Path(lr_dir).is_dir() else None
+    missing = [p.name for p in paths if lr_dir is not None and not (lr_dir / p.name).is_file()]
+    if missing:
+        raise ValueError(f"the LR folder {lr_dir} lacks {', '.join(missing)}: give every LR input there, "
+                         "or remove the folder to make them all with the bicubic resize")
     result = SetScore(name or hr_dir.name)
     iterator: Iterable[Path] = paths
     if progress:
@@ -85,10 +92,11 @@ def evaluate_folder(
 
         iterator = tqdm(paths, desc=f"{result.name} x{scale}", leave=False)
     for path in iterator:
-        lr = None
-        if lr_dir is not None and (Path(lr_dir) / path.name).is_file():
-            lr = read_image(Path(lr_dir) / path.name)
-        p, s = score_image(model, read_image(path), scale, lr)
+        lr = read_image(lr_dir / path.name) if lr_dir is not None else None
+        try:
+            p, s = score_image(model, read_image(path), scale, lr)
+        except ValueError as exc:  # too small for SSIM, LR of the wrong size, ...
+            raise ValueError(f"{path}: {exc}") from None
         result.images.append(ImageScore(path.stem, p, s))
     return result
 

@@ -229,3 +229,23 @@ def test_an_image_too_large_for_memory_is_skipped(tmp_path, capsys, monkeypatch)
     monkeypatch.setattr(cli, "upscale_image", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("a real bug")))
     with pytest.raises(RuntimeError, match="a real bug"):  # other errors are not swallowed
         main(["upscale", str(tmp_path / "small.png"), "-o", str(tmp_path / "o2"), "-q", "--device", "cpu"])
+
+
+def test_eval_refuses_a_half_given_lr_set_and_names_bad_images(data_dir, tmp_path, capsys):
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(data_dir / "Set5", data / "Set5")
+    lr = data / "LR_bicubic" / "Set5" / "x3"
+    lr.mkdir(parents=True)
+    for name in ("baby.png", "bird.png"):  # three of the five standard LR files are missing
+        shutil.copy(data_dir / "LR_bicubic" / "Set5" / "x3" / name, lr / name)
+    assert main(["eval", "--scale", "3", "--sets", "Set5", "--data", str(data), "-q", "--device", "cpu"]) == 2
+    assert "lacks butterfly.png, head.png, woman.png" in capsys.readouterr().err
+    # An LR file of the wrong size: the error names it.
+    for name in ("butterfly.png", "head.png", "woman.png"):
+        shutil.copy(data_dir / "LR_bicubic" / "Set5" / "x3" / name, lr / name)
+    shutil.copy(data_dir / "LR_bicubic" / "Set5" / "x3" / "baby.png", lr / "bird.png")
+    assert main(["eval", "--scale", "3", "--sets", "Set5", "--data", str(data), "-q", "--device", "cpu"]) == 2
+    err = capsys.readouterr().err
+    assert "bird.png: LR image" in err and "is not HR" in err
