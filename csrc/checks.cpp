@@ -70,13 +70,18 @@ int64_t check_conv(const char* op, const char* wname, const char* bname, const a
   return k;
 }
 
-int64_t check_scale(const char* op, int64_t scale, int64_t channels, const char* wname) {
+int64_t check_scale(const char* op, const at::Tensor& x, int64_t scale, int64_t channels, const char* wname) {
   TORCH_CHECK(scale >= 1, op, ": scale must be >= 1, got ", scale);
   // In two steps: scale * scale overflows int64 for absurd scales (and a zero
   // product would fault the process).
   TORCH_CHECK(channels % scale == 0 && (channels / scale) % scale == 0, op, ": ", wname, " has ", channels,
               " output channels, not a multiple of scale^2 = ",
               scale < (int64_t(1) << 31) ? std::to_string(scale * scale) : std::to_string(scale) + "^2");
+  // Rows and columns are int32 in the kernels, with some room for vector and
+  // tile padding past the last one.
+  constexpr int64_t kMaxSide = (int64_t(1) << 31) - (int64_t(1) << 16);
+  TORCH_CHECK(x.size(2) < kMaxSide / scale && x.size(3) < kMaxSide / scale, op, ": x is ", x.size(2), "x",
+              x.size(3), "; at scale ", scale, " each side must stay under ", kMaxSide / scale, " pixels");
   return channels / scale / scale;
 }
 

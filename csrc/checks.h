@@ -23,7 +23,9 @@ Precision parse_precision(const char* op, c10::string_view precision);
 // The dtype its weights come in: float16 for fp16, bfloat16 for bf16, else float32.
 at::ScalarType precision_weight_dtype(Precision p);
 
-// scale >= 1 and `channels` divisible by scale^2. Returns channels / scale^2.
-int64_t check_scale(const char* op, int64_t scale, int64_t channels, const char* wname);
+// scale >= 1, `channels` divisible by scale^2, and x's HR sides (H and W
+// times scale) within the kernels' 32-bit row and column indices. Returns
+// channels / scale^2.
+int64_t check_scale(const char* op, const at::Tensor& x, int64_t scale, int64_t channels, const char* wname);
 
 }  // namespace espcn

@@ -244,6 +244,12 @@ def test_pixel_shuffle_errors():
         ops.conv2d_pixel_shuffle(x, torch.rand(4, 2, 3, 3), torch.rand(4), 0)
     with pytest.raises(RuntimeError, match="weight has 5 output channels, not a multiple of scale\\^2 = 4"):
         ops.conv2d_pixel_shuffle(x, torch.rand(5, 2, 3, 3), torch.rand(5), 2)
+    # HR rows and columns are int32 in the kernels: a very wide image is refused before any allocation.
+    wide = torch.rand(1, 2, 1, 1).expand(1, 2, 1, 2**29)
+    with pytest.raises(RuntimeError, match=r"x is 1x536870912; at scale 4 each side must stay under 536854528 pixels"):
+        ops.conv2d_pixel_shuffle(wide, torch.rand(16, 2, 3, 3), torch.rand(16), 4)
+    with pytest.raises(RuntimeError, match=r"at scale 1 each side must stay under 2147418112"):
+        ops.conv2d_tanh(torch.rand(1, 2, 1, 1).expand(1, 2, 1, 2**31 - 2**16), torch.rand(3, 2, 3, 3), torch.rand(3))
     # scale^2 would overflow int64 (to 0: the process died of SIGFPE before the check took two steps).
     with pytest.raises(RuntimeError, match="weight has 4 output channels, not a multiple of scale\\^2 = 4294967296\\^2"):
         ops.conv2d_pixel_shuffle(x, torch.rand(4, 2, 3, 3), torch.rand(4), 2**32)

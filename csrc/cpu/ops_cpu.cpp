@@ -97,7 +97,7 @@ at::Tensor conv_layer(const char* op, const at::Tensor& x, const at::Tensor& wei
   check_input(op, x, {at::kFloat});
   check_conv(op, "weight", "bias", x, weight, bias, x.size(1), k.max_kernel);
   const bool shuffle = epilogue == Epilogue::kPixelShuffle;
-  const int64_t out_channels = shuffle ? check_scale(op, scale, weight.size(0), "weight") : weight.size(0);
+  const int64_t out_channels = check_scale(op, x, shuffle ? scale : 1, weight.size(0), "weight");
   const Packed p = pack(weight, bias);
   return run_strips(x, out_channels, epilogue, shuffle ? int(scale) : 1, clamp, k.conv_scratch(p.conv, int(x.size(3))),
                     [&](const ConvJob& job, float* scratch) { k.conv(p.conv, job, scratch); });
@@ -123,7 +123,7 @@ at::Tensor espcn_forward(const at::Tensor& x, const at::Tensor& w1, const at::Te
   check_conv(op, "w1", "b1", x, w1, b1, x.size(1), k.max_kernel);
   check_conv(op, "w2", "b2", x, w2, b2, w1.size(0), k.max_kernel);
   check_conv(op, "w3", "b3", x, w3, b3, w2.size(0), k.max_kernel);
-  const int64_t out_channels = check_scale(op, scale, w3.size(0), "w3");
+  const int64_t out_channels = check_scale(op, x, scale, w3.size(0), "w3");
   const Packed p1 = pack(w1, b1), p2 = pack(w2, b2, /*winograd=*/true), p3 = pack(w3, b3);
   return run_strips(x, out_channels, Epilogue::kPixelShuffle, int(scale), clamp,
                     k.espcn_scratch(p1.conv, p2.conv, p3.conv, int(x.size(3))),

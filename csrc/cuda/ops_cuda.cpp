@@ -40,7 +40,7 @@ at::Tensor conv_op(const char* op, const at::Tensor& x, const at::Tensor& weight
                    bool shuffle, int64_t scale, bool clamp) {
   check_input(op, x, {at::kFloat, at::kHalf});
   check_conv(op, "weight", "bias", x, weight, bias, x.size(1), kLayerMaxKernel);
-  if (shuffle) check_scale(op, scale, weight.size(0), "weight");
+  check_scale(op, x, shuffle ? scale : 1, weight.size(0), "weight");
   const c10::cuda::CUDAGuard guard(x.device());
   return run_layer(op, x, weight, bias, shuffle, scale, clamp);
 }
@@ -72,17 +72,19 @@ at::Tensor espcn_forward(const at::Tensor& x, const at::Tensor& w1, const at::Te
   check_conv(op, "w1", "b1", x, w1, b1, x.size(1), kLayerMaxKernel, wdtype);
   check_conv(op, "w2", "b2", x, w2, b2, w1.size(0), kLayerMaxKernel, wdtype);
   check_conv(op, "w3", "b3", x, w3, b3, w2.size(0), kLayerMaxKernel, wdtype);
-  const int64_t out_channels = check_scale(op, scale, w3.size(0), "w3");
+  const int64_t out_channels = check_scale(op, x, scale, w3.size(0), "w3");
   const c10::cuda::CUDAGuard guard(x.device());
 
   if (fused_shape(x, w1, w2, w3, scale) && espcn_fused_supported(precision)) {
     const at::Tensor xc = x.contiguous(), c1 = w1.contiguous(), c2 = w2.contiguous(), c3 = w3.contiguous();
     const at::Tensor d1 = b1.contiguous(), d2 = b2.contiguous(), d3 = b3.contiguous();
     const int64_t n = x.size(0), h = x.size(2), w = x.size(3);
+    // Pixels (and so tiles) are counted in int32, with room for a grid's
+    // stride past the last tile; checked before the output is allocated.
+    TORCH_CHECK(n * h * w < (int64_t(1) << 31) - (int64_t(1) << 24), op, ": the batch has ", n * h * w,
+                " pixels; the fused kernel takes fewer than 2^31 - 2^24 per call (split the batch)");
     at::Tensor out = at::empty({n, out_channels, h * scale, w * scale}, x.options());
     if (out.numel() == 0) return out;
-    TORCH_CHECK(n * h * w < (int64_t(1) << 31), op, ": the batch has ", n * h * w,
-                " pixels; the fused kernel takes fewer than 2^31 per call (split the batch)");
     EspcnArgs a{xc.data_ptr(), c1.data_ptr(), d1.data_ptr<float>(), c2.data_ptr(), d2.data_ptr<float>(),
                 c3.data_ptr(), d3.data_ptr<float>(), out.data_ptr(), x.scalar_type() == at::kHalf,
                 int(n), int(h), int(w), int(scale), clamp, precision};
