@@ -119,7 +119,10 @@ def test_crop_larger_than_images(tiny_data, tmp_path, capsys):
     assert "larger than every training image" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("flag,value", [("--scale", "0"), ("--epochs", "0"), ("--batch", "-1")])
+@pytest.mark.parametrize("flag,value", [
+    ("--scale", "0"), ("--epochs", "0"), ("--batch", "-1"), ("--stop-after", "-1"), ("--last-layer-lr", "-1"),
+    ("--last-layer-lr", "inf"), ("--lr", "nan"), ("--lr-min", "0.1"), ("--val-count", "-1"), ("--threads", "-1"),
+])
 def test_bad_numbers(tiny_data, tmp_path, capsys, flag, value):
     args = _args(tiny_data, tmp_path / "out", "--epochs", "1")
     args += [flag, value]
@@ -141,3 +144,170 @@ def test_init_from_weights(tiny_data, tmp_path, capsys):
     save_weights(ESPCN(2).state_dict(), x2)
     assert main(_args(tiny_data, tmp_path / "third", "--epochs", "1", "--init", str(x2))) == 2
     assert "weights are for scale 2 but the model is for scale 3" in capsys.readouterr().err
+
+
+def _one_line_error(err: str) -> str:
+    """The single ``error: ...`` line of stderr (no traceback)."""
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    return lines[0]
+
+
+def test_existing_run_is_not_overwritten(tiny_data, tmp_path, capsys, monkeypatch):
+    out = tmp_path / "run"
+    assert main(_args(tiny_data, out, "--epochs", "2")) == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    capsys.readouterr()
+    assert main(_args(tiny_data, out, "--epochs", "1", "--seed", "1")) == 2
+    err = _one_line_error(capsys.readouterr().err)
+    assert "already holds a run" in err and "--resume" in err and "--overwrite" in err
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    # the default output folder, runs/x<scale>, is guarded as well
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "runs" / "x3").mkdir(parents=True)
+    (tmp_path / "runs" / "x3" / "best.safetensors").write_bytes(b"shipped")
+    no_out = [a for a in _args(tiny_data, out, "--epochs", "1") if a not in ("--out", str(out))]
+    assert main(no_out) == 2
+    assert "runs/x3 already holds a run" in capsys.readouterr().err
+    assert (tmp_path / "runs" / "x3" / "best.safetensors").read_bytes() == b"shipped"
+    # --overwrite starts afresh: a new log, not the old one with more lines
+    assert main(_args(tiny_data, out, "--epochs", "1", "--overwrite")) == 0
+    assert [json.loads(line)["epoch"] for line in (out / "log.jsonl").read_text().splitlines()] == [1]
+
+
+def test_resume_names_every_changed_setting(tiny_data, tmp_path, capsys, monkeypatch):
+    out = tmp_path / "run"
+    init = tmp_path / "init.safetensors"
+    from espcn_fast import ESPCN
+    from espcn_fast.weights import save_weights
+
+    save_weights(ESPCN(3).state_dict(), init)
+    assert main(_args(tiny_data, out, "--epochs", "2", "--stop-after", "1")) == 0
+    other_data = tmp_path / "other"
+    other_data.mkdir()
+    for f in tiny_data.iterdir():
+        (other_data / f.name).write_bytes(f.read_bytes())
+    changes = [("--data", str(other_data)), ("--lr", "0.001"), ("--lr-min", "0.0001"), ("--last-layer-lr", "1"),
+               ("--schedule", "exponential"), ("--seed", "3"), ("--val-count", "2"), ("--init", str(init))]
+    for flag, value in changes:
+        args = _args(tiny_data, out, "--epochs", "2", "--resume")
+        if flag == "--data":
+            args[args.index("--data") + 1] = value
+        else:
+            args += [flag, value]
+        capsys.readouterr()
+        assert main(args) == 2, flag
+        err = _one_line_error(capsys.readouterr().err)
+        assert f"{flag} " in err, (flag, err)
+    # several at once: all named in one line
+    assert main(_args(tiny_data, out, "--epochs", "2", "--resume", "--lr", "0.001", "--seed", "3")) == 2
+    err = _one_line_error(capsys.readouterr().err)
+    assert "--lr 0.003 (now 0.001)" in err and "--seed 0 (now 3)" in err
+    # the same folder spelled another way is the same data
+    monkeypatch.chdir(tiny_data.parent)
+    args = _args(Path(tiny_data.name), out, "--epochs", "2", "--resume")
+    assert main(args) == 0
+
+
+def test_resume_from_what_is_not_a_checkpoint(tiny_data, tmp_path, capsys):
+    from training.checkpoint import load_checkpoint
+
+    out = tmp_path / "run"
+    out.mkdir()
+    torch.save({"model": {}}, out / "last.pt")
+    with pytest.raises(ValueError, match=r"is not a training checkpoint \(missing 'args'\)"):
+        load_checkpoint(out / "last.pt")
+    assert main(_args(tiny_data, out, "--epochs", "1", "--resume")) == 2
+    assert "is not a training checkpoint (missing 'args')" in _one_line_error(capsys.readouterr().err)
+    torch.save([1, 2], out / "last.pt")
+    assert main(_args(tiny_data, out, "--epochs", "1", "--resume")) == 2
+    assert "is not a training checkpoint" in _one_line_error(capsys.readouterr().err)
+    # a weights file under the checkpoint's name: a short line, no advice to load unsafely
+    from espcn_fast import ESPCN
+    from espcn_fast.weights import save_weights
+
+    save_weights(ESPCN(3).state_dict(), out / "last.pt")
+    assert main(_args(tiny_data, out, "--epochs", "1", "--resume")) == 2
+    err = _one_line_error(capsys.readouterr().err)
+    assert "not a training checkpoint" in err and "weights_only" not in err and len(err) < 200
+    # all keys there, but the model's tensors do not fit
+    good = tmp_path / "good"
+    assert main(_args(tiny_data, good, "--epochs", "2", "--stop-after", "1")) == 0
+    ckpt = torch.load(good / "last.pt", weights_only=True)
+    ckpt["model"]["sub_pixel.0.bias"] = torch.zeros(3)
+    torch.save(ckpt, good / "last.pt")
+    capsys.readouterr()
+    assert main(_args(tiny_data, good, "--epochs", "2", "--resume")) == 2
+    assert "does not fit" in _one_line_error(capsys.readouterr().err)
+
+
+@pytest.mark.parametrize("h,w", [(14, 30), (2, 2)])
+def test_small_validation_image_is_refused_at_start(tiny_data, tmp_path, capsys, h, w):
+    # "a_" sorts first, so --val-count 1 holds it out
+    write_image(random_rgb(h, w, seed=9), tiny_data / "a_small.png")
+    out = tmp_path / "run"
+    assert main(_args(tiny_data, out, "--epochs", "1")) == 2
+    err = _one_line_error(capsys.readouterr().err)
+    assert "validation image a_small.png" in err and "too small" in err
+    assert not (out / "log.jsonl").exists()
+
+
+@pytest.mark.parametrize("flag,value,message", [
+    ("--device", "gpu", "--device"), ("--device", "meta", "--device"), ("--out", "FILE", "not a folder"),
+])
+def test_bad_setup_arguments(tiny_data, tmp_path, capsys, flag, value, message):
+    if value == "FILE":
+        value = str(tmp_path / "file")
+        Path(value).write_text("mine")
+    args = _args(tiny_data, tmp_path / "out", "--epochs", "1") + [flag, value]
+    with pytest.raises(SystemExit) as exc:
+        main(args)
+    assert exc.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_cuda_without_gpu(tiny_data, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(_args(tiny_data, tmp_path / "out", "--epochs", "1", "--device", "cuda"))
+    assert exc.value.code == 2
+    assert "no CUDA GPU" in capsys.readouterr().err
+
+
+def test_failed_save_is_one_line_and_keeps_the_best(tiny_data, tmp_path, capsys):
+    out = tmp_path / "run"
+    (out / "best.safetensors").mkdir(parents=True)
+    assert main(_args(tiny_data, out, "--epochs", "2")) == 2
+    err = _one_line_error(capsys.readouterr().err)
+    assert "best.safetensors" in err
+    # last.pt never got ahead of best.*: resuming redoes the epoch and writes its best
+    assert not (out / "last.pt").exists()
+    (out / "best.safetensors").rmdir()
+    assert main(_args(tiny_data, out, "--epochs", "2", "--overwrite")) == 0
+    straight = tmp_path / "straight"
+    assert main(_args(tiny_data, straight, "--epochs", "2")) == 0
+    assert load_file(out / "best.safetensors").keys() == load_file(straight / "best.safetensors").keys()
+    # and a failure at epoch 2 leaves epoch 1 resumable, its best kept
+    out2 = tmp_path / "run2"
+    assert main(_args(tiny_data, out2, "--epochs", "2", "--stop-after", "1")) == 0
+    (out2 / "last.safetensors").unlink()
+    (out2 / "last.safetensors").mkdir()
+    assert main(_args(tiny_data, out2, "--epochs", "2", "--resume")) == 2
+    _one_line_error(capsys.readouterr().err)
+    (out2 / "last.safetensors").rmdir()
+    assert main(_args(tiny_data, out2, "--epochs", "2", "--resume")) == 0
+    assert torch.load(out2 / "last.pt", weights_only=True)["best_psnr"] == \
+        torch.load(straight / "last.pt", weights_only=True)["best_psnr"]
+
+
+def test_without_validation_the_last_epoch_is_kept(tiny_data, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(_args(tiny_data, out, "--epochs", "2", "--val-count", "0")) == 0
+    assert "nan" not in capsys.readouterr().out.lower()
+    lines = (out / "log.jsonl").read_text().splitlines()
+    records = [json.loads(line, parse_constant=lambda c: pytest.fail(f"{c} in log.jsonl")) for line in lines]
+    assert [r["val_psnr"] for r in records] == [None, None]
+    best, last = load_file(out / "best.safetensors"), load_file(out / "last.safetensors")
+    for key in last:
+        assert torch.equal(best[key], last[key]), key
+    assert torch.load(out / "best.pt", weights_only=True)["epoch"] == 2
