@@ -142,5 +142,8 @@ def save_weights(state: Mapping[str, torch.Tensor], path: str | os.PathLike, met
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
     tensors = {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in state.items()}
-    save_file(tensors, str(tmp), metadata=metadata)
-    os.replace(tmp, path)
+    try:
+        save_file(tensors, str(tmp), metadata=metadata)
+        os.replace(tmp, path)
+    finally:  # a failed write or rename leaves no partial file behind
+        tmp.unlink(missing_ok=True)

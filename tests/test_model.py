@@ -182,3 +182,10 @@ def test_weights_with_other_output_channels_say_both_readings():
     # 16 outputs: scale 4 with one channel, or scale 2 with four; the error gives the facts.
     with pytest.raises(WeightsError, match=r"sub_pixel.0.weight has 16 output channels; the model's 4 are 2\^2 x 1"):
         ESPCN(2).load_state_dict(ESPCN(2, out_channels=4).state_dict())
+
+
+def test_a_failed_save_leaves_no_partial_file(tmp_path):
+    (tmp_path / "w.safetensors").mkdir()  # the target is a folder: the rename fails
+    with pytest.raises(OSError):
+        save_weights(ESPCN(2).state_dict(), tmp_path / "w.safetensors")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["w.safetensors"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import pickle
 from pathlib import Path
 from typing import Any
 
@@ -30,20 +31,51 @@ def set_rng_state(state: dict[str, Any]) -> None:
 def save_atomic(obj: Any, path: str | os.PathLike) -> None:
     """``torch.save`` to a temporary file beside ``path``, then rename over it.
 
-    A crash mid-write leaves the previous checkpoint intact.
+    A crash mid-write leaves the previous checkpoint intact; a failed write
+    (disk full, a folder in the way) leaves no temporary file behind.
     """
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+# What the training loop reads from a checkpoint, and the type of each.
+EXPECTED: dict[str, type | tuple[type, ...]] = {
+    "args": dict, "model": dict, "optimizer": dict, "scheduler": dict, "epoch": int,
+    "best_psnr": (float, int), "samplers": list, "rng": list,
+}
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
-    """Read a checkpoint written by :func:`save_atomic`; a clear error if it can't be."""
+    """Read a checkpoint written by :func:`save_atomic`; a one-line ValueError if it can't be.
+
+    Only tensors and plain data are unpickled (``weights_only``); the keys the
+    training loop needs are checked here, so that a stray file fails with its
+    name and not later with a KeyError.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint to resume from: {path}")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise ValueError(f"cannot read checkpoint {path}: {exc}") from None
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        # torch's text here is long and suggests an unsafe load: not for a file we wrote.
+        raise ValueError(f"{path} is not a training checkpoint (not readable as one)") from None
+    except Exception as exc:  # zip and pickle readers raise many types for other files
+        message = " ".join(str(exc).split())
+        raise ValueError(f"{path} is not a training checkpoint (cannot read it: {message})") from None
+    if not isinstance(ckpt, dict):
+        raise ValueError(f"{path} is not a training checkpoint (it holds a {type(ckpt).__name__})")
+    for key, kind in EXPECTED.items():
+        if key not in ckpt:
+            raise ValueError(f"{path} is not a training checkpoint (missing {key!r})")
+        if not isinstance(ckpt[key], kind):
+            raise ValueError(
+                f"{path} is not a training checkpoint ({key!r} is a {type(ckpt[key]).__name__})"
+            )
+    return ckpt

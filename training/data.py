@@ -10,7 +10,8 @@ from espcn_fast.image_io import ImageReadError, list_images, read_image
 
 
 class TrainingDataError(ValueError):
-    """A missing, empty or unreadable training folder."""
+    """Training inputs that cannot be used: a missing, empty or unreadable folder, an image
+    too small to validate on, or settings that do not fit the run in ``--out``."""
 
 
 def load_folder(folder: str | os.PathLike) -> dict[str, torch.Tensor]:

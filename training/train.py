@@ -5,8 +5,10 @@
 
 One epoch is ``--steps`` optimiser steps of ``--batch`` random patches; each
 epoch ends with a validation PSNR on T91 images held out of training and
-writes ``last.pt`` and, when validation improved, ``best.pt`` and
-``best.safetensors``. ``--resume`` continues from ``last.pt`` exactly.
+writes ``last.pt`` and, when validation improved (every epoch when
+``--val-count 0``), ``best.pt`` and ``best.safetensors``. ``--resume``
+continues from ``last.pt`` exactly; a folder that already holds a run is
+refused unless ``--resume`` or ``--overwrite`` says what to do with it.
 """
 
 from __future__ import annotations
@@ -33,6 +35,12 @@ from .checkpoint import load_checkpoint, rng_state, save_atomic, set_rng_state
 from .data import TrainingDataError, load_folder, split_validation
 from .patches import PatchSampler
 
+# The files a run writes into its folder; any of them there means a run is.
+RUN_FILES = ("last.pt", "last.safetensors", "best.pt", "best.safetensors", "log.jsonl")
+# The arguments that change what a run computes: --resume must find them as they were.
+RESULT_SETTINGS = ("scale", "data", "init", "val_count", "seed", "patch", "batch", "steps", "epochs",
+                   "optimizer", "lr", "lr_min", "schedule", "last_layer_lr")
+
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
@@ -53,11 +61,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="decay from --lr to --lr-min over all steps")
     p.add_argument("--last-layer-lr", type=float, default=0.1,
                    help="learning-rate multiplier of the last layer (the paper: 0.1)")
-    p.add_argument("--val-count", type=int, default=5, help="T91 images held out for validation")
+    p.add_argument("--val-count", type=int, default=5,
+                   help="T91 images held out for validation (0: none; best.* is then the last epoch)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch's default)")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
     p.add_argument("--resume", action="store_true", help="continue from <out>/last.pt")
+    p.add_argument("--overwrite", action="store_true",
+                   help="start a new run in an --out that holds one, replacing its files")
     p.add_argument("--init", type=Path, metavar="WEIGHTS",
                    help="start from these weights (safetensors or ESPCN-PyTorch checkpoint) instead of random")
     p.add_argument("--stop-after", type=int, default=0, metavar="N",
@@ -70,9 +81,103 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     for name in ("epochs", "steps", "batch", "patch"):
         if getattr(args, name) < 1:
             p.error(f"--{name} must be >= 1, got {getattr(args, name)}")
-    if not (args.lr > 0 and args.lr_min > 0):
-        p.error("--lr and --lr-min must be positive")
+    for name in ("val_count", "stop_after", "threads"):
+        if getattr(args, name) < 0:
+            p.error(f"--{name.replace('_', '-')} must be >= 0, got {getattr(args, name)}")
+    for name in ("lr", "lr_min", "last_layer_lr"):
+        value = getattr(args, name)
+        if not (math.isfinite(value) and value > 0):  # nan > 0 is False too
+            p.error(f"--{name.replace('_', '-')} must be positive and finite, got {value}")
+    if args.lr_min > args.lr:
+        p.error(f"--lr-min must be <= --lr (the schedule decays), got {args.lr_min} > {args.lr}")
+    if args.resume and args.overwrite:
+        p.error("--resume continues the run in --out, --overwrite replaces it: pass one")
+    if args.device is not None:
+        problem = device_problem(args.device)
+        if problem:
+            p.error(f"--device {args.device}: {problem}")
+    if args.out is None:
+        args.out = Path("runs") / f"x{args.scale}"
+    if args.out.exists() and not args.out.is_dir():
+        p.error(f"--out {args.out} is not a folder")
     return args
+
+
+def device_problem(name: str) -> str | None:
+    """Why ``name`` cannot be trained on here, or None when it can."""
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        return "not a device; use cpu or cuda (cuda:N for one GPU)"
+    if device.type not in ("cpu", "cuda"):
+        return "training runs on cpu or cuda only"
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            return "no CUDA GPU is available here"
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            return f"there are only {torch.cuda.device_count()} CUDA GPU(s)"
+    return None
+
+
+def one_line(exc: BaseException) -> str:
+    """``exc``'s message on one line (torch's messages can span many)."""
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def check_out_folder(out: Path, resume: bool, overwrite: bool) -> None:
+    """Refuse to write a new run over an earlier one unless told to.
+
+    The default ``--out`` (``runs/x<scale>``) holds the shipped runs, so a
+    forgotten ``--out`` must not replace them.
+    """
+    if resume or overwrite:
+        return
+    found = [name for name in RUN_FILES if (out / name).exists()]
+    if found:
+        raise TrainingDataError(
+            f"{out} already holds a run ({', '.join(found)}); pass --resume to continue it, "
+            f"another --out to start a new one, or --overwrite to replace it"
+        )
+
+
+def _setting(args: dict[str, Any], key: str) -> Any:
+    """A result-changing argument of ``args`` in a form that compares equal when the run is the same."""
+    value = args.get(key)
+    if key == "data" and value is None:  # checkpoints before the data folder was recorded
+        value = find_data_dir() / "T91"
+    if key in ("data", "init") and value is not None:
+        value = Path(value).resolve()  # the same folder, however it is spelt
+    return value
+
+
+def settings_changed(saved: dict[str, Any], now: dict[str, Any]) -> list[str]:
+    """``--flag old (now new)`` for every result-changing argument that differs."""
+    def show(value: Any) -> str:
+        return "none" if value is None else str(value)
+
+    changed = []
+    for key in RESULT_SETTINGS:
+        old, new = _setting(saved, key), _setting(now, key)
+        if old != new:
+            changed.append(f"--{key.replace('_', '-')} {show(old)} (now {show(new)})")
+    return changed
+
+
+def check_validation_images(model: ESPCN, images: dict[str, torch.Tensor], scale: int, folder: Path) -> None:
+    """Score every held-out image once now, so that one too small fails here and not after epoch 1.
+
+    score_image is the validation itself, so its size rules (an LR image,
+    SSIM's window after the border shave) are checked and not copied.
+    """
+    for name, img in images.items():
+        try:
+            score_image(model, img, scale)
+        except ValueError as exc:
+            h, w = img.shape[-2:]
+            raise TrainingDataError(
+                f"validation image {name} ({w}x{h}) is too small to score at x{scale} ({exc}); "
+                f"remove it from {folder} or change --val-count"
+            ) from None
 
 
 def lr_factor(step: int, total: int, lr: float, lr_min: float, schedule: str) -> float:
@@ -96,6 +201,8 @@ def make_optimizer(model: ESPCN, args: argparse.Namespace) -> torch.optim.Optimi
 class Trainer:
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
+        self.out: Path = args.out
+        check_out_folder(self.out, args.resume, args.overwrite)
         self.distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
         self.device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
         if self.distributed:
@@ -111,12 +218,15 @@ class Trainer:
         torch.manual_seed(args.seed)
 
         data = args.data if args.data is not None else find_data_dir() / "T91"
+        # Recorded in full so that --resume can tell another folder from the same one.
+        args.data = data.resolve()
         train_images, self.val_images = split_validation(load_folder(data), args.val_count)
         # Each process draws its own patches; the model starts identical everywhere.
         self.sampler = PatchSampler(train_images, args.scale, args.patch, seed=args.seed + 7919 * self.rank)
         self.model = ESPCN(args.scale)
         if args.init is not None:
             self.model.load_state_dict(load_weights(args.init))
+        check_validation_images(self.model, self.val_images, args.scale, data)
         self.model.to(self.device)
         self.net: nn.Module = self.model
         if self.distributed:
@@ -126,9 +236,10 @@ class Trainer:
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda s: lr_factor(s, total, args.lr, args.lr_min, args.schedule)
         )
-        self.out = args.out if args.out is not None else Path("runs") / f"x{args.scale}"
         self.epoch = 0
         self.best_psnr = -math.inf
+        # A new run (--overwrite) starts its own log; a resumed one adds to it.
+        self.log_mode = "a" if args.resume else "w"
         if self.rank == 0:
             self.out.mkdir(parents=True, exist_ok=True)
         if args.resume:
@@ -155,30 +266,34 @@ class Trainer:
         }
 
     def resume(self) -> None:
-        ckpt = load_checkpoint(self.out / "last.pt")
-        saved = ckpt["args"]
-        for key in ("scale", "patch", "optimizer", "epochs", "steps", "batch"):
-            if saved.get(key) != getattr(self.args, key):
-                raise TrainingDataError(
-                    f"--resume: checkpoint was trained with --{key} {saved.get(key)}, "
-                    f"now {getattr(self.args, key)}; use the same settings"
-                )
-        if len(ckpt["samplers"]) != self.world:
+        path = self.out / "last.pt"
+        ckpt = load_checkpoint(path)
+        changed = settings_changed(ckpt["args"], vars(self.args))
+        if changed:
+            raise TrainingDataError(
+                f"--resume: {path} was trained with other settings: {', '.join(changed)}; "
+                f"use the same settings, or another --out for a new run"
+            )
+        if len(ckpt["samplers"]) != self.world or len(ckpt["rng"]) != self.world:
             raise TrainingDataError(
                 f"--resume: checkpoint has {len(ckpt['samplers'])} process(es), now {self.world}"
             )
-        self.model.load_state_dict(ckpt["model"])
-        self.optimizer.load_state_dict(ckpt["optimizer"])
-        self.scheduler.load_state_dict(ckpt["scheduler"])
+        try:
+            self.model.load_state_dict(ckpt["model"])
+            self.optimizer.load_state_dict(ckpt["optimizer"])
+            self.scheduler.load_state_dict(ckpt["scheduler"])
+            self.sampler.load_state_dict(ckpt["samplers"][self.rank])
+            set_rng_state(ckpt["rng"][self.rank])
+        except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+            raise TrainingDataError(f"--resume: {path} does not fit this run: {one_line(exc)}") from None
         self.epoch = ckpt["epoch"]
         self.best_psnr = ckpt["best_psnr"]
-        self.sampler.load_state_dict(ckpt["samplers"][self.rank])
-        set_rng_state(ckpt["rng"][self.rank])
 
     # -- work ------------------------------------------------------------------
-    def validate(self) -> float:
+    def validate(self) -> float | None:
+        """Mean PSNR over the held-out images; None when none are held out."""
         if not self.val_images:
-            return math.nan
+            return None
         self.model.eval()
         scores = [score_image(self.model, img, self.args.scale)[0] for img in self.val_images.values()]
         self.model.train()
@@ -243,24 +358,28 @@ class Trainer:
             if self.rank == 0:
                 val = self.validate()
                 record["val_psnr"] = val
-                improved = val > self.best_psnr
+                # Without validation there is nothing to compare: keep the latest epoch.
+                improved = val is None or val > self.best_psnr
+                meta = {"scale": str(args.scale), "epoch": str(self.epoch)}
                 if improved:
-                    self.best_psnr = val
-                    state["best_psnr"] = val
-                save_atomic(state, self.out / "last.pt")
-                if improved:
+                    if val is not None:
+                        self.best_psnr = val
+                        state["best_psnr"] = val
                     save_atomic(state, self.out / "best.pt")
                     save_weights(self.model.state_dict(), self.out / "best.safetensors",
-                                 {"scale": str(args.scale), "epoch": str(self.epoch), "val_psnr": f"{val:.4f}"})
-                save_weights(self.model.state_dict(), self.out / "last.safetensors",
-                             {"scale": str(args.scale), "epoch": str(self.epoch)})
-                with open(log_path, "a") as f:
-                    f.write(json.dumps(record) + "\n")
-                print(
-                    f"x{args.scale} epoch {self.epoch}/{args.epochs}: loss {loss:.3e}, "
-                    f"val PSNR {val:.3f} dB (best {self.best_psnr:.3f}), {record['seconds']:.1f} s",
-                    flush=True,
-                )
+                                 meta if val is None else {**meta, "val_psnr": f"{val:.4f}"})
+                save_weights(self.model.state_dict(), self.out / "last.safetensors", meta)
+                # last.pt last: if a write above fails, --resume redoes this epoch and writes them again.
+                save_atomic(state, self.out / "last.pt")
+                with open(log_path, self.log_mode) as f:
+                    f.write(json.dumps(json_safe(record), allow_nan=False) + "\n")
+                self.log_mode = "a"
+                if val is None:
+                    scored = "no validation (best.* is this epoch)"
+                else:
+                    scored = f"val PSNR {val:.3f} dB (best {self.best_psnr:.3f})"
+                print(f"x{args.scale} epoch {self.epoch}/{args.epochs}: loss {loss:.3e}, {scored}, "
+                      f"{record['seconds']:.1f} s", flush=True)
             if self.distributed:
                 # Every rank must agree on best_psnr for the next checkpoint.
                 best = torch.tensor([self.best_psnr], dtype=torch.float64, device=self.device)
@@ -273,12 +392,18 @@ class Trainer:
             dist.destroy_process_group()
 
 
+def json_safe(record: dict[str, Any]) -> dict[str, Any]:
+    """``record`` with NaN and infinities as None: JSON has no such numbers (json.dumps would write NaN)."""
+    return {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in record.items()}
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         Trainer(args).run()
-    except (TrainingDataError, WeightsError, FileNotFoundError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    except (TrainingDataError, WeightsError, ValueError, OSError, RuntimeError) as exc:
+        # OSError covers a failed save (disk full, a folder in the way); RuntimeError torch's failures.
+        print(f"error: {one_line(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted: the last finished epoch is in last.pt (use --resume)", file=sys.stderr)
