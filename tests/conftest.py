@@ -18,6 +18,15 @@ def data_dir() -> Path:
         pytest.skip(f"the image sets are not here: {exc}")
 
 
+@pytest.fixture(autouse=True)
+def _seeded_global_rng(request: pytest.FixtureRequest) -> None:
+    """Random, but the same on every run: a test's unseeded torch.rand draws depend on its name
+    only, so a failure in CI reproduces here."""
+    import zlib
+
+    torch.manual_seed(zlib.crc32(request.node.nodeid.encode()))
+
+
 @pytest.fixture
 def rng() -> torch.Generator:
     return torch.Generator().manual_seed(1234)
