@@ -12,6 +12,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 import torch
 
@@ -256,9 +257,17 @@ def _tile_size(text: str) -> int:
     return value
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse with its errors on one line (exit status 2), as every other error of the
+    command; the usage is one ``--help`` away (sub-commands inherit it)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``espcn-fast`` command line: one sub-command per job."""
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="espcn-fast",
         description="Real-time super-resolution with ESPCN (Shi et al. 2016): upscale images "
         "and reproduce the paper's PSNR/SSIM table.",

@@ -1,7 +1,8 @@
 """Rounding to 8 bits, as MATLAB's ``im2uint8``: clipped, then half away from zero.
 
 The one place the project rounds pixels: the metrics (SR output as an 8-bit
-image), the resize (uint8 after each pass), and the images and videos it writes.
+image), the resize (uint8 after each pass), and the images and videos it writes
+(but for CPU video chroma, which torch's uint8 bicubic rounds after each pass).
 """
 
 from __future__ import annotations

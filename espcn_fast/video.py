@@ -12,8 +12,9 @@ The Y plane is taken straight from the decoded frame (no RGB round trip):
 video Y is the same limited-range luma the network was trained on (MATLAB's
 rgb2ycbcr). Other pixel formats (4:2:2, 4:4:4, 10-bit, grey) are converted to
 8-bit 4:2:0 first (grey gets neutral chroma), and full-range (JPEG) YUV to
-limited range; the output is tagged limited range and keeps the input's
-colour tags (matrix, primaries, transfer). The output keeps the input's
+limited range; the output keeps the input's colour tags (matrix, primaries,
+transfer) and is tagged limited range when it has any (libx264 writes no
+range for an untagged input; players read that as limited). The output keeps the input's
 frame timestamps (variable frame rate included) and time base; a stream
 without them (raw .h264) is timed by its frame rate. A frame with a
 rotation tag is turned upright before it is upscaled, and the output carries
@@ -90,8 +91,8 @@ def _full_range(frame) -> bool:
 def _yuv420(frame) -> _Frame:
     """The frame's 8-bit limited-range 4:2:0 planes, turned upright if it carries a rotation."""
     if _full_range(frame):
-        # The network learnt limited-range luma, and the output is tagged limited
-        # (_add_video_stream): full range is scaled to 16-235 / 16-240 here.
+        # The network learnt limited-range luma, and the output is limited range
+        # (_add_video_stream tags it so): full range is scaled to 16-235 / 16-240 here.
         frame = frame.reformat(format="yuv420p", src_color_range="JPEG", dst_color_range="MPEG")
     elif frame.format.name != "yuv420p":
         frame = frame.reformat(format="yuv420p")

@@ -26,6 +26,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from espcn_fast.cli import OneLineParser
 from espcn_fast.data_dir import find_data_dir
 from espcn_fast.evaluate import score_image
 from espcn_fast.model import ESPCN
@@ -43,7 +44,7 @@ RESULT_SETTINGS = ("scale", "data", "init", "val_count", "seed", "patch", "batch
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(
+    p = OneLineParser(
         prog="python -m training.train",
         description="Train ESPCN on the Y channel of T91 patches (MSE), as Shi et al. 2016.",
     )
