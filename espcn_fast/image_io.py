@@ -6,7 +6,6 @@ import contextlib
 import os
 import sys
 import threading
-import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -48,12 +47,12 @@ _PIXEL_LIMIT_LOCK = threading.Lock()
 
 
 @contextlib.contextmanager
-def _pixel_limit(image_module):
-    """Pillow's decompression-bomb guard at ``MAX_PIXELS`` while reading (it is global, hence the lock)."""
-    with _PIXEL_LIMIT_LOCK, warnings.catch_warnings():
-        # Pillow warns above MAX_IMAGE_PIXELS and fails above twice it: fail above MAX_PIXELS, never warn.
-        warnings.simplefilter("ignore", image_module.DecompressionBombWarning)
-        saved, image_module.MAX_IMAGE_PIXELS = image_module.MAX_IMAGE_PIXELS, MAX_PIXELS // 2
+def _no_pillow_limit(image_module):
+    """Pillow's own decompression-bomb guard lifted while reading: read_image_and_profile applies
+    ``MAX_PIXELS`` itself, from the header. The guard is a global, hence the lock; another thread's
+    ``Image.open`` during a read sees no limit (no warnings filter is touched: that is not thread-safe)."""
+    with _PIXEL_LIMIT_LOCK:
+        saved, image_module.MAX_IMAGE_PIXELS = image_module.MAX_IMAGE_PIXELS, None
         try:
             yield
         finally:
@@ -62,10 +61,13 @@ def _pixel_limit(image_module):
 
 def _to_8_bits(values: np.ndarray, path: Path) -> np.ndarray:
     """16-bit levels -> 8-bit, rounded (v * 255 / 65535): the one rounding for grey and colour."""
-    values = values.astype(np.int64)
-    if values.size and (values.min() < 0 or values.max() > 65535):
+    if values.size and values.dtype.kind == "i" and (values.min() < 0 or values.max() > 65535):
         raise ImageReadError(f"cannot read {path}: integer image with values outside 0..65535")
-    return ((values * 255 + 32767) // 65535).astype(np.uint8)
+    v = values.astype(np.uint32)  # one copy, worked in place: 65535 * 255 + 32767 fits
+    v *= 255
+    v += 32767
+    v //= 65535
+    return v.astype(np.uint8)
 
 
 def _low_bytes(img: PIL.Image.Image, path: Path) -> np.ndarray | None:
@@ -118,7 +120,11 @@ def read_image_and_profile(path: str | os.PathLike, mode: str = "RGB") -> tuple[
     if not path.is_file():
         raise ImageReadError(f"image not found: {path}")
     try:
-        with _pixel_limit(Image), Image.open(path) as img:
+        with _no_pillow_limit(Image), Image.open(path) as img:
+            if img.width * img.height > MAX_PIXELS:  # the header's claim, before anything is decoded
+                raise ImageReadError(f"cannot read {path}: it claims {img.width}x{img.height} = "
+                                     f"{img.width * img.height} pixels, over the limit of {MAX_PIXELS} "
+                                     "(espcn_fast.image_io.MAX_PIXELS)")
             icc = img.info.get("icc_profile")
             low = _low_bytes(img, path)  # reads img.tile, gone once loaded
             ImageOps.exif_transpose(img, in_place=True)  # loads; our outputs carry no EXIF, so no second turn
@@ -135,8 +141,6 @@ def read_image_and_profile(path: str | os.PathLike, mode: str = "RGB") -> tuple[
                 array = np.asarray(img.convert(("L" if grey and mode == "keep" else "RGB") + alpha), dtype=np.uint8)
     except ImageReadError:
         raise
-    except Image.DecompressionBombError as exc:  # Pillow's text gives the size and the limit
-        raise ImageReadError(f"cannot read {path}: {exc} (espcn_fast.image_io.MAX_PIXELS)") from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
         raise ImageReadError(f"cannot read {path}: not an image or a corrupt file ({exc})") from None
     if array.ndim == 2:
