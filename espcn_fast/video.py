@@ -113,9 +113,15 @@ def _video_frame(y: np.ndarray, u: np.ndarray, v: np.ndarray):
     return frame
 
 
-def _frame_rate(in_video) -> Fraction:
-    """The input's frame rate (FFmpeg's guess where the container gives none; 25 where it can't guess)."""
-    return in_video.average_rate or in_video.guessed_rate or Fraction(25)
+def _frame_rate(in_video, timestamps: bool = True) -> Fraction:
+    """The input's frame rate (FFmpeg's guess where the container gives none; 25 where it can't guess).
+
+    ``timestamps=False``, a stream without them (raw .h264): FFmpeg's guess
+    first, which reads the codec's own timing; the raw demuxer's average rate
+    is a default of 25 whatever the stream says.
+    """
+    first, second = (in_video.average_rate, in_video.guessed_rate)[:: 1 if timestamps else -1]
+    return first or second or Fraction(25)
 
 
 def _add_video_stream(output, in_video, codec: str, size: tuple[int, int], crf: int | None, preset: str | None):
@@ -128,6 +134,8 @@ def _add_video_stream(output, in_video, codec: str, size: tuple[int, int], crf: 
     # is converted, in _yuv420): without the tags a player would guess them.
     ctx, in_ctx = stream.codec_context, in_video.codec_context
     ctx.colorspace, ctx.color_primaries, ctx.color_trc = in_ctx.colorspace, in_ctx.color_primaries, in_ctx.color_trc
+    if in_ctx.colorspace == 0:  # RGB input (AVCOL_SPC_RGB, invalid for 4:2:0): swscale made BT.601 YUV of it
+        ctx.colorspace = 6  # AVCOL_SPC_SMPTE170M, the BT.601 matrix
     ctx.color_range = 1  # AVCOL_RANGE_MPEG (limited), what _yuv420 makes
     # The encoder counts in the input's time base, so that every timestamp
     # (variable frame rate included) survives unrounded.
@@ -300,6 +308,9 @@ def upscale_video(
     _check_paths(src, dst, overwrite)
     if batch < 1:
         raise ValueError(f"batch must be >= 1, got {batch}")
+    model_scale = getattr(model, "scale", scale)
+    if model_scale != scale:  # found before any file is opened, not as a shape error in frame 1
+        raise ValueError(f"upscale_video: scale {scale} but the model upscales x{model_scale}")
     network = _Network(model, scale, torch.device(device))
     container = _open_input(src)
     in_video = container.streams.video[0]
@@ -341,7 +352,7 @@ def upscale_video(
                 for frame in packet.decode():
                     planes = _yuv420(frame)
                     if planes.pts is None:  # a raw stream (.h264) has none: count frames at the stream's rate
-                        step = 1 / (_frame_rate(in_video) * in_video.time_base)  # one frame, in time-base units
+                        step = 1 / (_frame_rate(in_video, timestamps=False) * in_video.time_base)  # a frame, in time-base units
                         planes.pts = anchor[1] + round((index - anchor[0]) * step)
                     else:
                         anchor = (index, planes.pts)

@@ -22,13 +22,14 @@ from .conftest import random_rgb  # noqa: E402
 
 
 def make_video(path: Path, frames: int = 8, h: int = 36, w: int = 52, audio: bool = True, codec: str = "libx264",
-               pix_fmt: str = "yuv420p", pts: list[int] | None = None, time_base: Fraction | None = None) -> Path:
+               pix_fmt: str = "yuv420p", pts: list[int] | None = None, time_base: Fraction | None = None,
+               rate: int = 25) -> Path:
     """A pan across a smooth random image (lossless where the codec allows), optionally with a tone."""
     scene = random_rgb(h + 4, w + 2 * frames, seed=h * w).permute(1, 2, 0).numpy()
     out = av.open(str(path), "w")
-    stream = out.add_stream(codec, rate=25)
+    stream = out.add_stream(codec, rate=rate)
     stream.width, stream.height, stream.pix_fmt = w, h, pix_fmt
-    if codec == "libx264":
+    if codec in ("libx264", "libx264rgb"):
         stream.options = {"qp": "0"}
     if time_base is not None:
         stream.time_base = stream.codec_context.time_base = time_base
@@ -231,15 +232,30 @@ def test_an_error_in_the_encoders_final_flush_does_not_hang(tmp_path, monkeypatc
     assert not dst.exists() and not list(tmp_path.glob(".*partial*"))
 
 
-def test_raw_stream_without_timestamps_is_timed_by_its_frame_rate(tmp_path, model):
-    src = make_video(tmp_path / "in.h264", frames=5, audio=False)  # raw H.264: no timestamps, 25 fps
+@pytest.mark.parametrize("rate", [25, 30])
+def test_raw_stream_without_timestamps_is_timed_by_its_frame_rate(tmp_path, model, rate):
+    # The raw demuxer reports 25 fps whatever the stream's own timing says: 30 must stay 30.
+    src = make_video(tmp_path / "in.h264", frames=5, audio=False, rate=rate)  # raw H.264: no timestamps
     with av.open(str(src)) as c:
         assert [f.pts for f in c.decode(video=0)] == [None] * 5
     dst = tmp_path / "out.mp4"
     assert upscale_video(src, dst, model, 3).frames == 5
     with av.open(str(dst)) as c:
         times = [f.time for f in c.decode(video=0)]
-    assert times == pytest.approx([i / 25 for i in range(5)])
+    assert times == pytest.approx([i / rate for i in range(5)])
+
+
+def test_rgb_input_gets_the_matrix_its_yuv_was_made_with(tmp_path, model):
+    # RGB's matrix tag (0) is invalid for 4:2:0; swscale converts RGB with BT.601.
+    src = make_video(tmp_path / "in.mkv", frames=2, audio=False, codec="libx264rgb", pix_fmt="rgb24")
+    with av.open(str(src)) as c:
+        assert c.streams.video[0].codec_context.colorspace == 0
+    dst = tmp_path / "out.mp4"
+    with pytest.raises(ValueError, match="upscale_video: scale 2 but the model upscales x3"):
+        upscale_video(src, dst, model, 2)
+    upscale_video(src, dst, model, 3)
+    with av.open(str(dst)) as c:
+        assert c.streams.video[0].codec_context.colorspace == 6
 
 
 def make_full_range_video(path: Path, colours: tuple, frames: int = 3, h: int = 32, w: int = 48) -> Path:
