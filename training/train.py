@@ -39,7 +39,8 @@ from .patches import PatchSampler
 # The files a run writes into its folder; any of them there means a run is.
 RUN_FILES = ("last.pt", "last.safetensors", "best.pt", "best.safetensors", "log.jsonl")
 # The arguments that change what a run computes: --resume must find them as they were.
-RESULT_SETTINGS = ("scale", "data", "init", "val_count", "seed", "patch", "batch", "steps", "epochs",
+# (Not --init: a resumed run takes its weights from last.pt, whatever it started from.)
+RESULT_SETTINGS = ("scale", "data", "val_count", "seed", "patch", "batch", "steps", "epochs",
                    "optimizer", "lr", "lr_min", "schedule", "last_layer_lr")
 
 
@@ -144,10 +145,8 @@ def check_out_folder(out: Path, resume: bool, overwrite: bool) -> None:
 def _setting(args: dict[str, Any], key: str) -> Any:
     """A result-changing argument of ``args`` in a form that compares equal when the run is the same."""
     value = args.get(key)
-    if key == "data" and value is None:  # checkpoints before the data folder was recorded
-        value = find_data_dir() / "T91"
-    if key in ("data", "init") and value is not None:
-        value = Path(value).resolve()  # the same folder, however it is spelt
+    if key == "data":  # the same folder, however it is spelt (None: checkpoints from before it was recorded)
+        value = Path(value if value is not None else find_data_dir() / "T91").resolve()
     return value
 
 
