@@ -19,8 +19,14 @@
 # --dry-run does everything that needs no GPU (CI runs it): checks the tools,
 # the scripts and the data, and prints what it would run. --steps runs only
 # the steps named (e.g. build,tests,bench after a change, with the time a
-# lease has left; tile_sweep brings tile_sweep_build); the others are listed
-# as not asked.
+# lease has left) and those they need (build for every step that runs our
+# kernels, wheels for video, tile_sweep_build for tile_sweep); the others are
+# listed as not asked.
+#
+# Each step has its own cap and a minimum: one that would get less than its
+# minimum before the script's deadline is not started ("not run"), one that
+# the deadline stops is "cut"; neither counts as a failure.
+# (No set -e: a failing step is recorded and the next one runs.)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -41,14 +47,13 @@ for arg in "$@"; do
         exit 2
       fi
     done
-    [ "${STEPS#*,tile_sweep,}" != "$STEPS" ] && STEPS="${STEPS}tile_sweep_build,"
     continue
   fi
   case "$arg" in
     --dry-run) DRY=1 ;;
     --stage-data) STAGE=1 ;;
     --steps) NEXT=steps ;;
-    -h|--help) sed -n '2,23p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,29p' "$0"; exit 0 ;;
     -*) echo "gpu_check: unknown option $arg" >&2; exit 2 ;;
     *) OUTDIR="$arg" ;;
   esac
@@ -56,39 +61,28 @@ done
 if [ -n "$NEXT" ]; then echo "gpu_check: --steps needs a list, e.g. --steps build,tests,bench" >&2; exit 2; fi
 OUTDIR="${OUTDIR:-${OUT:-benchmarks/results/gpu-check}}"
 mkdir -p "$OUTDIR"
+OUTDIR=$(cd "$OUTDIR" && pwd)
 PY="${PYTHON:-python}"
 command -v "$PY" >/dev/null || PY=python3
-STATUS="$OUTDIR/steps.tsv"
+source benchmarks/gpu_check_lib.sh  # step, needs, publish
+# Steps that run our kernels need the extension built on this machine, and
+# the video step PyAV from the carried wheels.
+for s in tests memcheck racecheck bench kernel_profile video bench_compile; do needs "$s" build; done
+needs video wheels
+needs tile_sweep tile_sweep_build
+# Under the device tool ($OUT, 8 files back, killed at its limit) the logs are
+# written elsewhere and published into $OUT after every step (publish).
+PUBLISH=0
+LOGDIR="$OUTDIR"
+if [ "$DRY" = 0 ] && [ -n "${OUT:-}" ] && [ "$OUTDIR" = "$(cd "$OUT" 2>/dev/null && pwd)" ]; then
+  PUBLISH=1
+  LOGDIR=$(mktemp -d "${TMPDIR:-/tmp}/gpu_check.XXXXXX")
+fi
+KEEP="gpu_check.json steps.tsv tests.log bench.json tile_sweep.json kernel_profile.log"
+STATUS="$LOGDIR/steps.tsv"
 : > "$STATUS"
 START=$(date +%s)
-
 DEADLINE=${GPU_CHECK_SECONDS:-540}  # the device tool allows 600 s a command; leave time for the summary
-step() {  # step NAME TIMEOUT_S COMMAND...: run, log to OUTDIR/NAME.log, record the exit code
-  local name=$1 limit=$2
-  shift 2
-  if [ -n "$STEPS" ] && [ "${STEPS#*,$name,}" = "$STEPS" ]; then
-    printf '%s\t%s\t%s\n' "$name" "not-asked" "0" >> "$STATUS"
-    return 0
-  fi
-  echo "== $name: $*"
-  if [ "$DRY" = 1 ]; then
-    printf '%s\t%s\t%s\n' "$name" "dry-run" "0" >> "$STATUS"
-    return 0
-  fi
-  local left=$(( DEADLINE - ($(date +%s) - START) ))
-  if [ "$left" -lt 20 ]; then
-    printf '%s\t%s\t%s\n' "$name" "no-time" "0" >> "$STATUS"
-    echo "   skipped: the script's $DEADLINE s are spent"
-    return 0
-  fi
-  [ "$limit" -gt "$left" ] && limit=$left
-  local t0=$(date +%s)
-  timeout "$limit" "$@" > "$OUTDIR/$name.log" 2>&1
-  local rc=$?
-  printf '%s\t%s\t%s\n' "$name" "$rc" "$(( $(date +%s) - t0 ))" >> "$STATUS"
-  tail -3 "$OUTDIR/$name.log"
-  return 0
-}
 
 SWEEP_SOURCES="csrc/cuda/espcn_fused.cu csrc/cuda/espcn_fused_fp32.cu csrc/cuda/espcn_fused_tf32.cu
   csrc/cuda/espcn_fused_fp16.cu csrc/cuda/espcn_fused_bf16.cu"
@@ -124,80 +118,80 @@ if [ "$DRY" = 1 ]; then
   "$PY" -m py_compile benchmarks/sanitize_forward.py benchmarks/gpu_summary.py benchmarks/run.py || exit 1
   "$PY" benchmarks/run.py --help > /dev/null || exit 1
 else
-  nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.max.sm --format=csv > "$OUTDIR/gpu.txt" 2>&1
-  "$PY" -c "import torch, sys; print(sys.version); print('torch', torch.__version__, torch.version.cuda)" >> "$OUTDIR/gpu.txt" 2>&1
-  "$PY" -c "import triton; print('triton', triton.__version__)" >> "$OUTDIR/gpu.txt" 2>&1
-  cat "$OUTDIR/gpu.txt"
+  nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.max.sm --format=csv > "$LOGDIR/gpu.txt" 2>&1
+  "$PY" -c "import torch, sys; print(sys.version); print('torch', torch.__version__, torch.version.cuda)" >> "$LOGDIR/gpu.txt" 2>&1
+  "$PY" -c "import triton; print('triton', triton.__version__)" >> "$LOGDIR/gpu.txt" 2>&1
+  cat "$LOGDIR/gpu.txt"
+  publish
 fi
 
 # Wheels carried in gpu_data/wheels (no network there).
 if ls gpu_data/wheels/*.whl > /dev/null 2>&1; then
-  step wheels 60 "$PY" -m pip install -q --no-index --no-deps gpu_data/wheels/*.whl
+  step wheels 60 10 "$PY" -m pip install -q --no-index --no-deps gpu_data/wheels/*.whl
 fi
 
-# Build for this GPU only (ESPCN_FAST_CUDA_ARCH), keeping ptxas' report in the log.
+# Build for this GPU only, keeping ptxas' report in the log: pip shows the
+# compiler's output only with -v, and setup.py leaves a TORCH_CUDA_ARCH_LIST
+# already set (an image may set one for many GPUs) in place of ESPCN_FAST_CUDA_ARCH.
 ARCH=$("$PY" -c "import torch; c = torch.cuda.get_device_capability() if torch.cuda.is_available() else (9, 0); print(f'{c[0]}.{c[1]}')" 2>/dev/null || echo 9.0)
-step build 240 env ESPCN_FAST_CUDA_ARCH="$ARCH" FORCE_CUDA=1 MAX_JOBS=16 \
-  "$PY" -m pip install --no-build-isolation --no-deps -e .
+step build 240 60 env ESPCN_FAST_CUDA_ARCH="$ARCH" TORCH_CUDA_ARCH_LIST="$ARCH" FORCE_CUDA=1 MAX_JOBS=16 \
+  "$PY" -m pip install -v --no-build-isolation --no-deps -e .
 
 # Parity: CUDA kernels (and Triton's, where its tests exist), every precision.
 # (Not the compile-only checks, test_cuda_build.py and test_triton_compile.py:
 # CI runs them, and here they would spend a minute of CPU on nvcc and ptxas.)
 TESTS="tests/test_ops_cuda.py tests/test_triton.py"
 # (Triton's autotuning is for the benchmark; the tests use one fixed configuration.)
-step tests 200 env ESPCN_FAST_TRITON_AUTOTUNE=0 "$PY" -m pytest -q -rs -p no:cacheprovider --junitxml="$OUTDIR/tests.xml" $TESTS
+step tests 200 60 env ESPCN_FAST_TRITON_AUTOTUNE=0 "$PY" -m pytest -q -rs -p no:cacheprovider --junitxml="$LOGDIR/tests.xml" $TESTS
 
 # compute-sanitizer on a small forward of each kernel (caching allocator off,
 # so that out-of-bounds accesses are not hidden inside a larger block).
+# Some hosts (VMs, MIG) do not let the sanitizer attach: "Device not
+# supported", or CUDA error 999 (unknown) at the first call. That is
+# "unsupported", not a finding.
+SANITIZER_UNSUPPORTED='Device not supported|error 999|[(]999[)]|CUDA_ERROR_UNKNOWN|CUDA error: unknown error'
 if [ -n "$SANITIZER" ]; then
-  step memcheck 90 env PYTORCH_NO_CUDA_MEMORY_CACHING=1 "$SANITIZER" --tool memcheck --error-exitcode 1 \
-    "$PY" benchmarks/sanitize_forward.py
-  step racecheck 90 env PYTORCH_NO_CUDA_MEMORY_CACHING=1 "$SANITIZER" --tool racecheck --error-exitcode 1 \
-    "$PY" benchmarks/sanitize_forward.py
+  UNSUPPORTED=$SANITIZER_UNSUPPORTED step memcheck 90 30 env PYTORCH_NO_CUDA_MEMORY_CACHING=1 \
+    "$SANITIZER" --tool memcheck --error-exitcode 1 "$PY" benchmarks/sanitize_forward.py
+  UNSUPPORTED=$SANITIZER_UNSUPPORTED step racecheck 90 30 env PYTORCH_NO_CUDA_MEMORY_CACHING=1 \
+    "$SANITIZER" --tool racecheck --error-exitcode 1 "$PY" benchmarks/sanitize_forward.py
 else
-  printf 'memcheck\tabsent\t0\nracecheck\tabsent\t0\n' >> "$STATUS"
+  for s in memcheck racecheck; do record "$s" "$(asked "$s" && echo absent || echo not-asked)" 0; done
 fi
 
 # 1080p: every backend and eager at x2/x3/x4 batch 1 and 8; the slow
 # torch.compile max-autotune peers at x3 batch 1 only (each compiles for a
 # minute), last, with whatever time is left, with ONNX Runtime's CUDA
 # provider and OpenCV (each listed as skipped, with the reason, where absent).
-step bench 150 "$PY" benchmarks/run.py --device cuda --scales 2 3 4 --batch 1 8 --budget 0.5 \
+# (run.py rewrites its JSON after every row: a bench cut short keeps the rows it measured.)
+step bench 150 40 "$PY" benchmarks/run.py --device cuda --scales 2 3 4 --batch 1 8 --budget 0.5 \
   --backends espcn_fast:cuda espcn_fast:cuda-layers espcn_fast:triton eager "eager channels_last" "eager autocast" \
-  --json "$OUTDIR/bench.json"
+  --json "$LOGDIR/bench.json"
 # Which kernels each GPU row's time is made of (x3 batch 1).
-step kernel_profile 90 "$PY" benchmarks/kernel_profile.py --json "$OUTDIR/kernel_profile.json"
+# (--device cuda: without it, a machine whose torch sees no GPU would profile the CPU and pass.)
+step kernel_profile 90 30 "$PY" benchmarks/kernel_profile.py --device cuda --json "$LOGDIR/kernel_profile.json"
 # Tile shapes of the fused kernel, each checked and timed (gpu_data/tile_sweep
 # from --stage-data; built here for this GPU when it was not carried).
 # (A binary built here may not load against the GPU image's libraries: probed first.)
 SWEEP=gpu_data/tile_sweep
 if [ ! -x "$SWEEP" ] || [ "$ARCH" != 9.0 ] || { [ "$DRY" = 0 ] && ! "$SWEEP" --probe; }; then
-  SWEEP="${TMPDIR:-/tmp}/espcn_tile_sweep"  # not in OUTDIR: it would come back as one of the 8 files
-  step tile_sweep_build 120 nvcc -std=c++17 -O3 -arch="sm_${ARCH/./}" -o "$SWEEP" benchmarks/tile_sweep.cu $SWEEP_SOURCES
+  SWEEP="${TMPDIR:-/tmp}/espcn_tile_sweep"  # not in LOGDIR: 5 MB in the archive for nothing
+  step tile_sweep_build 120 90 nvcc -std=c++17 -O3 -arch="sm_${ARCH/./}" -o "$SWEEP" benchmarks/tile_sweep.cu $SWEEP_SOURCES
 fi
-step tile_sweep 90 "$SWEEP" --json "$OUTDIR/tile_sweep.json"
+# (It writes tile_sweep.json.part as it goes, renamed to .json at the end; the summary reads either.)
+step tile_sweep 90 30 "$SWEEP" --json "$LOGDIR/tile_sweep.json"
 # End-to-end video at 1080p out: the pipeline against the network alone.
 "$PY" -c "import av" 2> /dev/null || [ "$DRY" = 1 ] || echo "gpu_check: PyAV is absent (stage gpu_data/wheels): the video step will fail"
-step video 90 "$PY" benchmarks/video_pipeline.py --device cuda --precision fp16 --batch 4 --frames 120 \
-  --json "$OUTDIR/video.json"
+step video 90 40 "$PY" benchmarks/video_pipeline.py --device cuda --precision fp16 --batch 4 --frames 120 \
+  --json "$LOGDIR/video.json"
 
-step bench_compile 200 "$PY" benchmarks/run.py --device cuda --scales 3 --batch 1 --budget 0.5 \
+# (90 s at least: each torch.compile max-autotune row compiles for about a minute.)
+step bench_compile 200 90 "$PY" benchmarks/run.py --device cuda --scales 3 --batch 1 --budget 0.5 \
   --backends espcn_fast:cuda eager "torch.compile max-autotune" "torch.compile" "onnxruntime cuda" "opencv dnn" \
-  --json "$OUTDIR/bench_compile.json"
+  --json "$LOGDIR/bench_compile.json"
 echo "gpu_check: $(( $(date +%s) - START )) s"
-"$PY" benchmarks/gpu_summary.py "$OUTDIR" $([ "$DRY" = 1 ] && echo --dry-run)
+"$PY" benchmarks/gpu_summary.py "$LOGDIR" $([ "$DRY" = 1 ] && echo --dry-run)
 RC=$?
-# The device tool brings back at most 8 files from $OUT: the files this
-# script wrote go into one archive, and those read first stay beside it.
-# (Only its own files: $OUT may be a folder of the same name elsewhere.)
-if [ "$DRY" = 0 ] && [ -n "${OUT:-}" ] && [ "$OUTDIR" = "$OUT" ]; then
-  OWN="gpu.txt tests.xml bench.json bench.png bench_compile.json bench_compile.png tile_sweep.json video.json
-       kernel_profile.json gpu_check.json steps.tsv $(cut -f1 "$STATUS" | sed 's/$/.log/')"
-  KEEP="gpu_check.json steps.tsv tests.log bench.json tile_sweep.json kernel_profile.log"
-  PACK=$(cd "$OUTDIR" && for f in $OWN; do [ -f "$f" ] && echo "$f"; done)
-  if (cd "$OUTDIR" && tar czf all.tar.gz $PACK); then
-    for f in $PACK; do case " $KEEP " in *" $f "*) ;; *) rm -f "$OUTDIR/$f" ;; esac; done
-    echo "gpu_check: every log is in $OUTDIR/all.tar.gz"
-  fi
-fi
+publish
+if [ "$PUBLISH" = 1 ]; then echo "gpu_check: every log is in $OUTDIR/all.tar.gz"; fi
 exit $RC

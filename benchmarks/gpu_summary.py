@@ -2,10 +2,13 @@
 
     python benchmarks/gpu_summary.py OUTDIR [--dry-run]
 
-Reads OUTDIR/steps.tsv (step, exit code, seconds) and the benchmark JSONs;
-prints each step's outcome, the 1080p rows (ms/frame, speedup over eager in
-the same precision, multiple of the floor) and the tile sweep's best shape per
-precision. Exits 1 if a step failed.
+Reads OUTDIR/steps.tsv (step, result, seconds, optional note), gpu.txt and the
+benchmark JSONs; prints the GPU, each step's outcome, the 1080p rows
+(ms/frame, speedup over eager in the same precision, multiple of the floor)
+and the tile sweep's best shape per precision. A file that is missing or
+unreadable (a step killed mid-write) is reported as such, never a traceback.
+Exits 1 if a step failed ("cut" by the script's deadline and "unsupported"
+are not failures).
 """
 
 from __future__ import annotations
@@ -15,6 +18,15 @@ import json
 import math
 import sys
 from pathlib import Path
+from typing import Any
+
+
+def load_json(path: Path) -> tuple[Any, str | None]:
+    """(data, None), or (None, why it could not be read): the summary must print whatever else there is."""
+    try:
+        return json.loads(path.read_text()), None
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        return None, f"{type(exc).__name__}: {exc}"
 
 
 def read_steps(folder: Path) -> list[dict]:
@@ -22,24 +34,45 @@ def read_steps(folder: Path) -> list[dict]:
     if not path.exists():
         return []
     steps = []
-    for line in path.read_text().splitlines():
-        name, rc, seconds = line.split("\t")
-        steps.append({"step": name, "result": rc, "seconds": int(seconds)})
+    for line in path.read_text(errors="replace").splitlines():
+        fields = line.split("\t")
+        if len(fields) < 3 or not fields[2].isdigit():
+            continue  # a line cut short by a kill
+        steps.append({"step": fields[0], "result": fields[1], "seconds": int(fields[2]),
+                      "note": fields[3] if len(fields) > 3 else ""})
     return steps
 
 
-def read_rows(folder: Path) -> list[dict]:
+def read_rows(folder: Path, unreadable: dict[str, str]) -> list[dict]:
     rows = []
     for name in ("bench.json", "bench_compile.json"):
         path = folder / name
         if path.exists():
-            data = json.loads(path.read_text())
-            rows += [dict(r, source=name, gpu=data["machine"].get("gpu")) for r in data["rows"]]
+            data, why = load_json(path)
+            try:
+                rows += [dict(r, source=name, gpu=data["machine"].get("gpu")) for r in data["rows"]]
+            except (TypeError, KeyError, AttributeError) as exc:
+                unreadable[name] = why or f"unexpected content ({type(exc).__name__}: {exc})"
     return rows
 
 
+def gpu_name(folder: Path, rows: list[dict]) -> str | None:
+    """The GPU this run was on (nvidia-smi's line in gpu.txt, else the benchmark's), so that figures are not
+    compared across H100 and H200 by mistake."""
+    try:
+        lines = (folder / "gpu.txt").read_text(errors="replace").splitlines()
+        if len(lines) > 1 and lines[0].startswith("name"):
+            return lines[1].strip()
+    except OSError:
+        pass
+    return next((r["gpu"] for r in rows if r.get("gpu")), None)
+
+
 # How steps.tsv's results read in the table (other exit codes: FAILED).
-RESULT_WORDS = {"0": "ok", "124": "TIMED OUT", "no-time": "not run (out of time)", "not-asked": "not asked (--steps)"}
+RESULT_WORDS = {"0": "ok", "124": "TIMED OUT", "137": "TIMED OUT (killed)", "no-time": "not run (out of time)",
+                "cut": "cut (the script's deadline)", "unsupported": "unsupported here",
+                "not-asked": "not asked (--steps)"}
+NOT_FAILURES = ("0", "dry-run", "absent", "no-time", "cut", "unsupported", "not-asked")
 
 
 def geomean_us(row: dict) -> float:
@@ -69,18 +102,52 @@ def tile_sweep_lines(rows: list[dict]) -> list[str]:
     return lines
 
 
+def sweep_rows(folder: Path, unreadable: dict[str, str]) -> tuple[list[dict], str]:
+    """The tile sweep's rows and a heading: from tile_sweep.json, else what a sweep cut short left in .part."""
+    path, part = folder / "tile_sweep.json", folder / "tile_sweep.json.part"
+    if path.exists():
+        data, why = load_json(path)
+        if isinstance(data, dict) and isinstance(data.get("rows"), list):
+            return data["rows"], ""
+        unreadable[path.name] = why or "no rows"
+    if part.exists():
+        # Rows are written whole, each followed by a flush: close the list after the last complete one.
+        text = part.read_text(errors="replace")
+        cut = text.rfind("}}")
+        try:
+            data = json.loads(text[:cut + 2] + "\n]}") if cut >= 0 else {}
+        except ValueError:
+            data = {}
+        rows = data.get("rows", []) if isinstance(data, dict) else []
+        return rows, f"(the sweep did not finish: {len(rows)} rows from {part.name})\n"
+    return [], ""
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("folder", type=Path)
     p.add_argument("--dry-run", action="store_true")
     args = p.parse_args(argv)
-    steps, rows = read_steps(args.folder), read_rows(args.folder)
-    failed = [s["step"] for s in steps if s["result"] not in ("0", "dry-run", "absent", "no-time", "not-asked")]
-    (args.folder / "gpu_check.json").write_text(json.dumps({"steps": steps, "rows": rows}, indent=2) + "\n")
+    unreadable: dict[str, str] = {}
+    steps, rows = read_steps(args.folder), read_rows(args.folder, unreadable)
+    gpu = gpu_name(args.folder, rows)
+    failed = [s["step"] for s in steps if s["result"] not in NOT_FAILURES]
+    sweep, sweep_heading = sweep_rows(args.folder, unreadable)
+    video = None
+    if (args.folder / "video.json").exists():
+        data, why = load_json(args.folder / "video.json")
+        video = data.get("row") if isinstance(data, dict) else None
+        if not isinstance(video, dict):
+            unreadable["video.json"], video = why or "no row", None
+    (args.folder / "gpu_check.json").write_text(json.dumps(
+        {"gpu": gpu, "steps": steps, "rows": rows, "unreadable": unreadable}, indent=2) + "\n")
+    if not args.dry_run:
+        print(f"\nGPU: {gpu or 'unknown (no name from nvidia-smi in gpu.txt, none in bench.json)'}")
     print("\n| step | result | s |\n|---|---|---:|")
     for s in steps:
         result = RESULT_WORDS.get(s["result"], s["result"] if not s["result"].isdigit() else f"FAILED ({s['result']})")
-        print(f"| {s['step']} | {result} | {s['seconds']} |")
+        note = f": {s['note']}" if s["note"] else ""
+        print(f"| {s['step']} | {result}{note} | {s['seconds']} |")
     if rows:
         print("\n| x | b | backend | precision | ms/frame | vs eager | x floor |\n|---|---|---|---|---:|---:|---:|")
         for r in rows:
@@ -92,14 +159,13 @@ def main(argv: list[str] | None = None) -> int:
                   f"{'' if speed is None else f'{speed:.2f}x'} | {r['extra'].get('x_floor', '')} |")
     elif not args.dry_run:
         print("\nno benchmark results")
-    sweep = args.folder / "tile_sweep.json"
-    if sweep.exists():
-        print("\n" + "\n".join(tile_sweep_lines(json.loads(sweep.read_text())["rows"])))
-    video = args.folder / "video.json"
-    if video.exists():
-        v = json.loads(video.read_text())["row"]
-        print(f"\nvideo {v['input']} -> {v['output']}: pipeline {v['pipeline_fps']} fps, network alone "
-              f"{v['network_fps']} fps ({100 * v['overhead']:+.0f}%)")
+    if sweep or sweep_heading:
+        print("\n" + sweep_heading + "\n".join(tile_sweep_lines(sweep)))
+    if video:
+        print(f"\nvideo {video['input']} -> {video['output']}: pipeline {video['pipeline_fps']} fps, network alone "
+              f"{video['network_fps']} fps ({100 * video['overhead']:+.0f}%)")
+    for name, why in unreadable.items():
+        print(f"\n{name} unreadable: {why[:200]}")
     if failed:
         print(f"\nFAILED steps: {', '.join(failed)}")
         return 1

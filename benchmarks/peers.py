@@ -28,8 +28,8 @@ class Skip(Exception):
 
 def eager(model: ESPCN, x: torch.Tensor, channels_last: bool = False) -> tuple[Runner, float]:
     model = model.eval()
-    if channels_last:
-        model = model.to(memory_format=torch.channels_last)
+    if channels_last:  # on a copy: .to(memory_format=) converts in place, and the model is shared by every row
+        model = copy.deepcopy(model).to(memory_format=torch.channels_last)
 
     def run(inp: torch.Tensor) -> torch.Tensor:
         with torch.inference_mode():

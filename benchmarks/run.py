@@ -5,9 +5,10 @@
     python benchmarks/run.py --device cpu --scales 3 --batch 1 --backends espcn_fast:cpu eager
 
 Each row is checked against the reference model on the benchmark input
-before it is timed; a wrong row is flagged and not timed. Prints a table and
-writes a JSON file with every number and the machine (--json), and a bar
-chart of frames per second (--plot).
+before it is timed; a wrong row is flagged and not timed (and a wrong row of
+espcn_fast's makes the exit status 1). Prints a table and writes a JSON file
+with every number and the machine (--json, rewritten after each row), and a
+bar chart of frames per second (--plot).
 """
 
 from __future__ import annotations
@@ -262,6 +263,14 @@ def memory_probe(args: argparse.Namespace, device: torch.device) -> int:
     return 0
 
 
+def write_json(path: Path, result: dict) -> None:
+    """Write ``result`` to ``path`` whole or not at all (temp file, then rename): a reader never sees half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(result, indent=2) + "\n")
+    os.replace(tmp, path)
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda when present")
@@ -294,10 +303,24 @@ def main(argv: list[str] | None = None) -> int:
     machine = describe(device, threads)
     print(f"device: {machine.get('gpu') or machine['cpu']}, {threads} thread(s), torch {torch.__version__}, "
           f"CPU kernels: {machine['cpu_isa']}", flush=True)
+    known = dict.fromkeys(c.name for c in candidates(device, threads))
+    unknown = [b for b in args.backends or [] if b not in known]
+    if unknown:  # a typo would otherwise drop its rows without a word
+        raise SystemExit(f"--backends: unknown on {device.type}: {', '.join(map(repr, unknown))}; "
+                         f"the rows: {', '.join(map(repr, known))}")
     cands = [c for c in candidates(device, threads)
              if (args.backends is None and not (args.quick and c.slow_setup))
              or (args.backends is not None and c.name in args.backends)]
     rows: list[Row] = []
+    result = {
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "command": "python benchmarks/run.py " + " ".join(sys.argv[1:] if argv is None else argv),
+        "machine": machine,
+        "device": str(device),
+        "frame": list(frame),
+        "available_backends": backends.available(),
+        "rows": [],
+    }
     g = torch.Generator().manual_seed(0)
     for scale in scales:
         model = ESPCN.from_pretrained(scale).to(device)
@@ -320,6 +343,7 @@ def main(argv: list[str] | None = None) -> int:
                 rows.append(row)
                 status = f"{row.ms_per_frame:.2f} ms/frame" if row.status == "ok" else f"{row.status}: {row.reason}"
                 print(f"  x{scale} batch {batch} {h}x{w}: {cand.name} {cand.precision}: {status}", flush=True)
+                write_json(args.json, {**result, "rows": [asdict(r) for r in rows]})  # a run cut short keeps its rows
             for row in rows:
                 # Against eager in the same precision (eager fp32 when there is none).
                 base = eager_ms.get(row.precision, eager_ms.get("fp32"))
@@ -336,20 +360,15 @@ def main(argv: list[str] | None = None) -> int:
     table = format_table(rows)
     print()
     print(table)
-    result = {
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "command": "python benchmarks/run.py " + " ".join(sys.argv[1:] if argv is None else argv),
-        "machine": machine,
-        "device": str(device),
-        "frame": list(frame),
-        "available_backends": backends.available(),
-        "rows": [asdict(r) for r in rows],
-    }
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(result, indent=2) + "\n")
+    write_json(args.json, {**result, "rows": [asdict(r) for r in rows]})
     plot_path = args.plot or args.json.with_suffix(".png")
     plot(rows, plot_path, f"ESPCN, 1080p out: {machine.get('gpu') or machine['cpu']}, {threads} thread(s)")
     print(f"\nwrote {args.json} and {plot_path}")
+    wrong = [f"x{r.scale} b{r.batch} {r.name} {r.precision}" for r in rows
+             if r.status == "wrong" and any(c.ours and c.name == r.name for c in cands)]
+    if wrong:  # a check that only prints "wrong" in a table would pass
+        print(f"\nWRONG output from espcn_fast: {'; '.join(wrong)}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -10,6 +10,7 @@
 //   nvcc -std=c++17 -O3 -arch=sm_90 -o gpu_data/tile_sweep benchmarks/tile_sweep.cu \
 //       csrc/cuda/espcn_fused.cu csrc/cuda/espcn_fused_{fp32,tf32,fp16,bf16}.cu
 //   gpu_data/tile_sweep [--json FILE]     (--probe: exit 0 if it loads at all)
+//   (FILE appears only when the sweep completes; until then its rows are in FILE.part)
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
@@ -350,9 +351,13 @@ int main(int argc, char** argv) {
   std::vector<std::vector<Layer>> layers;
   for (int r = 2; r <= 4; ++r) layers.push_back(make_layers(r, rng));
 
-  FILE* json = json_path ? std::fopen(json_path, "w") : nullptr;
+  // Rows go to FILE.part as they are measured, renamed to FILE once the JSON
+  // is closed: a sweep cut short (a failed CUDA call, a timeout) leaves no
+  // invalid FILE, and its rows so far stay readable in FILE.part.
+  const std::string part = json_path ? std::string(json_path) + ".part" : std::string();
+  FILE* json = json_path ? std::fopen(part.c_str(), "w") : nullptr;
   if (json_path && !json) {
-    std::fprintf(stderr, "tile_sweep: cannot write %s\n", json_path);
+    std::fprintf(stderr, "tile_sweep: cannot write %s\n", part.c_str());
     return 2;
   }
   if (json) std::fprintf(json, "{\"device\": \"%s\", \"rows\": [\n", prop.name);
@@ -403,11 +408,15 @@ int main(int argc, char** argv) {
                    c.threads, c.min_blocks, c.groups, regs, per_sm, ok ? "true" : "false",
                    us[0], us[1], us[2], batch8);
       first = false;
+      std::fflush(json);  // so that FILE.part holds every row measured when the sweep is killed
     }
   }
   if (json) {
     std::fprintf(json, "\n]}\n");
-    std::fclose(json);
+    if (std::fclose(json) != 0 || std::rename(part.c_str(), json_path) != 0) {
+      std::fprintf(stderr, "tile_sweep: cannot write %s\n", json_path);
+      return 2;
+    }
   }
   return failed ? 1 : 0;
 }

@@ -95,3 +95,58 @@ def test_kernel_profile_lists_where_the_time_goes(tmp_path):
     assert row["us_per_call"] == pytest.approx(sum(k["us_per_call"] for k in row["kernels"]))
     bad = subprocess.run(cmd[:2] + ["--device", "cpu", "--calls", "0"], cwd=REPO, capture_output=True, text=True)
     assert bad.returncode != 0 and "--calls and --batch must be at least 1" in bad.stderr
+
+
+def test_run_writes_json_after_each_row_and_fails_on_a_wrong_row_of_ours(tmp_path, monkeypatch):
+    # A bench step cut by its time limit keeps the rows it measured; a row of
+    # ours over tolerance makes the exit status 1 (the GPU check's "FAILED").
+    import torch
+
+    from benchmarks import peers, run
+
+    out = tmp_path / "bench.json"
+    seen: list[list[str]] = []
+
+    def look_at_json(model, x):  # a candidate that reads what is on disk when its turn comes
+        seen.append([r["name"] for r in json.loads(out.read_text())["rows"]])
+        raise peers.Skip("only looks")
+
+    def wrong(model, x):
+        return (lambda inp: model(inp) + 1), 0.0
+
+    fake = [run.Candidate("eager", "fp32", peers.eager), run.Candidate("looker", "fp32", look_at_json),
+            run.Candidate("espcn_fast:wrong", "fp32", wrong, ours=True)]
+    monkeypatch.setattr(run, "candidates", lambda device, threads: fake)
+    torch_threads = torch.get_num_threads()
+    try:
+        rc = run.main(["--quick", "--device", "cpu", "--budget", "0.02", "--no-memory", "--threads", "1",
+                       "--json", str(out)])
+    finally:
+        torch.set_num_threads(torch_threads)
+    assert seen == [["eager"]]
+    rows = {r["name"]: r for r in json.loads(out.read_text())["rows"]}
+    assert rows["espcn_fast:wrong"]["status"] == "wrong" and rows["eager"]["status"] == "ok"
+    assert rc == 1
+    assert not out.with_name(out.name + ".tmp").exists()
+
+
+def test_run_rejects_unknown_backends(tmp_path):
+    cmd = [sys.executable, "benchmarks/run.py", "--quick", "--device", "cpu", "--backends", "eager", "egaer",
+           "--json", str(tmp_path / "x.json")]
+    run = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert run.returncode != 0 and "--backends: unknown on cpu: 'egaer'" in run.stderr, run.stderr
+    assert "'espcn_fast:cpu'" in run.stderr and "'eager channels_last'" in run.stderr
+    assert not (tmp_path / "x.json").exists()
+
+
+def test_eager_channels_last_leaves_the_shared_model_alone():
+    import torch
+
+    from benchmarks import peers
+    from tests.kernel_checks import random_model
+
+    model = random_model(3, seed=1)
+    x = torch.rand(1, 1, 9, 13)
+    fn, _ = peers.eager(model, x, channels_last=True)
+    fn(x)
+    assert all(p.is_contiguous() for p in model.parameters())  # not converted to channels_last in place
