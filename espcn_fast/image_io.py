@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
+from .atomic_write import replacing
+
 if TYPE_CHECKING:
     import PIL.Image
 
@@ -172,13 +174,8 @@ def write_image(image: torch.Tensor, path: str | os.PathLike, icc_profile: bytes
     options: dict[str, object] = dict(_SAVE_OPTIONS.get(fmt, {}))
     if icc_profile is not None:
         options["icc_profile"] = icc_profile
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
+    with replacing(path) as tmp:
         pil.save(tmp, format=fmt, **options)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 def list_images(folder: str | os.PathLike, what: str = "folder") -> list[Path]:

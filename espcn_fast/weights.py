@@ -9,6 +9,8 @@ from typing import Mapping
 
 import torch
 
+from .atomic_write import replacing
+
 PRETRAINED_DIR = Path(__file__).resolve().parent / "pretrained"
 
 # Keys of the reference model, in ESPCN-PyTorch's naming.
@@ -140,10 +142,6 @@ def save_weights(state: Mapping[str, torch.Tensor], path: str | os.PathLike, met
     from safetensors.torch import save_file
 
     path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
     tensors = {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in state.items()}
-    try:
+    with replacing(path) as tmp:
         save_file(tensors, str(tmp), metadata=metadata)
-        os.replace(tmp, path)
-    finally:  # a failed write or rename leaves no partial file behind
-        tmp.unlink(missing_ok=True)

@@ -3,6 +3,7 @@ limit; EXIF orientation applied, alpha and ICC profiles kept, JPEG written at hi
 
 from __future__ import annotations
 
+import os
 import struct
 import warnings
 import zlib
@@ -242,3 +243,25 @@ def test_a_small_file_claiming_60000_x_60000_is_refused_before_decoding(tmp_path
     assert path.stat().st_size < 2000
     with pytest.raises(ImageReadError, match=r"bomb\.png: .*3600000000 pixels"):
         read_image(path)
+
+
+def test_writes_are_whole_or_not_at_all(tmp_path):
+    from espcn_fast.atomic_write import replacing
+
+    target = tmp_path / "out.png"
+    write_image(random_rgb(6, 7), target)
+    before = target.read_bytes()
+    with pytest.raises(RuntimeError, match="disk full"):
+        with replacing(target) as tmp:
+            tmp.write_bytes(b"half an ima")
+            raise RuntimeError("disk full")
+    assert target.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["out.png"]
+    with replacing(target) as a, replacing(target) as b:  # two writers of one path: their own names
+        assert a != b
+        a.write_bytes(b"1")
+        b.write_bytes(b"2")
+    assert target.read_bytes() == b"1" and sorted(p.name for p in tmp_path.iterdir()) == ["out.png"]
+    # The writer makes the file: the umask's permissions, not mkstemp's 0600.
+    mask = os.umask(0)
+    os.umask(mask)
+    assert target.stat().st_mode & 0o777 == 0o666 & ~mask

@@ -9,6 +9,8 @@ from typing import Any
 
 import torch
 
+from espcn_fast.atomic_write import replacing
+
 
 def rng_state() -> dict[str, Any]:
     """The global torch RNG states of this process (CPU and CUDA).
@@ -34,14 +36,8 @@ def save_atomic(obj: Any, path: str | os.PathLike) -> None:
     A crash mid-write leaves the previous checkpoint intact; a failed write
     (disk full, a folder in the way) leaves no temporary file behind.
     """
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
+    with replacing(path) as tmp:
         torch.save(obj, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 # What the training loop reads from a checkpoint, and the type of each.
