@@ -180,11 +180,14 @@ def format_table(scores: dict[int, list[SetScore]]) -> str:
     ]
     for scale, sets in scores.items():
         for s in sets:
-            paper = published.PAPER.get((s.name, scale))
-            ours = published.ESPCN_PYTORCH.get((s.name, scale))
+            key = (s.name, scale)
+            paper = published.PAPER.get(key)
+            if paper is None and key in published.PAPER_IMAGENET:  # not a T91 figure: said so
+                paper = f"{published.PAPER_IMAGENET[key]} (ImageNet-trained)"
+            theirs = published.ESPCN_PYTORCH.get(key)
             lines.append(
                 f"| x{scale} | {s.name} | {s.psnr:.2f} | {s.ssim:.4f} | "
-                f"{paper if paper else '-'} | {ours if ours else '-'} |"
+                f"{paper if paper else '-'} | {theirs if theirs else '-'} |"
             )
     return "\n".join(lines)
 
