@@ -1,6 +1,9 @@
 """The reference ESPCN (Shi et al. 2016), layer for layer as the paper and ESPCN-PyTorch.
 
-Every faster backend of this project is tested against this module.
+Every faster backend of this project is tested against this module. One
+difference from ESPCN-PyTorch's module: its forward also clamps to [0, 1]; this
+one returns the network's raw output, and the clamp is where an image is made
+(the image and video paths, ``FastESPCN(clamp=True)``, the metrics' rounding).
 """
 
 from __future__ import annotations
@@ -55,7 +58,7 @@ class ESPCN(nn.Module):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        """Paper initialisation: N(0, sqrt(2 / (out * k * k))), N(0, 0.001) last, zero biases."""
+        """ESPCN-PyTorch's initialisation: N(0, sqrt(2 / (out * k * k))), N(0, 0.001) last, zero biases."""
         for module in self.modules():
             if isinstance(module, nn.Conv2d):
                 if module is self.sub_pixel[0]:
@@ -68,6 +71,10 @@ class ESPCN(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(N, C, H, W)`` LR -> ``(N, C, H*r, W*r)`` HR (no clamp: the reference's raw output)."""
         check_image_batch(x, self.in_channels, "ESPCN")
+        weight = self.feature_maps[0].weight
+        if x.dtype != weight.dtype and not torch.is_autocast_enabled(x.device.type):
+            raise TypeError(f"ESPCN: x is {x.dtype} but the parameters are {weight.dtype}; convert one "
+                            f"(model.to({x.dtype}) or x.to({weight.dtype}))")
         return self.sub_pixel(self.feature_maps(x))
 
     def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True,  # type: ignore[override]
@@ -91,11 +98,19 @@ class ESPCN(nn.Module):
     def from_file(cls, path: str | os.PathLike, scale: int | None = None) -> "ESPCN":
         """Load a ``.safetensors`` file or an ESPCN-PyTorch checkpoint (``.pth``/``.pth.tar``).
 
-        The scale is read from the weights when not given.
+        The shape is read from the weights: input channels and width from the
+        first layer, as many output channels as input ones (ESPCN-PyTorch's
+        RGB models too), and the scale from the last layer when not given.
         """
         from .weights import load_weights, scale_of
 
         state = load_weights(path)
-        model = cls(scale if scale is not None else scale_of(state))
+        first = state.get("feature_maps.0.weight")
+        if isinstance(first, torch.Tensor) and first.dim() == 4:
+            channels, in_channels = int(first.shape[0]), int(first.shape[1])
+        else:  # load_state_dict's check names what is missing or wrong
+            channels, in_channels = 64, 1
+        scale = scale if scale is not None else scale_of(state, out_channels=in_channels)
+        model = cls(scale, in_channels, in_channels, channels)
         model.load_state_dict(state)
         return model.eval()

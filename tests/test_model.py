@@ -189,3 +189,22 @@ def test_a_failed_save_leaves_no_partial_file(tmp_path):
     with pytest.raises(OSError):
         save_weights(ESPCN(2).state_dict(), tmp_path / "w.safetensors")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["w.safetensors"]
+
+
+def test_from_file_reads_the_shape_of_colour_models(tmp_path):
+    # ESPCN-PyTorch's RGB models: 3 channels in and out (12 outputs at x2, not a square number alone).
+    rgb = ESPCN(2, in_channels=3, out_channels=3, channels=32)
+    save_weights(rgb.state_dict(), tmp_path / "rgb.safetensors")
+    loaded = ESPCN.from_file(tmp_path / "rgb.safetensors")
+    assert (loaded.scale, loaded.in_channels, loaded.out_channels) == (2, 3, 3)
+    x = torch.rand(1, 3, 5, 6)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x), rgb(x))
+
+
+def test_input_of_another_dtype_than_the_parameters_is_named():
+    model = ESPCN(2).eval()
+    with pytest.raises(TypeError, match=r"ESPCN: x is torch.float64 but the parameters are torch.float32"):
+        model(torch.rand(1, 1, 4, 4, dtype=torch.float64))
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):  # autocast mixes dtypes by design
+        assert model(torch.rand(1, 1, 4, 4).bfloat16()).shape == (1, 1, 8, 8)
