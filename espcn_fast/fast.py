@@ -12,8 +12,9 @@ from .validation import check_image_batch
 PRECISIONS = ops.PRECISIONS
 # The images FastESPCN takes on every device (the kernels read ops.IMAGE_DTYPES; others are converted).
 _INPUT_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
-# cuda_graph=True keeps the graphs of this many input shapes, the least recently used dropped first.
-MAX_CUDA_GRAPHS = 8
+# cuda_graph=True keeps the graphs of this many input shapes, the least recently used dropped first
+# (a tiled image has up to 9 tile shapes, visited in the same order each call: fewer would recapture all).
+MAX_CUDA_GRAPHS = 16
 
 
 class FastESPCN(ESPCN):
@@ -37,7 +38,7 @@ class FastESPCN(ESPCN):
             dtype and device on its first call and replay it afterwards (the
             input is copied into the graph's buffer and the output cloned out
             of it): less host overhead per frame for a video of fixed size.
-            The graphs of the last ``MAX_CUDA_GRAPHS`` (8) shapes are kept.
+            The graphs of the last ``MAX_CUDA_GRAPHS`` (16) shapes are kept.
 
     Parameters are created with ``requires_grad=False``. When autograd is
     wanted (grad mode on and the input or a parameter requires grad), the
@@ -150,7 +151,8 @@ class FastESPCN(ESPCN):
 
     def refresh_weights(self) -> None:
         """Drops the kernels' converted weights and the CUDA graphs, to be rebuilt on the next call:
-        needed only after a parameter was changed through ``.data`` (which PyTorch does not track)."""
+        needed only after a parameter was changed where PyTorch does not track it: through
+        ``.data``, or an inference-mode parameter changed inside ``torch.inference_mode``."""
         self._kernel_weights = {}
         self._graphs = {}
 
@@ -172,17 +174,20 @@ class FastESPCN(ESPCN):
             return ops.espcn_forward(x, *weights, self.scale, self.clamp, self.precision)
         # One graph per shape/dtype/device and set of converted weights (new
         # weights after a parameter change mean a new capture).
-        key = (tuple(x.shape), x.dtype, x.device, self.precision, tuple(w.data_ptr() for w in weights))
+        key = (tuple(x.shape), x.dtype, x.device, self.precision, tuple(w.data_ptr() for w in weights), self.clamp)
         entry = self._graphs.pop(key, None)
         if entry is None:
-            static_x = x.clone()
+            with torch.inference_mode(False):  # a normal tensor: later calls outside inference_mode copy into it
+                static_x = x.clone()
             stream = torch.cuda.Stream(x.device)
             stream.wait_stream(torch.cuda.current_stream(x.device))
             with torch.cuda.stream(stream):  # warm-up outside the capture, as torch.cuda.graphs asks
                 ops.espcn_forward(static_x, *weights, self.scale, self.clamp, self.precision)
             torch.cuda.current_stream(x.device).wait_stream(stream)
             graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(graph):
+            # On x's device and the warm-up's stream: by default the capture stream is one made on
+            # whichever device was current at the first capture of the process.
+            with torch.cuda.device(x.device), torch.cuda.graph(graph, stream=stream):
                 static_out = ops.espcn_forward(static_x, *weights, self.scale, self.clamp, self.precision)
             self._graphs = {k: v for k, v in self._graphs.items() if k[4] == key[4]}  # drop stale weights' graphs
             entry = (graph, static_x, static_out)

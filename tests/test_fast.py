@@ -289,3 +289,68 @@ def test_other_devices_take_the_reference_layers_under_auto():
     for device in ("mps", "xpu", "meta"):
         assert backends.resolve("auto", torch.device(device), everything) == "torch"
     assert backends.resolve("auto", torch.device("cpu"), everything) == "cpu"
+
+
+@needs_extension
+def test_cuda_graph_bookkeeping_with_a_fake_graph(monkeypatch):
+    # The capture/replay logic of cuda_graph=True, on the CPU: a fake graph records the op calls
+    # made while capturing and re-runs them on replay (the CUDA run checks the real thing).
+    import contextlib
+
+    from espcn_fast import fast as fast_module
+
+    real_op, capturing, captures = ops.espcn_forward, [], []
+
+    class FakeGraph:
+        def __init__(self):
+            self.calls = []
+            captures.append(self)
+
+        def replay(self):
+            for call in self.calls:
+                call()
+
+    def write(out, value):  # a replay writes memory, whatever tensor flags the buffer carries
+        with torch.inference_mode():
+            out.copy_(value)
+
+    def recording_op(x, *rest):
+        out = real_op(x, *rest)
+        if capturing:
+            capturing[-1].calls.append(lambda: write(out, real_op(x, *rest)))
+        return out
+
+    @contextlib.contextmanager
+    def graph(g, **kwargs):
+        capturing.append(g)
+        yield
+        capturing.pop()
+
+    class Stream:
+        def __init__(self, *args):
+            pass
+
+        def wait_stream(self, other):
+            pass
+
+    for name, value in [("CUDAGraph", FakeGraph), ("graph", graph), ("Stream", Stream),
+                        ("current_stream", lambda *a: Stream()), ("stream", lambda s: contextlib.nullcontext()),
+                        ("device", lambda d: contextlib.nullcontext()), ("is_current_stream_capturing", lambda: False)]:
+        monkeypatch.setattr(torch.cuda, name, value)
+    monkeypatch.setattr(fast_module.ops, "espcn_forward", recording_op)
+
+    ref = _random_reference(2)
+    fast = FastESPCN.from_reference(ref, backend="cpu", cuda_graph=True)
+    x = torch.rand(1, 1, 8, 9) * 3
+    with torch.inference_mode():  # captured here...
+        first = fast._cuda_forward(x)
+    with torch.no_grad():  # ...replayed outside it (an inference-tensor input buffer refused the copy)
+        torch.testing.assert_close(fast._cuda_forward(x), first)
+        fast.clamp = True  # part of the key: a new capture, clamped
+        assert float(fast._cuda_forward(x).max()) <= 1.0 and len(captures) == 2
+        # A tiled image's 9 tile shapes, every call in the same order: captured once, then replayed.
+        tiles = [(1, 1, h, w) for h in (4, 5, 6) for w in (4, 5, 7)]
+        for _ in range(3):
+            for shape in tiles:
+                fast._cuda_forward(torch.rand(shape))
+        assert len(captures) == 2 + len(tiles)

@@ -175,7 +175,7 @@ def test_fast_module_cuda_graph_mode(precision):
         assert not torch.equal(outs[0], outs[1])  # each call returns its own output, not the graph's buffer
         fast(torch.rand(2, 1, 8, 8, device="cuda"))  # a new shape: a second graph
         assert len(fast._graphs) == 2
-        fast.sub_pixel[0].bias.add_(1.0)  # new weights: recaptured
+        fast.sub_pixel[0].bias.add_(1.0)  # fp16: new converted weights, a new capture; fp32: the graph reads the parameters
         x = torch.rand(1, 1, 30, 44)
         plain = ESPCN(2)
         plain.load_state_dict({k: v.cpu() for k, v in fast.state_dict().items()})
@@ -188,6 +188,14 @@ def test_fast_module_cuda_graph_mode(precision):
         assert [k[0] for k in fast._graphs] == shapes[-MAX_CUDA_GRAPHS:]
         fast(torch.rand(shapes[-MAX_CUDA_GRAPHS], device="cuda"))  # a hit moves to the back
         assert next(iter(fast._graphs))[0] == shapes[-MAX_CUDA_GRAPHS + 1]
+        # Captured under inference_mode, replayed outside it; clamp changed after a capture.
+        fresh = FastESPCN.from_reference(ref, backend="cuda", precision=precision, cuda_graph=True).cuda()
+        x = torch.rand(1, 1, 12, 13, device="cuda") * 3
+        with torch.inference_mode():
+            fresh(x)
+        fresh(x)
+        fresh.clamp = True
+        assert float(fresh(x).max()) <= 1.0
 
 
 # -- FastESPCN on CUDA -------------------------------------------------------------

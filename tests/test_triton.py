@@ -106,17 +106,17 @@ def test_conv_layouts(layout, cin):
 
 def test_images_over_int32_offsets_are_refused():
     # 2^31 elements in one image, without the memory (a broadcast view).
-    x = torch.rand(1, 1, 1, 1).expand(1, 2**16, 2**8, 2**7).to(DEVICE)
+    x = torch.rand(1, 1, 1, 1, device=DEVICE).expand(1, 2**16, 2**8, 2**7)  # a view: no memory
     w, b = torch.randn(2, 2**16, 1, 1).to(DEVICE), torch.randn(2).to(DEVICE)
     with pytest.raises(RuntimeError, match=r"2147483648 elements per image, over the 2\^31 .*FastESPCN\(tile=...\)"):
         triton_ops().conv2d_tanh(x, w, b)
     # A one-channel image whose 64-channel intermediate would pass 2^31, refused before allocating it.
     model = random_model(3)
-    x = torch.rand(1, 1, 1, 1).expand(1, 1, 2**13, 2**12).to(DEVICE)
+    x = torch.rand(1, 1, 1, 1, device=DEVICE).expand(1, 1, 2**13, 2**12)  # a view: no memory
     with pytest.raises(RuntimeError, match=r"layer 1's output has 2147483648 elements per image"):
         triton_ops().espcn_forward(x, *typed(model, "fp32"), 3, False, "fp32")
     # 2^31 - 1023 pixels over a batch of small images: the last row block would pass 2^31.
-    x = torch.rand(1, 1, 1, 1).expand(2**31 - 1023, 1, 1, 1).to(DEVICE)
+    x = torch.rand(1, 1, 1, 1, device=DEVICE).expand(2**31 - 1023, 1, 1, 1)  # a view: no memory
     w, b = torch.randn(2, 1, 3, 3).to(DEVICE), torch.randn(2).to(DEVICE)
     with pytest.raises(RuntimeError, match=r"the batch has 2147482625 pixels, over the 2\^31 - 1024 .*smaller batches"):
         triton_ops().conv2d_tanh(x, w, b)

@@ -11,6 +11,8 @@ otherwise).
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 import triton
 from torch.library import triton_op, wrap_triton
@@ -81,15 +83,17 @@ def _layer(op: str, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, o
     flags = {"KSIZE": k, "SHUFFLE": shuffle, "CLAMP": clamp, "DOT": kernels.DOT_MODES[precision],
              "EMULATE_BF16": kernels.INTERPRETED, "TAP_MAJOR": kernels.tap_major(c_in),
              "FAST_TANH": kernels.fast_tanh(precision)}
-    if not kernels.AUTOTUNE:
-        blocks = kernels.fixed_blocks(c_out, c_in, k, precision)
-        grid = (triton.cdiv(n * h * w, blocks["BLOCK_M"]), triton.cdiv(c_out, blocks["BLOCK_N"]))
-        wrap_triton(kernels.conv_kernel)[grid](*args, **flags, **blocks)
-    else:
-        def grid(meta):
-            return (triton.cdiv(n * h * w, meta["BLOCK_M"]), triton.cdiv(c_out, meta["BLOCK_N"]))
+    # Triton launches on the current device and its stream: x's, as the C++ ops' device guard does.
+    with torch.cuda.device(x.device) if x.device.type == "cuda" else contextlib.nullcontext():
+        if not kernels.AUTOTUNE:
+            blocks = kernels.fixed_blocks(c_out, c_in, k, precision)
+            grid = (triton.cdiv(n * h * w, blocks["BLOCK_M"]), triton.cdiv(c_out, blocks["BLOCK_N"]))
+            wrap_triton(kernels.conv_kernel)[grid](*args, **flags, **blocks)
+        else:
+            def grid(meta):
+                return (triton.cdiv(n * h * w, meta["BLOCK_M"]), triton.cdiv(c_out, meta["BLOCK_N"]))
 
-        wrap_triton(kernels.TUNED[kernels.config_family(precision, c_in)])[grid](*args, **flags)
+            wrap_triton(kernels.TUNED[kernels.config_family(precision, c_in)])[grid](*args, **flags)
     return out
 
 
