@@ -284,3 +284,36 @@ def test_bf16_takes_images_past_the_fp16_range():
     out = ops.espcn_forward(x, *ws, 2, False, "bf16")
     assert torch.isfinite(out).all()
     assert torch.equal(out, ops.espcn_forward(x.clamp(-65504, 65504), *ws, 2, False, "bf16"))
+
+
+def test_video_network_stage_on_the_gpu_matches_the_cpu():
+    # The GPU pipeline's middle stage (pinned copies, a side stream, batches submitted before the
+    # previous one is finished, a short last batch) against the same stage on the CPU.
+    import numpy as np
+
+    from espcn_fast.video import _Frame, _Network
+
+    g = np.random.default_rng(3)
+    frames = [_Frame(i, g.integers(16, 236, (18, 26), dtype=np.uint8), g.integers(16, 241, (9, 13), dtype=np.uint8),
+                     g.integers(16, 241, (9, 13), dtype=np.uint8)) for i in range(7)]
+    batches = [frames[0:3], frames[3:6], frames[6:7]]
+    ref = random_model(3, seed=12)
+
+    def run(device: str, model) -> list[tuple]:
+        net = _Network(model, 3, torch.device(device))
+        handles = [net.submit(b) for b in batches]  # all in flight before the first is finished
+        return [row for h in handles for row in net.finish(h)]
+
+    gpu = run("cuda", FastESPCN.from_reference(ref, backend="cuda", cuda_graph=True).cuda())
+    cpu = run("cpu", FastESPCN.from_reference(ref, backend="cpu"))
+    # The GPU's chroma: torch's float bicubic, rounded (the CPU stage uses its uint8 kernel instead).
+    from espcn_fast.quantize import round_255
+
+    chroma = torch.from_numpy(np.stack([np.stack([f.u, f.v]) for f in frames])).float()
+    chroma = round_255(torch.nn.functional.interpolate(chroma, size=(27, 39), mode="bicubic", align_corners=False))
+    assert [r[0] for r in gpu] == list(range(7))
+    for i, ((_, y_g, u_g, v_g), (_, y_c, _, _)) in enumerate(zip(gpu, cpu)):
+        assert y_g.shape == y_c.shape == (54, 78) and u_g.shape == v_g.shape == (27, 39)
+        # float32 on both sides, rounded to 8 bits: a level apart where a value sits on a half.
+        assert np.abs(y_g.astype(int) - y_c).max() <= 1
+        assert np.abs(np.stack([u_g, v_g]).astype(int) - chroma[i].numpy()).max() <= 1
