@@ -17,9 +17,14 @@ def replacing(path: str | os.PathLike) -> Iterator[Path]:
     each call (two writers of one path do not share it); the writer creates the file, so it gets
     the usual permissions."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
+    # At most 180 bytes of the name: the temporary one must fit where the target's 255 do.
+    stem = path.name.encode()[:180].decode(errors="ignore")
+    tmp = path.with_name(f".{stem}.{uuid.uuid4().hex[:12]}.tmp")
     try:
         yield tmp
         os.replace(tmp, path)
     finally:
-        tmp.unlink(missing_ok=True)
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:  # e.g. a read-only folder: the write's own error is the one to see
+            pass

@@ -111,6 +111,6 @@ class ESPCN(nn.Module):
         else:  # load_state_dict's check names what is missing or wrong
             channels, in_channels = 64, 1
         scale = scale if scale is not None else scale_of(state, out_channels=in_channels)
-        model = cls(scale, in_channels, in_channels, channels)
+        model = cls(scale, in_channels=in_channels, out_channels=in_channels, channels=channels)
         model.load_state_dict(state)
         return model.eval()

@@ -124,10 +124,11 @@ def _frame_rate(in_video, timestamps: bool = True) -> Fraction:
     return first or second or Fraction(25)
 
 
-def _add_video_stream(output, in_video, codec: str, size: tuple[int, int], crf: int | None, preset: str | None):
+def _add_video_stream(output, in_video, codec: str, size: tuple[int, int], crf: int | None, preset: str | None,
+                      timestamps: bool = True):
     """The output's video stream: ``size`` (height, width) limited-range yuv420p, at the input's rate and
     time base, with its colour tags (matrix, primaries, transfer)."""
-    stream = output.add_stream(codec, rate=_frame_rate(in_video))
+    stream = output.add_stream(codec, rate=_frame_rate(in_video, timestamps))
     stream.height, stream.width = size
     stream.pix_fmt = "yuv420p"
     # The pixels keep the input's matrix, primaries and transfer (only the range
@@ -331,7 +332,9 @@ def upscale_video(
     decoded: queue.Queue = queue.Queue(queue_size)
     encoded_in: queue.Queue = queue.Queue(queue_size)
     stop = threading.Event()
-    state: dict = {"stopped_at": None, "error": None, "frames": 0}
+    # "timestamps": False once the decoder meets a frame without one (set before that frame is queued,
+    # so the encoder, which makes its stream on the first frame, sees it).
+    state: dict = {"stopped_at": None, "error": None, "frames": 0, "timestamps": True}
     bar = None
     if progress:
         from tqdm import tqdm
@@ -352,6 +355,7 @@ def upscale_video(
                 for frame in packet.decode():
                     planes = _yuv420(frame)
                     if planes.pts is None:  # a raw stream (.h264) has none: count frames at the stream's rate
+                        state["timestamps"] = False
                         step = 1 / (_frame_rate(in_video, timestamps=False) * in_video.time_base)  # a frame, in time-base units
                         planes.pts = anchor[1] + round((index - anchor[0]) * step)
                     else:
@@ -381,7 +385,8 @@ def upscale_video(
                     continue
                 pts, y, u, v = payload
                 if "video" not in streams:
-                    streams["video"] = _add_video_stream(output, in_video, codec, y.shape, crf, preset)
+                    streams["video"] = _add_video_stream(output, in_video, codec, y.shape, crf, preset,
+                                                         state["timestamps"])
                     for a in in_audio:
                         streams[a.index] = output.add_stream_from_template(a)
                     for packet in early_audio:

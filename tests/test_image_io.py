@@ -265,3 +265,10 @@ def test_writes_are_whole_or_not_at_all(tmp_path):
     mask = os.umask(0)
     os.umask(mask)
     assert target.stat().st_mode & 0o777 == 0o666 & ~mask
+
+
+def test_long_file_names_are_written(tmp_path):
+    # The temporary name beside the target must fit in the file system's 255 bytes too.
+    target = tmp_path / ("é" * 60 + "a" * 120 + ".png")  # 250 bytes
+    write_image(random_rgb(4, 5), target)
+    assert target.exists() and len(list(tmp_path.iterdir())) == 1

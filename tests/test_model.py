@@ -208,3 +208,11 @@ def test_input_of_another_dtype_than_the_parameters_is_named():
         model(torch.rand(1, 1, 4, 4, dtype=torch.float64))
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):  # autocast mixes dtypes by design
         assert model(torch.rand(1, 1, 4, 4).bfloat16()).shape == (1, 1, 8, 8)
+
+
+def test_fast_module_from_file(tmp_path):
+    from espcn_fast import FastESPCN
+
+    save_weights(ESPCN(3).state_dict(), tmp_path / "w.safetensors")
+    fast = FastESPCN.from_file(tmp_path / "w.safetensors")
+    assert isinstance(fast, FastESPCN) and (fast.scale, fast.backend, fast.in_channels) == (3, "auto", 1)

@@ -203,6 +203,9 @@ def test_resume_names_every_changed_setting(tiny_data, tmp_path, capsys, monkeyp
     started = tmp_path / "started_from_weights"
     assert main(_args(tiny_data, started, "--epochs", "2", "--stop-after", "1", "--init", str(init))) == 0
     assert main(_args(tiny_data, started, "--epochs", "2", "--resume")) == 0
+    from training.checkpoint import load_checkpoint
+
+    assert Path(load_checkpoint(started / "last.pt")["args"]["init"]) == init  # still on record
     # several at once: all named in one line
     assert main(_args(tiny_data, out, "--epochs", "2", "--resume", "--lr", "0.001", "--seed", "3")) == 2
     err = _one_line_error(capsys.readouterr().err)

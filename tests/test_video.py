@@ -242,7 +242,9 @@ def test_raw_stream_without_timestamps_is_timed_by_its_frame_rate(tmp_path, mode
     assert upscale_video(src, dst, model, 3).frames == 5
     with av.open(str(dst)) as c:
         times = [f.time for f in c.decode(video=0)]
+        declared = c.streams.video[0].average_rate
     assert times == pytest.approx([i / rate for i in range(5)])
+    assert declared == rate  # the stream's own rate too (the last frame lasted 1/25 s)
 
 
 def test_rgb_input_gets_the_matrix_its_yuv_was_made_with(tmp_path, model):

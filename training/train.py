@@ -288,6 +288,8 @@ class Trainer:
             raise TrainingDataError(f"--resume: {path} does not fit this run: {one_line(exc)}") from None
         self.epoch = ckpt["epoch"]
         self.best_psnr = ckpt["best_psnr"]
+        if self.args.init is None:  # the checkpoints keep saying which weights the run began from
+            self.args.init = ckpt["args"].get("init")
 
     # -- work ------------------------------------------------------------------
     def validate(self) -> float | None:
