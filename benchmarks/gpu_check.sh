@@ -60,8 +60,10 @@ for arg in "$@"; do
 done
 if [ -n "$NEXT" ]; then echo "gpu_check: --steps needs a list, e.g. --steps build,tests,bench" >&2; exit 2; fi
 OUTDIR="${OUTDIR:-${OUT:-benchmarks/results/gpu-check}}"
-mkdir -p "$OUTDIR"
-OUTDIR=$(cd "$OUTDIR" && pwd)
+if ! mkdir -p "$OUTDIR" || ! OUTDIR=$(cd "$OUTDIR" && pwd); then
+  echo "gpu_check: cannot use $OUTDIR as the output folder" >&2
+  exit 2
+fi
 PY="${PYTHON:-python}"
 command -v "$PY" >/dev/null || PY=python3
 source benchmarks/gpu_check_lib.sh  # step, needs, publish
@@ -193,5 +195,12 @@ echo "gpu_check: $(( $(date +%s) - START )) s"
 "$PY" benchmarks/gpu_summary.py "$LOGDIR" $([ "$DRY" = 1 ] && echo --dry-run)
 RC=$?
 publish
-if [ "$PUBLISH" = 1 ]; then echo "gpu_check: every log is in $OUTDIR/all.tar.gz"; fi
+if [ "$PUBLISH" = 1 ]; then
+  if [ -f "$OUTDIR/all.tar.gz" ]; then
+    echo "gpu_check: every log is in $OUTDIR/all.tar.gz"
+    rm -rf "$LOGDIR"
+  else
+    echo "gpu_check: no archive could be made (tar/gzip); the logs stay in $LOGDIR" >&2
+  fi
+fi
 exit $RC

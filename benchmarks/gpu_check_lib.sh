@@ -88,7 +88,11 @@ publish() {
   local f files
   files=$(cd "$LOGDIR" && ls -A)
   # shellcheck disable=SC2086  # one word per file: the names are ours, without spaces
-  (cd "$LOGDIR" && tar czf "$OUTDIR/all.tar.gz.tmp" $files) && mv -f "$OUTDIR/all.tar.gz.tmp" "$OUTDIR/all.tar.gz"
+  if ! (cd "$LOGDIR" && tar czf "$OUTDIR/all.tar.gz.tmp" $files) 2>/dev/null; then
+    rm -f "$OUTDIR/all.tar.gz.tmp"  # no tar or gzip here: the KEEP files below still come back
+  else
+    mv -f "$OUTDIR/all.tar.gz.tmp" "$OUTDIR/all.tar.gz"
+  fi
   for f in $KEEP; do
     if [ -f "$LOGDIR/$f" ]; then cp -f "$LOGDIR/$f" "$OUTDIR/$f"; fi
   done

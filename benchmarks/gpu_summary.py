@@ -51,7 +51,7 @@ def read_rows(folder: Path, unreadable: dict[str, str]) -> list[dict]:
             data, why = load_json(path)
             try:
                 rows += [dict(r, source=name, gpu=data["machine"].get("gpu")) for r in data["rows"]]
-            except (TypeError, KeyError, AttributeError) as exc:
+            except (TypeError, KeyError, AttributeError, ValueError) as exc:
                 unreadable[name] = why or f"unexpected content ({type(exc).__name__}: {exc})"
     return rows
 
@@ -139,8 +139,10 @@ def main(argv: list[str] | None = None) -> int:
         video = data.get("row") if isinstance(data, dict) else None
         if not isinstance(video, dict):
             unreadable["video.json"], video = why or "no row", None
+    # Everything the summary reads, in the one file the device tool surely brings back.
     (args.folder / "gpu_check.json").write_text(json.dumps(
-        {"gpu": gpu, "steps": steps, "rows": rows, "unreadable": unreadable}, indent=2) + "\n")
+        {"gpu": gpu, "steps": steps, "rows": rows, "video": video, "tile_sweep": sweep,
+         "tile_sweep_note": sweep_heading.strip(), "unreadable": unreadable}, indent=2) + "\n")
     if not args.dry_run:
         print(f"\nGPU: {gpu or 'unknown (no name from nvidia-smi in gpu.txt, none in bench.json)'}")
     print("\n| step | result | s |\n|---|---|---:|")
@@ -151,12 +153,16 @@ def main(argv: list[str] | None = None) -> int:
     if rows:
         print("\n| x | b | backend | precision | ms/frame | vs eager | x floor |\n|---|---|---|---|---:|---:|---:|")
         for r in rows:
-            if r["status"] != "ok":
-                print(f"| {r['scale']} | {r['batch']} | {r['name']} | {r['precision']} | {r['status']}: {r['reason'][:60]} | | |")
-                continue
-            speed = r.get("speedup_vs_eager")
-            print(f"| {r['scale']} | {r['batch']} | {r['name']} | {r['precision']} | {r['ms_per_frame']:.4f} | "
-                  f"{'' if speed is None else f'{speed:.2f}x'} | {r['extra'].get('x_floor', '')} |")
+            try:
+                if r["status"] != "ok":
+                    print(f"| {r['scale']} | {r['batch']} | {r['name']} | {r['precision']} | {r['status']}: "
+                          f"{str(r.get('reason', ''))[:60]} | | |")
+                    continue
+                speed = r.get("speedup_vs_eager")
+                print(f"| {r['scale']} | {r['batch']} | {r['name']} | {r['precision']} | {r['ms_per_frame']:.4f} | "
+                      f"{'' if speed is None else f'{speed:.2f}x'} | {r.get('extra', {}).get('x_floor', '')} |")
+            except (KeyError, TypeError, ValueError, AttributeError) as exc:  # a row of another shape: said, not fatal
+                print(f"| ? | ? | {str(r)[:60]} | | unreadable row ({type(exc).__name__}) | | |")
     elif not args.dry_run:
         print("\nno benchmark results")
     if sweep or sweep_heading:
@@ -168,6 +174,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\n{name} unreadable: {why[:200]}")
     if failed:
         print(f"\nFAILED steps: {', '.join(failed)}")
+        return 1
+    if not args.dry_run and not any(s["result"] == "0" for s in steps):  # nothing failed, nothing ran either
+        print("\ngpu_check: no step ran to completion")
         return 1
     print("\ngpu_check: dry run complete" if args.dry_run else "\ngpu_check: all steps passed")
     return 0

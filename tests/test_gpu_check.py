@@ -191,6 +191,26 @@ def test_summary_survives_unreadable_files(tmp_path):
                          capture_output=True, text=True)
     assert "(the sweep did not finish: 3 rows from tile_sweep.json.part)" in run.stdout, run.stdout
     assert "| fp16 | 1.2 | 14x30 | 1.2 |" in run.stdout
+    # gpu_check.json, the one file surely brought back, holds what the summary read.
+    data = json.loads((tmp_path / "gpu_check.json").read_text())
+    assert data["video"]["pipeline_fps"] == 100 and len(data["tile_sweep"]) == 3
+    assert data["tile_sweep_note"].startswith("(the sweep did not finish")
+
+
+def test_summary_odd_rows_and_a_run_where_nothing_ran(tmp_path):
+    (tmp_path / "steps.tsv").write_text("build\tno-time\t0\tneeds 60 s, 3 s left\n")
+    (tmp_path / "bench.json").write_text(json.dumps({"machine": {}, "rows": [{"name": "x"}, "not a row"]}))
+    run = subprocess.run([sys.executable, "benchmarks/gpu_summary.py", str(tmp_path)], cwd=ROOT,
+                         capture_output=True, text=True)
+    assert "Traceback" not in run.stderr, run.stderr
+    assert run.returncode == 1 and "no step ran to completion" in run.stdout
+
+
+def test_an_output_folder_that_cannot_be_made_is_refused(tmp_path):
+    (tmp_path / "a_file").write_text("")
+    run = subprocess.run(["bash", "benchmarks/gpu_check.sh", "--dry-run", str(tmp_path / "a_file" / "out")], cwd=ROOT,
+                         capture_output=True, text=True, env={**os.environ, "PYTHON": sys.executable}, timeout=60)
+    assert run.returncode == 2 and "cannot use" in run.stderr and not (ROOT / "gpu_check.json").exists()
 
 
 def test_tile_sweep_json_appears_only_complete():
