@@ -354,3 +354,28 @@ def test_cuda_graph_bookkeeping_with_a_fake_graph(monkeypatch):
             for shape in tiles:
                 fast._cuda_forward(torch.rand(shape))
         assert len(captures) == 2 + len(tiles)
+
+
+def test_auto_prefers_our_cuda_kernels_then_triton():
+    everything = {b: None for b in backends.available()}
+    assert backends.resolve("auto", torch.device("cuda"), everything) == "cuda"
+    assert backends.resolve("auto", torch.device("cuda"), {**everything, "cuda": "not built"}) == "triton"
+
+
+@needs_extension
+def test_reference_path_dtype_and_clamp_and_a_swapped_parameter():
+    ref = _random_reference(2)
+    with torch.no_grad():
+        # float16 input, float32 module, torch backend: computed in float32, returned in float16.
+        torch_path = FastESPCN.from_reference(ref, backend="torch")
+        x = torch.rand(1, 1, 6, 7)
+        assert torch.equal(torch_path(x.half()), ref(x.half().float()).half())
+        # clamp on the reference path too (auto sends float64 there).
+        clamped = FastESPCN.from_reference(ref, clamp=True)
+        out = clamped(torch.rand(1, 1, 6, 7, dtype=torch.float64) * 4 - 2)
+        assert out.dtype == torch.float64 and 0 <= float(out.min()) and float(out.max()) <= 1
+        # A parameter replaced by a new tensor (a new storage, its own version counter): the kernels follow.
+        fast = FastESPCN.from_reference(ref).half()
+        before = fast(x.half())
+        fast.sub_pixel[0].bias = torch.nn.Parameter(fast.sub_pixel[0].bias + 1, requires_grad=False)
+        torch.testing.assert_close(fast(x.half()).float(), before.float() + 1, atol=2**-7, rtol=0)

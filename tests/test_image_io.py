@@ -272,3 +272,14 @@ def test_long_file_names_are_written(tmp_path):
     target = tmp_path / ("é" * 60 + "a" * 120 + ".png")  # 250 bytes
     write_image(random_rgb(4, 5), target)
     assert target.exists() and len(list(tmp_path.iterdir())) == 1
+
+
+def test_pixel_limit_boundary_and_the_icc_of_images_with_alpha(tmp_path, monkeypatch):
+    path = tmp_path / "a.png"
+    Image.fromarray(np.zeros((6, 7, 4), np.uint8), "RGBA").save(path, icc_profile=_srgb_profile())
+    monkeypatch.setattr(image_io, "MAX_PIXELS", 42)  # exactly the image's pixels: read
+    image, icc = image_io.read_image_and_profile(path, mode="keep")
+    assert image.shape == (4, 6, 7) and icc == _srgb_profile()  # an RGB profile fits RGB + alpha
+    monkeypatch.setattr(image_io, "MAX_PIXELS", 41)
+    with pytest.raises(ImageReadError, match="over the limit of 41"):
+        read_image(path)

@@ -216,3 +216,11 @@ def test_fast_module_from_file(tmp_path):
     save_weights(ESPCN(3).state_dict(), tmp_path / "w.safetensors")
     fast = FastESPCN.from_file(tmp_path / "w.safetensors")
     assert isinstance(fast, FastESPCN) and (fast.scale, fast.backend, fast.in_channels) == (3, "auto", 1)
+
+
+def test_wrapper_prefixes_are_stripped(tmp_path):
+    # DistributedDataParallel ("module.") and torch.compile ("_orig_mod.") wrap the keys, alone or together.
+    state = ESPCN(3).state_dict()
+    for prefix in ("module.", "_orig_mod.", "module._orig_mod."):
+        torch.save({prefix + k: v for k, v in state.items()}, tmp_path / "w.pth")
+        assert list(load_weights(tmp_path / "w.pth")) == list(state)

@@ -98,3 +98,17 @@ def test_modcrop():
 def test_errors(args, kwargs, exc, match):
     with pytest.raises(exc, match=match):
         imresize(*args, **kwargs)
+
+
+def test_the_kernel_and_the_borders_without_the_data():
+    # MATLAB's cubic (a = -0.5) at its knots, and symmetric padding at both ends: checked even
+    # where the LR reference images are absent.
+    from espcn_fast.resize import _contributions, _cubic
+
+    torch.testing.assert_close(_cubic(torch.tensor([0.0, 0.5, 1.0, 1.5, 2.0], dtype=torch.float64)),
+                               torch.tensor([1.0, 0.5625, 0.0, -0.0625, 0.0], dtype=torch.float64))
+    idx, _ = _contributions(5, 10, 2.0, True, torch.device("cpu"))
+    # The first and last output pixels' taps run past the edges: mirrored (symmetric), not clamped.
+    assert idx[0].tolist() == [1, 0, 0, 1] and idx[-1].tolist() == [3, 4, 4, 3]
+    idx, _ = _contributions(6, 3, 0.5, True, torch.device("cpu"))  # shrinking: wider, mirrored taps
+    assert idx[0].tolist() == [2, 1, 0, 0, 1, 2, 3, 4]

@@ -313,3 +313,13 @@ def test_without_validation_the_last_epoch_is_kept(tiny_data, tmp_path, capsys):
     for key in last:
         assert torch.equal(best[key], last[key]), key
     assert torch.load(out / "best.pt", weights_only=True)["epoch"] == 2
+
+
+def test_learning_rate_schedules():
+    from training.train import lr_factor
+
+    assert lr_factor(0, 10, 1e-2, 1e-4, "exponential") == pytest.approx(1.0)
+    assert lr_factor(5, 10, 1e-2, 1e-4, "exponential") == pytest.approx(0.1)  # halfway: sqrt(lr_min / lr)
+    assert lr_factor(10, 10, 1e-2, 1e-4, "exponential") == pytest.approx(1e-2)
+    assert lr_factor(5, 10, 1e-2, 1e-4, "cosine") == pytest.approx((1 + 1e-2) / 2)
+    assert lr_factor(10, 10, 1e-2, 1e-4, "cosine") == pytest.approx(1e-2)

@@ -269,3 +269,13 @@ def test_clamp_keeps_nan():
     out = triton_ops().espcn_forward(x.to(DEVICE), *typed(model, "fp32"), 2, True, "fp32")
     expected = reference64(model, x, clamp=True).isnan()
     assert expected.any() and torch.equal(out.isnan().cpu(), expected)
+
+
+def test_batch_pixel_limit_boundary():
+    # Exactly at the limit passes the check (checked alone: a launch that big would take hours here).
+    from espcn_fast.triton_backend import ops as triton_ops_module
+
+    check = triton_ops_module._check_addressable
+    check("op", torch.rand(1, 1, 1, 1).expand(2**31 - 1024, 1, 1, 1), ())
+    with pytest.raises(RuntimeError, match="the batch has 2147482625 pixels"):
+        check("op", torch.rand(1, 1, 1, 1).expand(2**31 - 1023, 1, 1, 1), ())

@@ -369,3 +369,14 @@ def test_missing_pyav_is_a_one_line_error(tmp_path, capsys, monkeypatch):
     monkeypatch.setitem(sys.modules, "av", None)  # import av raises ImportError
     assert main(["video", str(src), "-o", str(tmp_path / "out.mp4"), "-q"]) == 2
     assert "needs PyAV: pip install" in capsys.readouterr().err
+
+
+def test_a_yuv420p_frame_tagged_full_range_is_converted():
+    # Full range can come as a tag on a plain yuv420p frame, not only as a yuvj format.
+    from espcn_fast.video import _yuv420
+
+    frame = av.VideoFrame(8, 4, "yuv420p")
+    for plane, value in zip(frame.planes, (0, 128, 128)):
+        np.frombuffer(plane, np.uint8)[:] = value
+    frame.color_range = 2  # AVCOL_RANGE_JPEG
+    assert int(_yuv420(frame).y.max()) == 16  # black: 0 in full range, 16 in limited
