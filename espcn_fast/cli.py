@@ -18,6 +18,7 @@ import torch
 
 from . import published
 from .data_dir import find_data_dir
+from .devices import device_problem
 from .evaluate import SetScore, evaluate_sets
 from .image_io import IMAGE_SUFFIXES, ImageReadError, list_images, read_image, read_image_and_profile, write_image
 from .backends import BACKENDS, resolve
@@ -53,17 +54,9 @@ def _default_device(name: str | None) -> str:
     """``--device`` checked against this machine (``cuda`` when there is a GPU and none is named)."""
     if name is None:
         return "cuda" if torch.cuda.is_available() else "cpu"
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise CliError(f"--device {name}: not a device name (use cpu, cuda or cuda:N)") from None
-    if device.type not in ("cpu", "cuda"):
-        raise CliError(f"--device {name}: only cpu and cuda are supported")
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise CliError(f"--device {name}: no CUDA GPU is available here")
-        if device.index is not None and device.index >= torch.cuda.device_count():
-            raise CliError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA GPU(s)")
+    problem = device_problem(name)
+    if problem is not None:
+        raise CliError(f"--device {name}: {problem}")
     return name
 
 

@@ -135,9 +135,10 @@ def read_image_and_profile(path: str | os.PathLike, mode: str = "RGB") -> tuple[
             if img.mode.startswith("I"):  # 16-bit grey ("I;16*"; "I" is how Pillow opens some 16-bit files)
                 array = _to_8_bits(np.asarray(img), path)
             else:
-                high = np.asarray(img)
-                if low is not None and low.shape == high.shape:
-                    img = Image.fromarray(_to_8_bits(high.astype(np.uint16) << 8 | low, path), img.mode)
+                if low is not None:  # (only 16-bit colour: an 8-bit image is not converted an extra time)
+                    high = np.asarray(img)
+                    if low.shape == high.shape:
+                        img = Image.fromarray(_to_8_bits(high.astype(np.uint16) << 8 | low, path), img.mode)
                 grey = img.mode in ("L", "1", "LA", "La")
                 alpha = "A" if mode == "keep" and img.has_transparency_data else ""
                 array = np.asarray(img.convert(("L" if grey and mode == "keep" else "RGB") + alpha), dtype=np.uint8)

@@ -9,6 +9,7 @@ from .model import SuperResolver
 from .quantize import to_uint8_
 from .resize import imresize
 from .tiling import run_tiled
+from .validation import check_model_scale
 
 # The tile (LR pixels) tried first when a whole image does not fit on the GPU;
 # halved on each further out-of-memory error down to the last (also the CLI's
@@ -37,9 +38,7 @@ def upscale_image(
         raise ValueError(
             f"upscale_image expects a (1 to 4, H, W) uint8 image, got {image.dtype} {tuple(image.shape)}"
         )
-    model_scale = getattr(model, "scale", scale)
-    if model_scale != scale:
-        raise ValueError(f"upscale_image: scale {scale} but the model upscales x{model_scale}")
+    check_model_scale(model, scale, "upscale_image")
     device = torch.device(device) if device is not None else image.device
 
     def tiled(size: int) -> torch.Tensor:

@@ -38,3 +38,11 @@ def check_scale(scale: object) -> int:
     if scale < 1:
         raise ValueError(f"scale must be >= 1, got {scale}")
     return scale
+
+
+def check_model_scale(model: object, scale: int, where: str) -> None:
+    """A model that says its scale (ESPCN, FastESPCN) must upscale by ``scale``: found before any
+    work, not as wrongly stitched tiles or a shape error in the first video frame."""
+    model_scale = getattr(model, "scale", scale)
+    if model_scale != scale:
+        raise ValueError(f"{where}: scale {scale} but the model upscales x{model_scale}")

@@ -44,6 +44,7 @@ import torch.nn.functional as F
 
 from .model import SuperResolver
 from .quantize import round_255, to_uint8_
+from .validation import check_model_scale
 
 _END = object()  # the last item on a queue
 
@@ -309,9 +310,7 @@ def upscale_video(
     _check_paths(src, dst, overwrite)
     if batch < 1:
         raise ValueError(f"batch must be >= 1, got {batch}")
-    model_scale = getattr(model, "scale", scale)
-    if model_scale != scale:  # found before any file is opened, not as a shape error in frame 1
-        raise ValueError(f"upscale_video: scale {scale} but the model upscales x{model_scale}")
+    check_model_scale(model, scale, "upscale_video")
     network = _Network(model, scale, torch.device(device))
     container = _open_input(src)
     in_video = container.streams.video[0]

@@ -28,6 +28,7 @@ from torch import nn
 
 from espcn_fast.cli import OneLineParser
 from espcn_fast.data_dir import find_data_dir
+from espcn_fast.devices import device_problem
 from espcn_fast.evaluate import score_image
 from espcn_fast.model import ESPCN
 from espcn_fast.weights import WeightsError, load_weights, save_weights
@@ -103,22 +104,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.out.exists() and not args.out.is_dir():
         p.error(f"--out {args.out} is not a folder")
     return args
-
-
-def device_problem(name: str) -> str | None:
-    """Why ``name`` cannot be trained on here, or None when it can."""
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        return "not a device; use cpu or cuda (cuda:N for one GPU)"
-    if device.type not in ("cpu", "cuda"):
-        return "training runs on cpu or cuda only"
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            return "no CUDA GPU is available here"
-        if device.index is not None and device.index >= torch.cuda.device_count():
-            return f"there are only {torch.cuda.device_count()} CUDA GPU(s)"
-    return None
 
 
 def one_line(exc: BaseException) -> str:
