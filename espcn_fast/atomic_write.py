@@ -8,18 +8,47 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
+# Bytes of the target's name kept in the temporary one: with the rest of that name
+# (".", ".<12 hex>.tmp" and the suffix) it must fit where the target's 255 do.
+_NAME_BYTES = 180
+
+
+def _head(name: str, size: int) -> str:
+    """The first ``size`` bytes of the file name ``name``, as a name again.
+
+    Bytes, not characters, and through ``os.fsencode``: a name that is not valid
+    UTF-8 comes as surrogate escapes, which ``str.encode`` refuses. A UTF-8
+    character cut in two is dropped whole.
+    """
+    raw = os.fsencode(name)
+    if len(raw) <= size:
+        return name
+    head = raw[:max(size, 0)]
+    end = len(head)
+    while end and head[end - 1] & 0xC0 == 0x80:  # continuation bytes of the last character
+        end -= 1
+    if end and head[end - 1] >= 0xC0 and len(head) - end + 1 < _utf8_length(head[end - 1]):
+        head = head[:end - 1]  # its lead byte, the character incomplete
+    return os.fsdecode(head)
+
+
+def _utf8_length(lead: int) -> int:
+    """How many bytes the UTF-8 character starting with ``lead`` has."""
+    return 4 if lead >= 0xF0 else 3 if lead >= 0xE0 else 2
+
 
 @contextmanager
-def replacing(path: str | os.PathLike) -> Iterator[Path]:
+def replacing(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     """Yields a temporary path beside ``path`` to write to; renames it over ``path`` when the block
     ends without an error, and removes it in every case, so that a crash or a failed write (disk
-    full, a folder in the way) leaves ``path`` as it was and nothing else behind. The name is new
-    each call (two writers of one path do not share it); the writer creates the file, so it gets
-    the usual permissions."""
+    full, a folder in the way, an interrupt) leaves ``path`` as it was and nothing else behind. The
+    name is new each call (two writers of one path do not share it); the writer creates the file, so
+    it gets the usual permissions. ``suffix`` ends the temporary name, for writers that choose the
+    format by it (FFmpeg's muxers: ``".mp4"``). Any file name the system takes works, one that is
+    not UTF-8 included."""
     path = Path(path)
-    # At most 180 bytes of the name: the temporary one must fit where the target's 255 do.
-    stem = path.name.encode()[:180].decode(errors="ignore")
-    tmp = path.with_name(f".{stem}.{uuid.uuid4().hex[:12]}.tmp")
+    stem = _head(path.name, _NAME_BYTES - len(os.fsencode(suffix)))
+    tmp = path.with_name(f".{stem}.{uuid.uuid4().hex[:12]}.tmp{suffix}")
     try:
         yield tmp
         os.replace(tmp, path)

@@ -330,6 +330,8 @@ def main(argv: list[str] | None = None) -> int:
     """Run ``espcn-fast`` with ``argv``; returns the exit status (2 for a bad input, printed as one line)."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    if hasattr(sys.stdout, "reconfigure"):  # a file name that is not UTF-8 is printed escaped, as on stderr
+        sys.stdout.reconfigure(errors="backslashreplace")
     if args.command is None:
         parser.print_help()
         return 0
