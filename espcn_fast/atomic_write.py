@@ -57,3 +57,11 @@ def replacing(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
             tmp.unlink(missing_ok=True)
         except OSError:  # e.g. a read-only folder: the write's own error is the one to see
             pass
+
+
+def existing_output(path: str | os.PathLike, overwrite: bool) -> str | None:
+    """Why ``path`` must not be written (it exists and ``overwrite`` was not given), or None: the one
+    rule for every output of the command line (an existing file is replaced only when asked)."""
+    if overwrite or not os.path.lexists(path):
+        return None
+    return f"{path} exists; pass --overwrite to replace it"

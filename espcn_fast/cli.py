@@ -21,6 +21,7 @@ from .data_dir import find_data_dir
 from .devices import device_problem
 from .evaluate import SetScore, evaluate_sets
 from .image_io import IMAGE_SUFFIXES, ImageReadError, list_images, read_image, read_image_and_profile, write_image
+from .atomic_write import existing_output
 from .backends import BACKENDS, resolve
 from .fast import PRECISIONS, FastESPCN
 from .model import ESPCN
@@ -77,7 +78,8 @@ def _plan_outputs(inputs: list[Path], out: Path) -> list[tuple[Path, Path]]:
 
 
 def cmd_upscale(args: argparse.Namespace) -> int:
-    """``espcn-fast upscale``: images or folders in, PNGs out; a bad file is reported and skipped."""
+    """``espcn-fast upscale``: images or folders in, PNGs out; a bad file, or an existing output
+    without ``--overwrite``, is reported and skipped."""
     device = _default_device(args.device)
     model = _load_model(args.scale, args.weights, device, args.backend, args.precision)
     pairs = _plan_outputs(args.inputs, args.output)
@@ -86,6 +88,8 @@ def cmd_upscale(args: argparse.Namespace) -> int:
             raise CliError(f"refusing to overwrite the input {src}; choose another -o")
     if len({dst for _, dst in pairs}) != len(pairs):
         raise CliError("two inputs would write the same output name; upscale them separately")
+    if pairs == [(args.inputs[0], args.output)] and existing_output(args.output, args.overwrite):
+        raise CliError(existing_output(args.output, args.overwrite))  # one named output: before the work
     failed = 0
     iterator = pairs
     if len(pairs) > 1 and not args.quiet:
@@ -93,6 +97,10 @@ def cmd_upscale(args: argparse.Namespace) -> int:
 
         iterator = tqdm(pairs, desc=f"upscale x{args.scale}", unit="img")
     for src, dst in iterator:
+        if existing_output(dst, args.overwrite):
+            print(f"skipped: {existing_output(dst, args.overwrite)}", file=sys.stderr)
+            failed += 1
+            continue
         try:
             image, icc_profile = read_image_and_profile(src, mode="keep")
         except ImageReadError as exc:
@@ -284,6 +292,7 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--tile", type=_tile_size, metavar="N",
                     help="process in N x N LR tiles (4-pixel halo; identical pixels, bounded memory); "
                     "on a GPU an image that does not fit is tiled anyway")
+    up.add_argument("--overwrite", action="store_true", help="replace existing output files")
     up.add_argument("-q", "--quiet", action="store_true", help="print errors only")
     up.set_defaults(func=cmd_upscale)
 

@@ -42,6 +42,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .atomic_write import existing_output
 from .model import SuperResolver
 from .quantize import round_255, to_uint8_
 from .validation import check_model_scale
@@ -156,8 +157,8 @@ def _check_paths(src: Path, dst: Path, overwrite: bool) -> None:
         raise VideoError(f"refusing to overwrite the input {src}; choose another -o")
     if dst.is_dir():
         raise VideoError(f"cannot write {dst}: it is a folder; name the output file")
-    if dst.exists() and not overwrite:
-        raise VideoError(f"{dst} exists; pass --overwrite to replace it")
+    if existing_output(dst, overwrite):
+        raise VideoError(existing_output(dst, overwrite))
     if not dst.parent.is_dir():
         raise VideoError(f"cannot write {dst}: the folder {dst.parent} does not exist")
     if not os.access(dst.parent, os.W_OK):

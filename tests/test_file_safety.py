@@ -1,4 +1,4 @@
-"""Outputs written whole or not at all: odd file names, through the atomic writer and the CLI."""
+"""Outputs written whole or not at all: odd file names and existing outputs, through the atomic writer and the CLI."""
 
 from __future__ import annotations
 
@@ -47,3 +47,29 @@ def test_a_folder_with_a_name_that_is_not_utf8_is_upscaled_whole(tmp_path, capsy
     assert read_image(os.fsdecode(bytes(out) + b"/b_\xff\xfe.png")).shape == (3, 20, 24)
     printed = capsys.readouterr().out
     assert printed.count(" -> ") == 3 and "b_" in printed
+
+
+def test_upscale_refuses_an_existing_output_file_unless_asked(tmp_path, capsys):
+    src, dst = tmp_path / "a.png", tmp_path / "o.png"
+    write_image(random_rgb(10, 12), src)
+    dst.write_bytes(b"keep me")
+    assert main(["upscale", str(src), "-o", str(dst), "--scale", "2", "-q", "--device", "cpu"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"espcn-fast: error: {dst} exists; pass --overwrite to replace it"
+    assert dst.read_bytes() == b"keep me"
+    assert main(["upscale", str(src), "-o", str(dst), "--scale", "2", "-q", "--device", "cpu", "--overwrite"]) == 0
+    assert read_image(dst).shape == (3, 20, 24)
+
+
+def test_a_folder_run_skips_and_reports_existing_outputs(tmp_path, capsys):
+    folder, out = tmp_path / "in", tmp_path / "out"
+    folder.mkdir()
+    out.mkdir()
+    for name in ("a.png", "b.png"):
+        write_image(random_rgb(10, 12), folder / name)
+    (out / "a.png").write_bytes(b"keep me")
+    assert main(["upscale", str(folder), "-o", str(out), "--scale", "2", "-q", "--device", "cpu"]) == 1
+    err = capsys.readouterr().err
+    assert f"skipped: {out / 'a.png'} exists; pass --overwrite to replace it" in err
+    assert "1 of 2 image(s) failed" in err
+    assert (out / "a.png").read_bytes() == b"keep me" and read_image(out / "b.png").shape == (3, 20, 24)
