@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 from pathlib import Path
 from typing import NoReturn
@@ -31,6 +32,16 @@ from .weights import WeightsError, scale_of, load_weights
 
 class CliError(Exception):
     """An error to print as one line, without a traceback."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (``kill``, ``timeout``, a container's or systemd's stop), raised where the program is, so
+    that it cleans up as on Ctrl-C: temporary files removed, earlier outputs left as they were."""
+
+
+def _terminate(signum: int, frame: object) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second SIGTERM must not cut the cleanup short
+    raise Terminated
 
 
 def _load_model(scale: int, weights: Path | None, device: str, backend: str = "auto",
@@ -345,6 +356,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 0
     try:
+        previous = signal.signal(signal.SIGTERM, _terminate)
+    except ValueError:  # not the main thread, where signals can't be handled: left as they are
+        previous = None
+    try:
         return args.func(args)
     except (CliError, WeightsError, ImageReadError, ValueError, TypeError) as exc:
         print(f"espcn-fast: error: {exc}", file=sys.stderr)
@@ -353,6 +368,12 @@ def main(argv: list[str] | None = None) -> int:
         where = f": {exc.filename}" if exc.filename else ""
         print(f"espcn-fast: error: {exc.strerror or exc}{where}", file=sys.stderr)
         return 2
+    except Terminated:
+        print("espcn-fast: terminated", file=sys.stderr)
+        return 143  # 128 + SIGTERM, as a shell reports a process it stopped
     except KeyboardInterrupt:
         print("espcn-fast: interrupted", file=sys.stderr)
         return 130
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)

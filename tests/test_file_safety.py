@@ -1,14 +1,22 @@
-"""Outputs written whole or not at all: odd file names and existing outputs, through the atomic writer and the CLI."""
+"""Outputs written whole or not at all: odd file names, existing outputs and SIGTERM, through the CLI."""
 
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
+
+import pytest
 
 from espcn_fast.atomic_write import replacing
 from espcn_fast.cli import main
 from espcn_fast.image_io import read_image, write_image
 from tests.conftest import random_rgb
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_a_name_that_is_not_utf8_is_written(tmp_path):
@@ -73,3 +81,85 @@ def test_a_folder_run_skips_and_reports_existing_outputs(tmp_path, capsys):
     assert f"skipped: {out / 'a.png'} exists; pass --overwrite to replace it" in err
     assert "1 of 2 image(s) failed" in err
     assert (out / "a.png").read_bytes() == b"keep me" and read_image(out / "b.png").shape == (3, 20, 24)
+
+
+# The job is made slow at the moment its temporary file exists, so that SIGTERM comes mid-write.
+_SLOW_IMAGE_WRITE = """
+import sys, time
+import PIL.Image
+real = PIL.Image.Image.save
+def save(self, fp, *args, **kwargs):
+    real(self, fp, *args, **kwargs)
+    time.sleep(60)
+PIL.Image.Image.save = save
+from espcn_fast.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def terminated(command: list[str], folder: Path, pattern: str) -> subprocess.CompletedProcess:
+    """Runs ``command``, sends SIGTERM once a file matching ``pattern`` appears in ``folder``, and waits."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not list(folder.glob(pattern)):
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            out, err = process.communicate()
+            pytest.fail(f"no {pattern} appeared (exit {process.returncode}): {err[-2000:]}")
+        time.sleep(0.05)
+    process.send_signal(signal.SIGTERM)
+    try:
+        out, err = process.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        pytest.fail("still running 60 s after SIGTERM")
+    return subprocess.CompletedProcess(command, process.returncode, out, err)
+
+
+def test_sigterm_during_upscale_leaves_no_temporary_file_and_the_old_output(tmp_path):
+    src, dst = tmp_path / "big.png", tmp_path / "out" / "big.png"
+    write_image(random_rgb(40, 48), src)
+    dst.parent.mkdir()
+    dst.write_bytes(b"the previous output")
+    command = [sys.executable, "-c", _SLOW_IMAGE_WRITE, "upscale", str(src), "-o", str(dst), "--scale", "2",
+               "--device", "cpu", "-q", "--overwrite"]
+    result = terminated(command, dst.parent, ".big.png.*.tmp")
+    assert result.returncode == 143, result.stderr
+    assert result.stderr.strip().splitlines()[-1] == "espcn-fast: terminated"
+    assert sorted(p.name for p in dst.parent.iterdir()) == ["big.png"]
+    assert dst.read_bytes() == b"the previous output"
+
+
+_SLOW_VIDEO = """
+import sys, time
+from espcn_fast import video
+real = video._Network.finish
+def finish(self, handle):
+    if len(handle[0]) and finish.calls == 30:
+        time.sleep(60)
+    finish.calls += 1
+    return real(self, handle)
+finish.calls = 0
+video._Network.finish = finish
+from espcn_fast.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_sigterm_during_video_leaves_no_temporary_file_and_the_old_output(tmp_path):
+    pytest.importorskip("av")
+    from tests.test_video import make_video
+
+    src = make_video(tmp_path / "in.mp4", frames=40, audio=False)
+    out = tmp_path / "out"
+    out.mkdir()
+    dst = out / "clip.mp4"
+    dst.write_bytes(b"the previous output")
+    command = [sys.executable, "-c", _SLOW_VIDEO, "video", str(src), "-o", str(dst), "--scale", "2",
+               "--device", "cpu", "--batch", "1", "-q", "--overwrite"]
+    result = terminated(command, out, ".clip*")
+    assert result.returncode == 143, result.stderr
+    assert result.stderr.strip().splitlines()[-1] == "espcn-fast: terminated"
+    assert sorted(p.name for p in out.iterdir()) == ["clip.mp4"]
+    assert dst.read_bytes() == b"the previous output"
