@@ -23,6 +23,7 @@ from .devices import device_problem
 from .evaluate import SetScore, evaluate_sets
 from .image_io import IMAGE_SUFFIXES, ImageReadError, list_images, read_image, read_image_and_profile, write_image
 from .atomic_write import existing_output
+from .atomic_write import replacing
 from .backends import BACKENDS, resolve
 from .fast import PRECISIONS, FastESPCN
 from .model import ESPCN
@@ -223,7 +224,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
             }
             for scale, sets in scores.items()
         }
-        args.json.write_text(json.dumps(payload, indent=2) + "\n")
+        try:
+            with replacing(args.json) as tmp:
+                tmp.write_text(json.dumps(payload, indent=2) + "\n")
+        except OSError as exc:  # the earlier file, if any, is left as it was
+            raise CliError(f"cannot write {args.json}: {exc.strerror or exc}") from None
         print(f"wrote {args.json}")
     return 0
 

@@ -8,8 +8,10 @@ height resized before the width, and for ``uint8`` images a round to uint8
 after *each* pass, as MATLAB keeps the uint8 class between passes. The
 standard Set5/Set14 LR images were made this way.
 
-Vectorised (one matrix product per pass), batched over any
-leading dimensions, and it runs on whichever device the tensor is on.
+Vectorised (one gather per kernel tap and pass), batched over any leading
+dimensions, and it runs on whichever device the tensor is on. An integer
+upscale of a tile (with 2 pixels of margin) gives exactly the pixels of the
+whole image's upscale, which tiled super-resolution relies on.
 """
 
 from __future__ import annotations
@@ -31,6 +33,35 @@ def _cubic(x: torch.Tensor) -> torch.Tensor:
     return near + far
 
 
+@functools.lru_cache(maxsize=16)
+def _phases(scale: int) -> tuple[tuple[tuple[int, ...], ...], tuple[tuple[float, ...], ...]]:
+    """An integer upscale's taps, the same for every LR pixel: for each phase (which of the ``scale``
+    outputs of an LR pixel), the source offsets from that pixel (0-based) and their normalised weights.
+
+    MATLAB's output centre ``u = x / scale + 0.5 * (1 - 1 / scale)`` is computed for the first
+    ``scale`` outputs; the others are those shifted by whole LR pixels. Taken apart this way, every
+    output of a phase gets bit-identical weights wherever it lies, so a tile of an image resizes
+    exactly as the whole image does.
+    """
+    x = torch.arange(1, scale + 1, dtype=torch.float64)
+    u = x / scale + 0.5 * (1 - 1 / scale)
+    start = torch.floor(u - 2.0)
+    taps = start.unsqueeze(1) + torch.arange(6, dtype=torch.float64)  # 1-based source pixels
+    weights = _cubic(u.unsqueeze(1) - taps)
+    weights = weights / weights.sum(dim=1, keepdim=True)
+    keep = (weights != 0).any(dim=0)  # tap columns zero for every phase are dropped, as MATLAB does
+    offsets = (taps[:, keep] - 1).long()
+    return tuple(map(tuple, offsets.tolist())), tuple(map(tuple, weights[:, keep].tolist()))
+
+
+def _mirror(indices: torch.Tensor, length: int) -> torch.Tensor:
+    """Symmetric padding: 0-based indices mirrored into [0, length), the edge pixel repeated."""
+    period = 2 * length
+    idx = torch.remainder(indices, period)
+    return torch.where(idx < length, idx, period - 1 - idx)
+
+
+@functools.lru_cache(maxsize=64)
 def _contributions(
     in_len: int, out_len: int, scale: float, antialias: bool, device: torch.device
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -39,6 +70,11 @@ def _contributions(
     Always float64: the weights must match MATLAB's doubles so that values that
     land on x.5 round the same way.
     """
+    if scale >= 1 and float(scale).is_integer():
+        offsets, weights = (torch.tensor(t, device=device) for t in _phases(int(scale)))
+        x = torch.arange(out_len, device=device)
+        idx = torch.div(x, int(scale), rounding_mode="floor").unsqueeze(1) + offsets[x % int(scale)]
+        return _mirror(idx, in_len), weights[x % int(scale)]
     kernel_width = 4.0
     stretch = 1.0
     if scale < 1 and antialias:
@@ -51,36 +87,53 @@ def _contributions(
     indices = left.unsqueeze(1) + torch.arange(taps, dtype=torch.float64, device=device)
     weights = stretch * _cubic(stretch * (u.unsqueeze(1) - indices))
     weights = weights / weights.sum(dim=1, keepdim=True)
-    # Symmetric padding: mirror the index into [1, in_len], repeating the edge pixel.
-    period = 2 * in_len
-    idx = torch.remainder(indices.long() - 1, period)
-    idx = torch.where(idx < in_len, idx, period - 1 - idx)
+    idx = _mirror(indices.long() - 1, in_len)
     # Drop tap columns that are zero for every output pixel, as MATLAB does.
     keep = (weights != 0).any(dim=0)
-    return idx[:, keep], weights[:, keep]
-
-
-@functools.lru_cache(maxsize=64)
-def _matrix(in_len: int, out_len: int, scale: float, antialias: bool, device: torch.device) -> torch.Tensor:
-    """The resize along one axis as a dense (out_len, in_len) float64 matrix.
-
-    A matrix product is many times faster than a gather for the small images
-    of training; mirrored taps that land on the same pixel add their weights.
-    """
-    idx, weights = _contributions(in_len, out_len, scale, antialias, device)
-    rows = torch.arange(out_len, device=device).unsqueeze(1).expand_as(idx)
-    matrix = torch.zeros(out_len, in_len, dtype=torch.float64, device=device)
-    return matrix.index_put_((rows, idx), weights, accumulate=True)
+    return idx[:, keep].contiguous(), weights[:, keep].contiguous()
 
 
 def _resize_axis(
     x: torch.Tensor, dim: int, out_len: int, scale: float, antialias: bool
 ) -> torch.Tensor:
-    """Resize along ``dim`` (-2: height, -1: width)."""
-    matrix = _matrix(x.shape[dim], out_len, scale, antialias, x.device).to(x.dtype)
+    """Resize along ``dim`` (-2: height, -1: width).
+
+    Tap by tap, in a fixed order, with separate multiplies and adds: each
+    output is the same sum of the same products whatever the image's size
+    (a matrix product's blocking would change the order with the size).
+    """
+    in_len = x.shape[dim]
+    if scale >= 1 and float(scale).is_integer() and out_len == in_len * int(scale):
+        return _upscale_axis(x, dim, int(scale))
+    idx, weights = _contributions(in_len, out_len, scale, antialias, x.device)
+    weights = weights.to(x.dtype)
+    out = None
+    for k in range(idx.shape[1]):
+        w = weights[:, k : k + 1] if dim == -2 else weights[:, k]
+        term = x.index_select(dim, idx[:, k]) * w
+        out = term if out is None else out.add_(term)
+    return out
+
+
+def _upscale_axis(x: torch.Tensor, dim: int, scale: int) -> torch.Tensor:
+    """An integer upscale along ``dim``, phase by phase: the input mirrored at its ends once, then
+    each phase's taps read as shifted views of it (no gathers), in the order of :func:`_phases`."""
+    offsets, weights = _phases(scale)
+    n = x.shape[dim]
+    low = max(0, -min(min(o) for o in offsets))
+    high = max(0, max(max(o) for o in offsets))
+    padded = x.index_select(dim, _mirror(torch.arange(-low, n + high, device=x.device), n))
+    phases = []
+    for phase_offsets, phase_weights in zip(offsets, weights):
+        acc = None
+        for offset, weight in zip(phase_offsets, phase_weights):
+            term = padded.narrow(dim, low + offset, n) * weight
+            acc = term if acc is None else acc.add_(term)
+        phases.append(acc)
+    # Interleaved: (..., n, scale, W) -> (..., n * scale, W), or (..., H, n, scale) -> (..., H, n * scale).
     if dim == -2:
-        return torch.matmul(matrix, x)
-    return torch.matmul(x, matrix.T)
+        return torch.stack(phases, dim=-2).flatten(-3, -2)
+    return torch.stack(phases, dim=-1).flatten(-2, -1)
 
 
 def imresize(

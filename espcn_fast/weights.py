@@ -77,6 +77,10 @@ def load_weights(path: str | os.PathLike) -> dict[str, torch.Tensor]:
         _check_entries(state)
     except WeightsError as exc:
         raise WeightsError(f"weights file {path} does not hold a state dict of tensors: {exc}") from None
+    try:
+        _check_finite(state)
+    except WeightsError as exc:
+        raise WeightsError(f"weights file {path} is unusable: {exc}") from None
     return _strip_prefixes(state)
 
 
@@ -87,6 +91,14 @@ def _check_entries(state: Mapping) -> None:
             raise WeightsError(f"key {key!r} is a {type(key).__name__}, not a parameter name")
         if not isinstance(value, torch.Tensor):
             raise WeightsError(f"{key} is a {type(value).__name__}, not a tensor")
+
+
+def _check_finite(state: Mapping[str, torch.Tensor]) -> None:
+    """A NaN or infinite weight makes every output pixel NaN (black once rounded): refused, naming the tensor."""
+    for key, value in state.items():
+        if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            bad = int((~torch.isfinite(value)).sum())
+            raise WeightsError(f"{key} holds {bad} NaN or infinite value(s) of {value.numel()}")
 
 
 def scale_of(state: Mapping[str, torch.Tensor], out_channels: int = 1) -> int:
@@ -111,6 +123,7 @@ def check_state_dict(state: Mapping[str, torch.Tensor], model: torch.nn.Module, 
     keys; the shapes of the keys present are still checked.
     """
     _check_entries(state)
+    _check_finite(state)
     expected = model.state_dict()
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]

@@ -249,3 +249,28 @@ def test_eval_refuses_a_half_given_lr_set_and_names_bad_images(data_dir, tmp_pat
     assert main(["eval", "--scale", "3", "--sets", "Set5", "--data", str(data), "-q", "--device", "cpu"]) == 2
     err = capsys.readouterr().err
     assert "bird.png: LR image" in err and "is not HR" in err
+
+
+def test_eval_json_on_a_full_disk_keeps_the_earlier_file(tmp_path):
+    """A write cut short (a full disk; here a file-size limit) leaves the earlier scores whole and names the file."""
+    out = tmp_path / "scores.json"
+    out.write_text('{"earlier": "scores"}\n')
+    script = f"""
+import resource, signal, sys
+import espcn_fast.cli as cli
+from espcn_fast.evaluate import ImageScore, SetScore
+
+def fake_sets(model, scale, sets, data, progress=True):
+    images = [ImageScore(f"img{{i:04d}}", 30.0 + i / 7, 0.9) for i in range(400)]
+    return [SetScore("Set5", images)]
+
+cli.evaluate_sets = fake_sets
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG instead
+resource.setrlimit(resource.RLIMIT_FSIZE, (4096, resource.RLIM_INFINITY))
+sys.exit(cli.main(["eval", "--scale", "3", "--json", {str(out)!r}, "-q", "--device", "cpu"]))
+"""
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 2, run.stderr
+    assert f"cannot write {out}: File too large" in run.stderr
+    assert out.read_text() == '{"earlier": "scores"}\n'
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["scores.json"]  # no temporary left

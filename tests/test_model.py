@@ -224,3 +224,37 @@ def test_wrapper_prefixes_are_stripped(tmp_path):
     for prefix in ("module.", "_orig_mod.", "module._orig_mod."):
         torch.save({prefix + k: v for k, v in state.items()}, tmp_path / "w.pth")
         assert list(load_weights(tmp_path / "w.pth")) == list(state)
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+@pytest.mark.parametrize("suffix", [".safetensors", ".pth"])
+def test_weights_with_nan_or_inf_are_refused_naming_the_tensor(tmp_path, bad, suffix):
+    state = dict(ESPCN(3).state_dict())
+    state["feature_maps.2.weight"] = state["feature_maps.2.weight"].clone()
+    state["feature_maps.2.weight"][3, 5, 1, 2] = bad
+    path = tmp_path / f"w{suffix}"
+    if suffix == ".safetensors":
+        save_weights(state, path)
+    else:
+        torch.save(state, path)
+    with pytest.raises(WeightsError, match=rf"weights file {path} is unusable: feature_maps.2.weight holds 1 NaN "
+                                           r"or infinite value\(s\) of 18432"):
+        load_weights(path)
+    with pytest.raises(WeightsError, match="feature_maps.2.weight holds 1 NaN or infinite"):
+        ESPCN(3).load_state_dict(state)
+
+
+def test_cli_refuses_weights_with_nan(tmp_path, capsys):
+    from espcn_fast.cli import main
+    from tests.conftest import random_rgb
+    from espcn_fast.image_io import write_image
+
+    state = dict(ESPCN(2).state_dict())
+    state["sub_pixel.0.bias"] = torch.full_like(state["sub_pixel.0.bias"], float("nan"))
+    save_weights(state, tmp_path / "nan.safetensors")
+    write_image(random_rgb(12, 10), tmp_path / "in.png")
+    code = main(["upscale", str(tmp_path / "in.png"), "-o", str(tmp_path / "out.png"), "--scale", "2",
+                 "--weights", str(tmp_path / "nan.safetensors"), "-q"])
+    assert code == 2
+    assert "sub_pixel.0.bias holds 4 NaN or infinite value(s) of 4" in capsys.readouterr().err
+    assert not (tmp_path / "out.png").exists()
