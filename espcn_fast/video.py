@@ -172,6 +172,9 @@ def _open_input(src: Path):
         container = av.open(str(src))
     except (av.FFmpegError, UnicodeDecodeError, ValueError) as exc:
         raise VideoError(f"{src} is not a video ({exc})") from None
+    if any(name == "image2" or name.endswith("_pipe") for name in container.format.name.split(",")):
+        container.close()  # FFmpeg reads a photo as a one-frame video
+        raise VideoError(f"{src} is a still image, not a video; use espcn-fast upscale for images")
     if not container.streams.video:
         container.close()
         raise VideoError(f"{src} has no video stream")
@@ -301,7 +304,7 @@ def upscale_video(
     faster than 1, and a GPU needs batches to be busy). ``crf`` and ``preset``
     go to x264/x265 (``veryfast`` by default: real-time at 1080p on a few
     cores). Raises :class:`VideoError` for a missing or unreadable input, no
-    video stream, no decodable frame, or an output that can't be written;
+    video stream, a still image, no decodable frame, or an output that can't be written;
     returns with ``complete=False`` (and
     ``stopped_at``) when the input turns out corrupt part-way.
     """

@@ -380,3 +380,16 @@ def test_a_yuv420p_frame_tagged_full_range_is_converted():
         np.frombuffer(plane, np.uint8)[:] = value
     frame.color_range = 2  # AVCOL_RANGE_JPEG
     assert int(_yuv420(frame).y.max()) == 16  # black: 0 in full range, 16 in limited
+
+
+@pytest.mark.parametrize("name, content", [("photo.jpg", "JPEG"), ("photo.png", "PNG"), ("photo.mp4", "PNG")])
+def test_a_still_image_is_refused(tmp_path, capsys, name, content):
+    from PIL import Image
+
+    src = tmp_path / name
+    Image.fromarray(random_rgb(24, 32).permute(1, 2, 0).numpy()).save(src, format=content)
+    dst = tmp_path / "x.mp4"
+    assert main(["video", str(src), "-o", str(dst), "-q"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"espcn-fast: error: {src} is a still image, not a video; use espcn-fast upscale for images"
+    assert not dst.exists()
