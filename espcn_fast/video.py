@@ -21,17 +21,17 @@ rotation tag is turned upright before it is upscaled, and the output carries
 no tag. yuv420p needs even sizes: an odd HR width or height loses its last
 column or row.
 
-Safety: the input is never written; the output is written to a temporary file
-in the target folder and renamed when complete. If the input turns out to be
-corrupt part-way, the frames done so far are kept (the output is finalised),
-and the result says where decoding stopped.
+Safety: the input is never written; the output is written through
+:func:`espcn_fast.atomic_write.replacing` (a temporary file in the target folder,
+renamed when complete). If the input turns out to be corrupt part-way, the
+frames done so far are kept (the output is finalised), and the result says
+where decoding stopped.
 """
 
 from __future__ import annotations
 
 import os
 import queue
-import secrets
 import threading
 import time
 from dataclasses import dataclass, field
@@ -42,7 +42,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .atomic_write import existing_output
+from .atomic_write import existing_output, replacing
 from .model import SuperResolver
 from .quantize import round_255, to_uint8_
 from .validation import check_model_scale
@@ -197,20 +197,6 @@ def _upscale_chroma(c: torch.Tensor, scale: int, size: tuple[int, int]) -> torch
     return up[..., : size[0], : size[1]].to(torch.uint8)
 
 
-def _temporary_output(dst: Path) -> Path:
-    """A new, empty file beside ``dst`` to write into, with the permissions a plain new file gets (umask)."""
-    for _ in range(100):
-        tmp = dst.with_name(f".{dst.stem}.{secrets.token_hex(4)}.partial{dst.suffix}")
-        try:
-            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
-        except FileExistsError:
-            continue
-        except OSError as exc:
-            raise VideoError(f"cannot write {dst}: {exc.strerror or exc}") from None
-        return tmp
-    raise VideoError(f"cannot write {dst}: no free temporary name in {dst.parent}")  # pragma: no cover
-
-
 def _even(n: int) -> int:
     return n - n % 2
 
@@ -304,9 +290,9 @@ def upscale_video(
     faster than 1, and a GPU needs batches to be busy). ``crf`` and ``preset``
     go to x264/x265 (``veryfast`` by default: real-time at 1080p on a few
     cores). Raises :class:`VideoError` for a missing or unreadable input, no
-    video stream, a still image, no decodable frame, or an output that can't be written;
-    returns with ``complete=False`` (and
-    ``stopped_at``) when the input turns out corrupt part-way.
+    video stream, a still image, no decodable frame, or an output that can't be
+    written; returns with ``complete=False`` (and ``stopped_at``) when the input
+    turns out corrupt part-way.
     """
     import av
 
@@ -317,19 +303,28 @@ def upscale_video(
     check_model_scale(model, scale, "upscale_video")
     network = _Network(model, scale, torch.device(device))
     container = _open_input(src)
+    try:
+        # The container's suffix ends the temporary name too: FFmpeg picks the muxer by it.
+        with replacing(dst, suffix=dst.suffix) as tmp:
+            return _run(container, src, tmp, dst, network, scale, codec, crf, preset, batch, progress, queue_size)
+    except OSError as exc:  # the rename (what went wrong inside is a VideoError already)
+        raise VideoError(f"cannot write {dst}: {exc.strerror or exc}") from None
+    finally:
+        container.close()
+
+
+def _run(container, src: Path, tmp: Path, dst: Path, network: _Network, scale: int, codec: str, crf: int | None,
+         preset: str | None, batch: int, progress: bool, queue_size: int) -> VideoResult:
+    """The pipeline of :func:`upscale_video` from the open input ``container`` into ``tmp``; raises
+    (so that ``tmp`` is removed) unless at least one frame was written."""
+    import av
+
     in_video = container.streams.video[0]
     in_video.thread_type = "AUTO"
     in_audio = list(container.streams.audio)
     try:
-        tmp = _temporary_output(dst)
-    except VideoError:
-        container.close()
-        raise
-    try:
         output = av.open(str(tmp), "w")
     except (av.FFmpegError, ValueError) as exc:
-        tmp.unlink(missing_ok=True)
-        container.close()
         raise VideoError(f"cannot write {dst}: {exc}") from None
 
     decoded: queue.Queue = queue.Queue(queue_size)
@@ -451,7 +446,6 @@ def upscale_video(
         decoder.join()
         if bar is not None:
             bar.close()
-        container.close()
         try:
             output.close()
         except Exception as exc:  # noqa: BLE001
@@ -460,16 +454,10 @@ def upscale_video(
 
     error = state["error"]
     if error is not None or state["frames"] == 0:
-        tmp.unlink(missing_ok=True)
         if isinstance(error, (KeyboardInterrupt, VideoError)):
             raise error
         if error is not None:
             raise VideoError(f"{src} -> {dst}: {type(error).__name__}: {error}") from error
         raise VideoError(f"{src}: no video frame could be decoded" + (f" ({state['stopped_at']})" if state["stopped_at"] else ""))
-    try:
-        os.replace(tmp, dst)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise VideoError(f"cannot write {dst}: {exc.strerror or exc}") from None
     return VideoResult(dst, state["frames"], seconds, state["stopped_at"] is None, state["stopped_at"],
                        {"network": network.seconds, "total": seconds})

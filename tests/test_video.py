@@ -93,7 +93,7 @@ def test_end_to_end_frames_timestamps_audio_and_pixels(tmp_path, model):
     for lr, hr in zip(ins, outs):
         value = psnr(torch.from_numpy(hr).double(), torch.from_numpy(expected_y(model, lr)).double())
         assert value > 40, f"frame PSNR against FastESPCN on the decoded Y: {value:.1f} dB"
-    assert not list(tmp_path.glob(".*partial*")), "the temporary file was left behind"
+    assert not list(tmp_path.glob(".*")), "the temporary file was left behind"
 
 
 def test_odd_size_one_frame_no_audio(tmp_path, model):
@@ -169,7 +169,7 @@ def test_a_failure_leaves_no_output(tmp_path):
 
     with pytest.raises(VideoError, match="the network failed"):
         upscale_video(src, dst, broken, 2)
-    assert not dst.exists() and not list(tmp_path.glob(".*partial*"))
+    assert not dst.exists() and not list(tmp_path.glob(".*"))
 
 
 def raised_within(seconds: float, job) -> BaseException | None:
@@ -208,7 +208,7 @@ def test_an_error_in_the_last_batch_does_not_hang(tmp_path, error):
     assert calls == [2, 2, 1]
     assert isinstance(exc, VideoError if error is RuntimeError else KeyboardInterrupt)
     assert "the network failed" in str(exc)
-    assert not dst.exists() and not list(tmp_path.glob(".*partial*"))
+    assert not dst.exists() and not list(tmp_path.glob(".*"))
 
 
 def test_an_error_in_the_encoders_final_flush_does_not_hang(tmp_path, monkeypatch, model):
@@ -229,7 +229,7 @@ def test_an_error_in_the_encoders_final_flush_does_not_hang(tmp_path, monkeypatc
     dst = tmp_path / "out.mp4"
     exc = raised_within(60, lambda: upscale_video(src, dst, model, 3))
     assert isinstance(exc, VideoError) and "No space left on device" in str(exc)
-    assert not dst.exists() and not list(tmp_path.glob(".*partial*"))
+    assert not dst.exists() and not list(tmp_path.glob(".*"))
 
 
 @pytest.mark.parametrize("rate", [25, 30])
@@ -337,7 +337,7 @@ def test_errors_are_one_line(tmp_path, capsys, case, match):
     assert re.search(match, err), err
     if case == "exists":
         assert dst.read_bytes() == b"keep me"
-    assert not list(tmp_path.glob(".*partial*"))
+    assert not list(tmp_path.glob(".*"))
 
 
 def test_bad_batch_and_precision_are_one_line_errors(tmp_path, capsys):
@@ -393,3 +393,11 @@ def test_a_still_image_is_refused(tmp_path, capsys, name, content):
     err = capsys.readouterr().err.strip()
     assert err == f"espcn-fast: error: {src} is a still image, not a video; use espcn-fast upscale for images"
     assert not dst.exists()
+
+
+def test_an_output_name_as_long_as_the_system_allows(tmp_path, model):
+    src = make_video(tmp_path / "in.mp4", frames=2, audio=False)
+    dst = tmp_path / ("v" * 240 + ".mp4")  # 244 bytes of the 255 a name may have
+    assert upscale_video(src, dst, model, 3).frames == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["in.mp4", dst.name])
+    assert len(decoded_y(dst)) == 2
