@@ -22,8 +22,8 @@ from .data_dir import find_data_dir
 from .devices import device_problem
 from .evaluate import SetScore, evaluate_sets
 from .image_io import IMAGE_SUFFIXES, ImageReadError, list_images, read_image, read_image_and_profile, write_image
-from .atomic_write import existing_output
 from .atomic_write import replacing
+from .atomic_write import existing_output
 from .backends import BACKENDS, resolve
 from .fast import PRECISIONS, FastESPCN
 from .model import ESPCN
@@ -176,7 +176,7 @@ def cmd_video(args: argparse.Namespace) -> int:
     except VideoError as exc:
         raise CliError(str(exc)) from None
     if not result.complete:
-        print(f"espcn-fast: error: {args.input} is corrupt: decoding stopped {result.stopped_at}; "
+        print(f"espcn-fast: error: {args.input} is corrupt: {result.stopped_at}; "
               f"kept the {result.frames} frame(s) done in {result.output}", file=sys.stderr)
         return 1
     if not args.quiet:

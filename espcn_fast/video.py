@@ -23,9 +23,10 @@ column or row.
 
 Safety: the input is never written; the output is written through
 :func:`espcn_fast.atomic_write.replacing` (a temporary file in the target folder,
-renamed when complete). If the input turns out to be corrupt part-way, the
-frames done so far are kept (the output is finalised), and the result says
-where decoding stopped.
+renamed when complete). If the input turns out to be corrupt part-way (a decoding
+error, a packet the demuxer flags as damaged, fewer frames or a shorter time
+than its container declares), the frames done so far are kept (the output is
+finalised), and the result says where the input fell short.
 """
 
 from __future__ import annotations
@@ -62,7 +63,7 @@ class VideoResult:
     frames: int
     seconds: float
     complete: bool = True
-    stopped_at: str | None = None  # where and why decoding stopped early
+    stopped_at: str | None = None  # where and why the input fell short (one line)
     timings: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -201,6 +202,24 @@ def _even(n: int) -> int:
     return n - n % 2
 
 
+# Container formats whose header states the length of the whole file (a cut file keeps the claim);
+# others (MPEG-TS, raw streams) have it estimated from the data there is.
+_DECLARED_DURATION = {"matroska", "webm", "mov", "mp4", "avi"}
+
+
+def _shortfall(container, in_video, frames: int, end: float) -> str | None:
+    """Why ``frames`` decoded up to ``end`` seconds fall clearly short of what the container
+    declares (its frame count, else its duration), or None."""
+    declared = in_video.frames
+    if declared > 0 and declared - frames > max(2, declared // 100):
+        return f"it ends at frame {frames} (t = {end:.2f} s) of the {declared} frames its container declares"
+    if declared <= 0 and container.duration and _DECLARED_DURATION & set(container.format.name.split(",")):
+        length = (container.duration + (container.start_time or 0)) / 1_000_000  # AV_TIME_BASE units
+        if length - end > max(0.5, 0.02 * length):
+            return f"it ends at {end:.2f} s of the {length:.2f} s its container declares"
+    return None
+
+
 def _drain(items: queue.Queue, producer: threading.Thread) -> None:
     """Take what ``producer`` puts on ``items`` until it has ended, so that it can't block on a full queue.
 
@@ -332,7 +351,7 @@ def _run(container, src: Path, tmp: Path, dst: Path, network: _Network, scale: i
     stop = threading.Event()
     # "timestamps": False once the decoder meets a frame without one (set before that frame is queued,
     # so the encoder, which makes its stream on the first frame, sees it).
-    state: dict = {"stopped_at": None, "error": None, "frames": 0, "timestamps": True}
+    state: dict = {"problems": [], "error": None, "frames": 0, "timestamps": True, "decoded": 0, "end": 0.0}
     bar = None
     if progress:
         from tqdm import tqdm
@@ -340,18 +359,27 @@ def _run(container, src: Path, tmp: Path, dst: Path, network: _Network, scale: i
         bar = tqdm(total=in_video.frames or None, unit="frame", desc=f"video x{scale}")
 
     def decode() -> None:
-        index, last_time = 0, 0.0
+        index, packets, last_time = 0, 0, 0.0
         anchor = (0, 0)  # (index, pts) of the last frame with a timestamp
         try:
             for packet in container.demux(in_video, *in_audio):
                 if stop.is_set():
                     break
+                if packet.pts is not None and packet.time_base is not None:
+                    end = float((packet.pts + (packet.duration or 0)) * packet.time_base)
+                    state["end"] = max(state["end"], end)
+                if packet.is_corrupt and not state["problems"]:  # a cut file: the last packet is partial
+                    where = float(packet.pts * packet.time_base) if packet.pts is not None else last_time
+                    state["problems"].append(f"damaged data at frame {packets} (t = {where:.2f} s): "
+                                             "the file is cut short or corrupt")
                 if packet.stream.type == "audio":
                     if packet.dts is not None:
                         decoded.put(("audio", packet))
                     continue
+                packets += packet.size > 0
                 for frame in packet.decode():
                     planes = _yuv420(frame)
+                    when = frame.time if frame.time is not None else last_time
                     if planes.pts is None:  # a raw stream (.h264) has none: count frames at the stream's rate
                         state["timestamps"] = False
                         step = 1 / (_frame_rate(in_video, timestamps=False) * in_video.time_base)  # a frame, in time-base units
@@ -360,12 +388,13 @@ def _run(container, src: Path, tmp: Path, dst: Path, network: _Network, scale: i
                         anchor = (index, planes.pts)
                     decoded.put(("video", planes))
                     index += 1
-                    last_time = frame.time if frame.time is not None else last_time
+                    last_time = when
         except av.FFmpegError as exc:  # corrupt part-way: keep what is done
-            state["stopped_at"] = f"after frame {index} (t = {last_time:.2f} s): {exc}"
+            state["problems"].insert(0, f"decoding stopped after frame {index} (t = {last_time:.2f} s): {exc}")
         except Exception as exc:  # noqa: BLE001  (raised by the caller)
             state["error"] = exc
         finally:
+            state["decoded"] = index
             decoded.put(_END)
 
     def encode() -> None:
@@ -453,11 +482,15 @@ def _run(container, src: Path, tmp: Path, dst: Path, network: _Network, scale: i
     seconds = time.perf_counter() - start
 
     error = state["error"]
+    problems = state["problems"]
     if error is not None or state["frames"] == 0:
         if isinstance(error, (KeyboardInterrupt, VideoError)):
             raise error
         if error is not None:
             raise VideoError(f"{src} -> {dst}: {type(error).__name__}: {error}") from error
-        raise VideoError(f"{src}: no video frame could be decoded" + (f" ({state['stopped_at']})" if state["stopped_at"] else ""))
-    return VideoResult(dst, state["frames"], seconds, state["stopped_at"] is None, state["stopped_at"],
+        raise VideoError(f"{src}: no video frame could be decoded" + (f" ({problems[0]})" if problems else ""))
+    shortfall = _shortfall(container, in_video, state["decoded"], state["end"])
+    if shortfall is not None:
+        problems.append(shortfall)
+    return VideoResult(dst, state["frames"], seconds, not problems, "; ".join(problems) or None,
                        {"network": network.seconds, "total": seconds})

@@ -23,10 +23,11 @@ from .conftest import random_rgb  # noqa: E402
 
 def make_video(path: Path, frames: int = 8, h: int = 36, w: int = 52, audio: bool = True, codec: str = "libx264",
                pix_fmt: str = "yuv420p", pts: list[int] | None = None, time_base: Fraction | None = None,
-               rate: int = 25) -> Path:
-    """A pan across a smooth random image (lossless where the codec allows), optionally with a tone."""
+               rate: int = 25, options: dict[str, str] | None = None) -> Path:
+    """A pan across a smooth random image (lossless where the codec allows), optionally with a tone;
+    ``options`` go to the muxer (``{"movflags": "faststart"}``: an MP4 with its index first)."""
     scene = random_rgb(h + 4, w + 2 * frames, seed=h * w).permute(1, 2, 0).numpy()
-    out = av.open(str(path), "w")
+    out = av.open(str(path), "w", options=options or {})
     stream = out.add_stream(codec, rate=rate)
     stream.width, stream.height, stream.pix_fmt = w, h, pix_fmt
     if codec in ("libx264", "libx264rgb"):
@@ -380,6 +381,35 @@ def test_a_yuv420p_frame_tagged_full_range_is_converted():
         np.frombuffer(plane, np.uint8)[:] = value
     frame.color_range = 2  # AVCOL_RANGE_JPEG
     assert int(_yuv420(frame).y.max()) == 16  # black: 0 in full range, 16 in limited
+
+
+@pytest.mark.parametrize("name, frames, cut, match", [
+    # MP4 with its index first: the index declares 100 frames, half the data is there.
+    ("in.mp4", 100, 0.5, r"ends at frame 52 \(t = 2\.08 s\) of the 100 frames its container declares"),
+    # Cut inside a frame: the demuxer flags the packet, which a threaded decoder drops without an error.
+    ("in.mp4", 100, 0.55, r"damaged data at frame 57 \(t = 2\.28 s\)"),
+    # Matroska declares a duration, not a frame count.
+    ("in.mkv", 150, 0.5, r"ends at 3\.25 s of the 6\.99 s its container declares"),
+])
+def test_a_video_cut_short_keeps_its_frames_and_says_where_it_ends(tmp_path, capsys, name, frames, cut, match):
+    whole = make_video(tmp_path / name, frames=frames, options={"movflags": "faststart"} if name.endswith("mp4") else None)
+    data = whole.read_bytes()
+    src = tmp_path / f"cut_{name}"
+    src.write_bytes(data[: int(len(data) * cut)])
+    dst = tmp_path / "out.mp4"
+    assert main(["video", str(src), "-o", str(dst), "--scale", "3", "-q"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith(f"espcn-fast: error: {src} is corrupt: "), err
+    assert re.search(match, err), err
+    kept = len(decoded_y(dst))
+    assert 0 < kept < frames and f"kept the {kept} frame(s) done in {dst}" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([name, src.name, "out.mp4"])
+
+
+def test_a_whole_video_is_not_taken_for_a_cut_one(tmp_path):
+    src = make_video(tmp_path / "in.mp4", frames=30, options={"movflags": "faststart"})
+    result = upscale_video(src, tmp_path / "out.mp4", FastESPCN.from_pretrained(2), 2)
+    assert result.complete and result.stopped_at is None and result.frames == 30
 
 
 @pytest.mark.parametrize("name, content", [("photo.jpg", "JPEG"), ("photo.png", "PNG"), ("photo.mp4", "PNG")])
