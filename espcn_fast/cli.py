@@ -175,6 +175,8 @@ def cmd_video(args: argparse.Namespace) -> int:
                                progress=not args.quiet)
     except VideoError as exc:
         raise CliError(str(exc)) from None
+    for warning in result.warnings:
+        print(f"espcn-fast: warning: {warning}", file=sys.stderr)
     if not result.complete:
         print(f"espcn-fast: error: {args.input} is corrupt: {result.stopped_at}; "
               f"kept the {result.frames} frame(s) done in {result.output}", file=sys.stderr)

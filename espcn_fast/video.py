@@ -19,7 +19,10 @@ frame timestamps (variable frame rate included) and time base; a stream
 without them (raw .h264) is timed by its frame rate. A frame with a
 rotation tag is turned upright before it is upscaled, and the output carries
 no tag. yuv420p needs even sizes: an odd HR width or height loses its last
-column or row.
+column or row. A picture size that changes part-way is upscaled at its own
+size and fitted into the output's (the first frame's) with its aspect ratio
+kept, on black; timestamps that go back (joined files whose times start again)
+are shifted to follow on; both with a warning naming the frame.
 
 Safety: the input is never written; the output is written through
 :func:`espcn_fast.atomic_write.replacing` (a temporary file in the target folder,
@@ -65,6 +68,7 @@ class VideoResult:
     complete: bool = True
     stopped_at: str | None = None  # where and why the input fell short (one line)
     timings: dict[str, float] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)  # one line each: size changes, timestamps shifted
 
     @property
     def fps(self) -> float:
@@ -202,6 +206,24 @@ def _even(n: int) -> int:
     return n - n % 2
 
 
+def _letterbox(y: np.ndarray, u: np.ndarray, v: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, ...]:
+    """4:2:0 planes of another size fitted into ``size`` (height, width): scaled with the aspect ratio
+    kept (bilinear, antialiased), centred on limited-range black."""
+    height, width = size
+    f = min(height / y.shape[0], width / y.shape[1])
+    h = min(height, max(2, _even(round(y.shape[0] * f))))
+    w = min(width, max(2, _even(round(y.shape[1] * f))))
+    top, left = _even((height - h) // 2), _even((width - w) // 2)  # even: the chroma lines up
+    fitted = []
+    for plane, black, sub in ((y, 16, 1), (u, 128, 2), (v, 128, 2)):
+        canvas = np.full((height // sub, width // sub), black, np.uint8)
+        scaled = F.interpolate(torch.from_numpy(plane)[None, None].float(), size=(h // sub, w // sub),
+                               mode="bilinear", align_corners=False, antialias=True)
+        canvas[top // sub:(top + h) // sub, left // sub:(left + w) // sub] = round_255(scaled)[0, 0].to(torch.uint8)
+        fitted.append(canvas)
+    return tuple(fitted)
+
+
 # Container formats whose header states the length of the whole file (a cut file keeps the claim);
 # others (MPEG-TS, raw streams) have it estimated from the data there is.
 _DECLARED_DURATION = {"matroska", "webm", "mov", "mp4", "avi"}
@@ -311,7 +333,8 @@ def upscale_video(
     cores). Raises :class:`VideoError` for a missing or unreadable input, no
     video stream, a still image, no decodable frame, or an output that can't be
     written; returns with ``complete=False`` (and ``stopped_at``) when the input
-    turns out corrupt part-way.
+    turns out corrupt part-way, and with ``warnings`` for a size change or
+    timestamps that go back.
     """
     import av
 
@@ -351,16 +374,33 @@ def _run(container, src: Path, tmp: Path, dst: Path, network: _Network, scale: i
     stop = threading.Event()
     # "timestamps": False once the decoder meets a frame without one (set before that frame is queued,
     # so the encoder, which makes its stream on the first frame, sees it).
-    state: dict = {"problems": [], "error": None, "frames": 0, "timestamps": True, "decoded": 0, "end": 0.0}
+    state: dict = {"problems": [], "error": None, "frames": 0, "timestamps": True, "warnings": [],
+                   "decoded": 0, "end": 0.0}
     bar = None
     if progress:
         from tqdm import tqdm
 
         bar = tqdm(total=in_video.frames or None, unit="frame", desc=f"video x{scale}")
 
+    def follow_on(packet, offsets: dict, last: dict) -> None:
+        """Shifts an audio packet whose time goes back (joined files) to follow its stream's last one."""
+        i = packet.stream.index
+        dts = packet.dts + offsets.get(i, 0)
+        if i in last and dts <= last[i][0]:
+            offsets[i] = offsets.get(i, 0) + last[i][0] + max(last[i][1], 1) - dts
+        packet.dts += offsets.get(i, 0)
+        if packet.pts is not None:
+            packet.pts += offsets.get(i, 0)
+        last[i] = (packet.dts, packet.duration or 0)
+
     def decode() -> None:
         index, packets, last_time = 0, 0, 0.0
         anchor = (0, 0)  # (index, pts) of the last frame with a timestamp
+        offset, last_pts = 0, None  # video timestamps shifted to follow on, the last one given
+        size = None  # the picture size of the frames now coming
+        audio_offsets: dict = {}
+        audio_last: dict = {}
+        tick = max(1, round(1 / (_frame_rate(in_video) * in_video.time_base)))  # a frame, in time-base units
         try:
             for packet in container.demux(in_video, *in_audio):
                 if stop.is_set():
@@ -374,18 +414,37 @@ def _run(container, src: Path, tmp: Path, dst: Path, network: _Network, scale: i
                                              "the file is cut short or corrupt")
                 if packet.stream.type == "audio":
                     if packet.dts is not None:
+                        follow_on(packet, audio_offsets, audio_last)
                         decoded.put(("audio", packet))
                     continue
                 packets += packet.size > 0
                 for frame in packet.decode():
                     planes = _yuv420(frame)
                     when = frame.time if frame.time is not None else last_time
+                    if size is not None and planes.y.shape != size:
+                        h, w = planes.y.shape
+                        out_h, out_w = state["size"]
+                        state["warnings"].append(
+                            f"frame {index} (t = {when:.2f} s): the picture changes from {size[1]}x{size[0]} to "
+                            f"{w}x{h}; upscaled at its size and fitted into the output's {out_w}x{out_h}, "
+                            "the aspect ratio kept (black bars)")
+                    if size is None:
+                        state["size"] = (_even(planes.y.shape[0] * scale), _even(planes.y.shape[1] * scale))
+                    size = planes.y.shape
                     if planes.pts is None:  # a raw stream (.h264) has none: count frames at the stream's rate
                         state["timestamps"] = False
                         step = 1 / (_frame_rate(in_video, timestamps=False) * in_video.time_base)  # a frame, in time-base units
                         planes.pts = anchor[1] + round((index - anchor[0]) * step)
                     else:
+                        if last_pts is not None and planes.pts + offset <= last_pts:
+                            back = float((last_pts - planes.pts - offset) * in_video.time_base)
+                            state["warnings"].append(
+                                f"frame {index} (t = {when:.2f} s): the timestamps go back by {back:.2f} s; "
+                                "the frames from here are timed to follow on")
+                            offset = last_pts + tick - planes.pts
+                        planes.pts += offset
                         anchor = (index, planes.pts)
+                    last_pts = planes.pts
                     decoded.put(("video", planes))
                     index += 1
                     last_time = when
@@ -414,11 +473,14 @@ def _run(container, src: Path, tmp: Path, dst: Path, network: _Network, scale: i
                 if "video" not in streams:
                     streams["video"] = _add_video_stream(output, in_video, codec, y.shape, crf, preset,
                                                          state["timestamps"])
+                    streams["size"] = y.shape
                     for a in in_audio:
                         streams[a.index] = output.add_stream_from_template(a)
                     for packet in early_audio:
                         packet.stream = streams[packet.stream.index]
                         output.mux(packet)
+                if y.shape != streams["size"]:  # the input changed size part-way
+                    y, u, v = _letterbox(y, u, v, streams["size"])
                 frame = _video_frame(y, u, v)
                 frame.pts, frame.time_base = pts, in_video.time_base
                 output.mux(streams["video"].encode(frame))
@@ -456,7 +518,12 @@ def _run(container, src: Path, tmp: Path, dst: Path, network: _Network, scale: i
             while len(in_flight) > 1:  # one batch in flight while the next is submitted
                 hand_on(*in_flight.pop(0))
 
+        shape = None  # of the frames pending: a batch holds frames of one size
         for item in iter(decoded.get, _END):
+            if item[0] == "video":
+                if shape is not None and item[1].y.shape != shape:
+                    flush()
+                shape = item[1].y.shape
             pending.append(item)
             if sum(kind == "video" for kind, _ in pending) >= batch:
                 flush()
@@ -493,4 +560,4 @@ def _run(container, src: Path, tmp: Path, dst: Path, network: _Network, scale: i
     if shortfall is not None:
         problems.append(shortfall)
     return VideoResult(dst, state["frames"], seconds, not problems, "; ".join(problems) or None,
-                       {"network": network.seconds, "total": seconds})
+                       {"network": network.seconds, "total": seconds}, state["warnings"])

@@ -431,3 +431,46 @@ def test_an_output_name_as_long_as_the_system_allows(tmp_path, model):
     assert upscale_video(src, dst, model, 3).frames == 2
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["in.mp4", dst.name])
     assert len(decoded_y(dst)) == 2
+
+
+def concatenated(path: Path, *parts: Path) -> Path:
+    """MPEG-TS files joined byte for byte (as ``cat a.ts b.ts``): each part's timestamps start again."""
+    path.write_bytes(b"".join(p.read_bytes() for p in parts))
+    return path
+
+
+@pytest.mark.parametrize("batch", [1, 4])  # 4: a batch would hold frames of both sizes
+def test_a_size_change_is_upscaled_at_its_size_and_letterboxed(tmp_path, capsys, batch):
+    tick = Fraction(1, 90000)  # MPEG-TS time: the second part's times follow on, only its size differs
+    first = make_video(tmp_path / "a.ts", frames=6, h=36, w=52, audio=False, pts=[3600 * i for i in range(6)],
+                       time_base=tick)
+    second = make_video(tmp_path / "b.ts", frames=6, h=48, w=40, audio=False, pts=[3600 * i for i in range(6, 12)],
+                        time_base=tick)
+    src = concatenated(tmp_path / "in.ts", first, second)
+    dst = tmp_path / "out.mp4"
+    assert main(["video", str(src), "-o", str(dst), "--scale", "3", "--batch", str(batch), "-q"]) == 0
+    err = capsys.readouterr().err.strip()
+    assert re.fullmatch(r"espcn-fast: warning: frame 6 \(t = [0-9.]+ s\): the picture changes from 52x36 to 40x48; "
+                        r"upscaled at its size and fitted into the output's 156x108, the aspect ratio kept "
+                        r"\(black bars\)", err), err
+    outs = decoded_y(dst)
+    assert len(outs) == 12 and all(y.shape == (108, 156) for y in outs)
+    # 120x144 fitted into 156x108: 90x108 in the middle, 32 and 34 columns of black beside it.
+    y = outs[8].astype(int)
+    bars = [x for x in range(156) if abs(y[:, x].mean() - 16) < 4]
+    assert bars == list(range(32)) + list(range(122, 156)), bars
+    assert y[:, 32:122].std() > 10
+    assert not any(abs(o[:, x].mean() - 16) < 4 for o in outs[:6] for x in (0, 155))  # the first size: no bars
+
+
+def test_timestamps_that_start_again_are_made_to_follow_on(tmp_path, capsys):
+    first = make_video(tmp_path / "a.ts", frames=6)
+    second = make_video(tmp_path / "b.ts", frames=6)
+    src = concatenated(tmp_path / "in.ts", first, second)
+    dst = tmp_path / "out.mkv"
+    assert main(["video", str(src), "-o", str(dst), "--scale", "3", "-q"]) == 0
+    err = capsys.readouterr().err
+    assert "espcn-fast: warning: frame 6 (t = 0.02 s): the timestamps go back by 0.20 s" in err, err
+    pts = frame_pts(dst)
+    assert len(pts) == 12 and all(b > a for a, b in zip(pts, pts[1:])), pts
+    assert audio_packets(dst) == audio_packets(src) > 0
