@@ -224,6 +224,45 @@ def _letterbox(y: np.ndarray, u: np.ndarray, v: np.ndarray, size: tuple[int, int
     return tuple(fitted)
 
 
+class _Timeline:
+    """Timestamps that go back (files joined end to end whose times start again) made to follow on.
+
+    At each restart every stream is shifted by the same time (the first stream
+    to meet it decides: the end of all that came before), so that the sound
+    stays with the picture; a stream still behind after that shift is moved
+    on by itself.
+    """
+
+    def __init__(self) -> None:
+        self.shifts = [0.0]  # seconds, one per restart met
+        self.restarts: dict[int, int] = {}  # stream -> restarts it has met
+        self.extra: dict[int, int] = {}  # stream -> its own shift, in its time base
+        self.last: dict[int, int] = {}  # stream -> its last timestamp given
+        self.end = 0.0  # seconds: where the streams have reached
+
+    def _offset(self, stream: int, time_base: Fraction) -> int:
+        return round(self.shifts[self.restarts.get(stream, 0)] / time_base) + self.extra.get(stream, 0)
+
+    def place(self, stream: int, ts: int, duration: int, time_base: Fraction, step: int) -> tuple[int, float | None]:
+        """``ts`` (in ``time_base``) made later than the stream's last, and how far back it went (seconds;
+        None when it did not); ``step`` moves a stream on by itself."""
+        shifted = ts + self._offset(stream, time_base)
+        back = None
+        if stream in self.last and shifted <= self.last[stream]:
+            back = float((self.last[stream] - shifted) * time_base)
+            n = self.restarts[stream] = self.restarts.get(stream, 0) + 1
+            if n == len(self.shifts):  # the first stream to meet this restart
+                self.shifts.append(self.end - float(ts * time_base))
+            self.extra[stream] = 0
+            shifted = ts + self._offset(stream, time_base)
+            if shifted <= self.last[stream]:
+                self.extra[stream] = self.last[stream] + step - shifted
+                shifted = self.last[stream] + step
+        self.last[stream] = shifted
+        self.end = max(self.end, float((shifted + duration) * time_base))
+        return shifted, back
+
+
 # Container formats whose header states the length of the whole file (a cut file keeps the claim);
 # others (MPEG-TS, raw streams) have it estimated from the data there is.
 _DECLARED_DURATION = {"matroska", "webm", "mov", "mp4", "avi"}
@@ -382,24 +421,11 @@ def _run(container, src: Path, tmp: Path, dst: Path, network: _Network, scale: i
 
         bar = tqdm(total=in_video.frames or None, unit="frame", desc=f"video x{scale}")
 
-    def follow_on(packet, offsets: dict, last: dict) -> None:
-        """Shifts an audio packet whose time goes back (joined files) to follow its stream's last one."""
-        i = packet.stream.index
-        dts = packet.dts + offsets.get(i, 0)
-        if i in last and dts <= last[i][0]:
-            offsets[i] = offsets.get(i, 0) + last[i][0] + max(last[i][1], 1) - dts
-        packet.dts += offsets.get(i, 0)
-        if packet.pts is not None:
-            packet.pts += offsets.get(i, 0)
-        last[i] = (packet.dts, packet.duration or 0)
-
     def decode() -> None:
         index, packets, last_time = 0, 0, 0.0
         anchor = (0, 0)  # (index, pts) of the last frame with a timestamp
-        offset, last_pts = 0, None  # video timestamps shifted to follow on, the last one given
         size = None  # the picture size of the frames now coming
-        audio_offsets: dict = {}
-        audio_last: dict = {}
+        timeline = _Timeline()
         tick = max(1, round(1 / (_frame_rate(in_video) * in_video.time_base)))  # a frame, in time-base units
         try:
             for packet in container.demux(in_video, *in_audio):
@@ -414,7 +440,11 @@ def _run(container, src: Path, tmp: Path, dst: Path, network: _Network, scale: i
                                              "the file is cut short or corrupt")
                 if packet.stream.type == "audio":
                     if packet.dts is not None:
-                        follow_on(packet, audio_offsets, audio_last)
+                        shift = timeline.place(packet.stream.index, packet.dts, packet.duration or 0,
+                                               packet.time_base, max(packet.duration or 0, 1))[0] - packet.dts
+                        packet.dts += shift
+                        if packet.pts is not None:
+                            packet.pts += shift
                         decoded.put(("audio", packet))
                     continue
                 packets += packet.size > 0
@@ -436,15 +466,12 @@ def _run(container, src: Path, tmp: Path, dst: Path, network: _Network, scale: i
                         step = 1 / (_frame_rate(in_video, timestamps=False) * in_video.time_base)  # a frame, in time-base units
                         planes.pts = anchor[1] + round((index - anchor[0]) * step)
                     else:
-                        if last_pts is not None and planes.pts + offset <= last_pts:
-                            back = float((last_pts - planes.pts - offset) * in_video.time_base)
+                        planes.pts, back = timeline.place(in_video.index, planes.pts, tick, in_video.time_base, tick)
+                        if back is not None:
                             state["warnings"].append(
                                 f"frame {index} (t = {when:.2f} s): the timestamps go back by {back:.2f} s; "
                                 "the frames from here are timed to follow on")
-                            offset = last_pts + tick - planes.pts
-                        planes.pts += offset
                         anchor = (index, planes.pts)
-                    last_pts = planes.pts
                     decoded.put(("video", planes))
                     index += 1
                     last_time = when

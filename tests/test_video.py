@@ -474,3 +474,26 @@ def test_timestamps_that_start_again_are_made_to_follow_on(tmp_path, capsys):
     pts = frame_pts(dst)
     assert len(pts) == 12 and all(b > a for a, b in zip(pts, pts[1:])), pts
     assert audio_packets(dst) == audio_packets(src) > 0
+
+
+def test_sound_stays_with_the_picture_where_timestamps_start_again(tmp_path):
+    """One shift for every stream at a restart: each stream shifted by its own gap would move the sound
+    against the picture by up to a packet at every join."""
+    first = make_video(tmp_path / "a.ts", frames=6)
+    second = make_video(tmp_path / "b.ts", frames=6)
+    src = concatenated(tmp_path / "in.ts", first, second)
+    dst = tmp_path / "out.mkv"
+    upscale_video(src, dst, FastESPCN.from_pretrained(2), 2)
+
+    def first_frame_and_sound(path: Path, frame: int) -> tuple[float, float]:
+        """When frame ``frame`` and the first audio packet of its part are shown, in seconds (each part
+        has as many audio packets)."""
+        with av.open(str(path)) as c:
+            video = [f.time for f in c.decode(video=0)]
+        with av.open(str(path)) as c:
+            audio = [float(p.pts * p.time_base) for p in c.demux(audio=0) if p.dts is not None]
+        return video[frame], audio[len(audio) // 2 if frame else 0]
+
+    v_in, a_in = first_frame_and_sound(second, 0)  # the second part alone, as it was made
+    v_out, a_out = first_frame_and_sound(dst, 6)
+    assert v_out - a_out == pytest.approx(v_in - a_in, abs=0.002)  # the Matroska clock counts milliseconds
