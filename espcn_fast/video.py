@@ -375,8 +375,6 @@ def upscale_video(
     turns out corrupt part-way, and with ``warnings`` for a size change or
     timestamps that go back.
     """
-    import av
-
     src, dst = Path(src), Path(dst)
     _check_paths(src, dst, overwrite)
     if batch < 1:

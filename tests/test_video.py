@@ -392,7 +392,8 @@ def test_a_yuv420p_frame_tagged_full_range_is_converted():
     ("in.mkv", 150, 0.5, r"ends at 3\.25 s of the 6\.99 s its container declares"),
 ])
 def test_a_video_cut_short_keeps_its_frames_and_says_where_it_ends(tmp_path, capsys, name, frames, cut, match):
-    whole = make_video(tmp_path / name, frames=frames, options={"movflags": "faststart"} if name.endswith("mp4") else None)
+    index_first = {"movflags": "faststart"} if name.endswith("mp4") else None
+    whole = make_video(tmp_path / name, frames=frames, options=index_first)
     data = whole.read_bytes()
     src = tmp_path / f"cut_{name}"
     src.write_bytes(data[: int(len(data) * cut)])
