@@ -7,12 +7,13 @@ import os
 import sys
 import threading
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 import torch
 
 from .atomic_write import replacing
+from .png_stream import short_rows
 
 if TYPE_CHECKING:
     import PIL.Image
@@ -72,14 +73,20 @@ def _to_8_bits(values: np.ndarray, path: Path) -> np.ndarray:
     return v.astype(np.uint8)
 
 
-def _low_bytes(img: PIL.Image.Image, path: Path) -> np.ndarray | None:
-    """The low bytes of a 16-bit colour image (Pillow decodes only the high ones), upright; else None.
+# Rows copied out of Pillow at a time: a few MB of working copies whatever the image's
+# size, so that a read holds Pillow's decoded image and the result, and little else.
+_BLOCK_BYTES = 1 << 22
+_BLOCK_BYTES_PER_PIXEL = 16  # the widest working copy: 4 channels of uint32
+
+
+def _low_bytes(img: PIL.Image.Image, path: Path) -> PIL.Image.Image | None:
+    """The low bytes of a 16-bit colour image (Pillow decodes only the high ones), decoded; else None.
 
     Call before ``img`` is loaded. The file is decoded again with the byte
     order swapped, which undoes PNG filters and TIFF compression as the first
     decode does; a rawmode Pillow cannot swap keeps its high bytes.
     """
-    from PIL import Image, ImageOps
+    from PIL import Image
 
     if img.mode not in ("RGB", "RGBA", "LA"):
         return None
@@ -91,13 +98,45 @@ def _low_bytes(img: PIL.Image.Image, path: Path) -> np.ndarray | None:
         if not rawmodes or not all(r[-4:] in _16_BIT for r in rawmodes):
             return None
         swapped = [r[:-1] + _SWAPPED_16[r[-1]] for r in rawmodes]
-        with Image.open(path) as low:
-            low.tile = [t._replace(args=r if isinstance(t.args, str) else (r, *t.args[1:]))
-                        for t, r in zip(img.tile, swapped)]
-            ImageOps.exif_transpose(low, in_place=True)
-            return np.asarray(low)
+        low = Image.open(path)
+        low.tile = [t._replace(args=r if isinstance(t.args, str) else (r, *t.args[1:]))
+                    for t, r in zip(img.tile, swapped)]
+        low.load()
+        return low
     except Exception:  # noqa: BLE001  (any failure: the high bytes, as Pillow reads them)
         return None
+
+
+def _orientation(img: PIL.Image.Image) -> int:
+    """The EXIF orientation (1-8; 1 when there is none or it cannot be read)."""
+    try:
+        value = int(img.getexif().get(0x0112, 1))
+    except Exception:  # noqa: BLE001  (a broken EXIF block: the picture as stored)
+        return 1
+    return value if 1 <= value <= 8 else 1
+
+
+def _orient(array: np.ndarray, orientation: int) -> np.ndarray:
+    """A ``(C, H, W)`` array as EXIF ``orientation`` says to show it (views; 1 leaves it as stored)."""
+    t = array.transpose(0, 2, 1)
+    return {2: array[:, :, ::-1], 3: array[:, ::-1, ::-1], 4: array[:, ::-1, :], 5: t,
+            6: t[:, :, ::-1], 7: t[:, ::-1, ::-1], 8: t[:, ::-1, :]}.get(orientation, array)
+
+
+def _copy_rows(out: np.ndarray, block_of: Callable[[tuple[int, int, int, int]], np.ndarray]) -> None:
+    """Pixels into ``out`` ``(C, H, W)`` uint8, a block of rows at a time.
+
+    ``block_of(box)`` gives the 8-bit pixels of a Pillow crop box as ``(rows, W)``
+    or ``(rows, W, K)``; ``out`` may have fewer channels than a block (alpha
+    dropped) or more (grey repeated into RGB).
+    """
+    _, height, width = out.shape
+    step = max(1, _BLOCK_BYTES // max(1, width * _BLOCK_BYTES_PER_PIXEL))
+    for y0 in range(0, height, step):
+        box = (0, y0, width, min(height, y0 + step))
+        block = block_of(box)
+        block = (block[:, :, None] if block.ndim == 2 else block).transpose(2, 0, 1)
+        out[:, box[1]:box[3]] = block[: out.shape[0]] if block.shape[0] >= out.shape[0] else block[:1]
 
 
 def read_image(path: str | os.PathLike, mode: str = "RGB") -> torch.Tensor:
@@ -115,8 +154,9 @@ def read_image_and_profile(path: str | os.PathLike, mode: str = "RGB") -> tuple[
     """:func:`read_image`, and the file's ICC profile (``None`` if it has none, or one for other channels).
 
     Pass the profile to :func:`write_image` so that the output shows the same colours.
+    A read holds at most about twice the decoded image: Pillow's copy and the result.
     """
-    from PIL import Image, ImageOps, UnidentifiedImageError
+    from PIL import Image, UnidentifiedImageError
 
     path = Path(path)
     if not path.is_file():
@@ -127,30 +167,45 @@ def read_image_and_profile(path: str | os.PathLike, mode: str = "RGB") -> tuple[
                 raise ImageReadError(f"cannot read {path}: it claims {img.width}x{img.height} = "
                                      f"{img.width * img.height} pixels, over the limit of {MAX_PIXELS} "
                                      "(espcn_fast.image_io.MAX_PIXELS)")
+            if img.format == "PNG":  # Pillow fills the rows of a stream cut short with zeros
+                missing = short_rows(path)
+                if missing is not None:
+                    raise ImageReadError(f"cannot read {path}: the file is truncated ({missing})")
             icc = img.info.get("icc_profile")
             low = _low_bytes(img, path)  # reads img.tile, gone once loaded
-            ImageOps.exif_transpose(img, in_place=True)  # loads; our outputs carry no EXIF, so no second turn
+            img.load()
+            orientation = _orientation(img)  # (a PNG's EXIF may follow its pixels: read once loaded)
             if img.mode == "F":
                 raise ImageReadError(f"cannot read {path}: floating-point images are not supported; save it with 8 or 16 bits")
-            if img.mode.startswith("I"):  # 16-bit grey ("I;16*"; "I" is how Pillow opens some 16-bit files)
-                array = _to_8_bits(np.asarray(img), path)
+            grey = img.mode in ("L", "1", "LA", "La") or img.mode.startswith("I")
+            if low is not None:  # 16-bit colour: the alpha it has, no palette or key colour
+                alpha = mode == "keep" and "A" in img.mode
             else:
-                if low is not None:  # (only 16-bit colour: an 8-bit image is not converted an extra time)
-                    high = np.asarray(img)
-                    if low.shape == high.shape:
-                        img = Image.fromarray(_to_8_bits(high.astype(np.uint16) << 8 | low, path), img.mode)
-                grey = img.mode in ("L", "1", "LA", "La")
-                alpha = "A" if mode == "keep" and img.has_transparency_data else ""
-                array = np.asarray(img.convert(("L" if grey and mode == "keep" else "RGB") + alpha), dtype=np.uint8)
+                alpha = mode == "keep" and img.has_transparency_data and not img.mode.startswith("I")
+            channels = (1 if grey and mode == "keep" else 3) + alpha
+            out = np.empty((channels, img.height, img.width), np.uint8)
+            if img.mode.startswith("I"):  # 16-bit grey ("I;16*"; "I" is how Pillow opens some 16-bit files)
+                _copy_rows(out, lambda box: _to_8_bits(np.asarray(img.crop(box)), path))
+            elif low is not None:
+                with low:
+                    _copy_rows(out, lambda box: _to_8_bits(
+                        np.asarray(img.crop(box)).astype(np.uint16) << 8 | np.asarray(low.crop(box)), path))
+            else:
+                target = ("L" if grey else "RGB") + ("A" if alpha else "")  # grey is repeated into RGB as copied
+                if img.mode != target:
+                    img = img.convert(target)
+                _copy_rows(out, lambda box: np.asarray(img.crop(box)))
     except ImageReadError:
         raise
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
         raise ImageReadError(f"cannot read {path}: not an image or a corrupt file ({exc})") from None
-    if array.ndim == 2:
-        array = array[:, :, None] if mode == "keep" else np.repeat(array[:, :, None], 3, axis=2)
-    if icc is not None and icc[16:20] != _ICC_SPACES[array.shape[2]]:
+    if icc is not None and icc[16:20] != _ICC_SPACES[out.shape[0]]:
         icc = None
-    return torch.from_numpy(array.copy()).permute(2, 0, 1).contiguous(), icc
+    oriented = _orient(out, orientation)
+    if oriented is not out:
+        oriented = np.ascontiguousarray(oriented)
+        del out
+    return torch.from_numpy(oriented), icc
 
 
 def write_image(image: torch.Tensor, path: str | os.PathLike, icc_profile: bytes | None = None) -> None:

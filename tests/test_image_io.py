@@ -283,3 +283,99 @@ def test_pixel_limit_boundary_and_the_icc_of_images_with_alpha(tmp_path, monkeyp
     monkeypatch.setattr(image_io, "MAX_PIXELS", 41)
     with pytest.raises(ImageReadError, match="over the limit of 41"):
         read_image(path)
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+@pytest.mark.parametrize("suffix", [".jpg", ".png"])
+def test_every_exif_orientation_matches_pillows_transpose(tmp_path, orientation, suffix):
+    from PIL import ImageOps
+
+    stored = random_rgb(5, 8, seed=orientation).permute(1, 2, 0).numpy()
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    path = tmp_path / f"o{orientation}{suffix}"
+    Image.fromarray(stored).save(path, exif=exif.tobytes(), **({"quality": 100} if suffix == ".jpg" else {}))
+    with Image.open(path) as img:
+        expected = torch.from_numpy(np.array(ImageOps.exif_transpose(img))).permute(2, 0, 1)
+    assert torch.equal(read_image(path), expected)
+
+
+def _rows_png(path, width: int, height: int, rows_present: int, colour_type: int = 2, interlace: int = 0) -> None:
+    """A PNG with valid chunks and CRCs whose one complete zlib stream holds only ``rows_present`` rows."""
+    channels = {0: 1, 2: 3}[colour_type]
+    rows = np.random.default_rng(5).integers(1, 256, (rows_present, 1 + width * channels)).astype(np.uint8)
+    rows[:, 0] = 0  # filter: none
+    _png(path, struct.pack(">IIBBBBB", width, height, 8, colour_type, 0, 0, interlace), rows.tobytes())
+
+
+@pytest.mark.parametrize("colour_type", [0, 2])
+def test_png_whose_stream_stops_short_is_refused(tmp_path, colour_type):
+    """Pillow fills the missing rows with zeros and reports nothing: a black band that would be upscaled."""
+    path = tmp_path / "half.png"
+    _rows_png(path, 40, 30, 15, colour_type)
+    with pytest.raises(ImageReadError, match=r"half\.png: the file is truncated \(its image data stops short: "
+                                             r"about 15 of its 30 rows are present\)"):
+        read_image(path)
+    whole = tmp_path / "whole.png"
+    _rows_png(whole, 40, 30, 30, colour_type)
+    assert read_image(whole, mode="keep").shape == ({0: 1, 2: 3}[colour_type], 30, 40)
+
+
+def test_interlaced_png_short_stream_is_refused_and_complete_ones_read(tmp_path):
+    from espcn_fast.png_stream import expected_bytes
+
+    Image.fromarray(random_rgb(23, 37).permute(1, 2, 0).numpy()).save(tmp_path / "i.png", interlace=1)
+    assert read_image(tmp_path / "i.png").shape == (3, 23, 37)
+    full = expected_bytes(37, 23, 8, 2, True)
+    path = tmp_path / "cut.png"
+    _png(path, struct.pack(">IIBBBBB", 37, 23, 8, 2, 0, 0, 1), bytes(full // 2))
+    with pytest.raises(ImageReadError, match=rf"cut\.png: the file is truncated .*{full // 2} of {full} bytes"):
+        read_image(path)
+
+
+def test_cli_skips_a_png_cut_short_and_goes_on(tmp_path, capsys):
+    from espcn_fast.cli import main
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    _rows_png(folder / "a_half.png", 20, 16, 8)
+    write_image(random_rgb(12, 10), folder / "b_good.png")
+    assert main(["upscale", str(folder), "-o", str(tmp_path / "out"), "--scale", "2", "-q"]) == 1
+    assert "a_half.png: the file is truncated" in capsys.readouterr().err
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["b_good.png"]
+
+
+def _read_peak(path, small) -> tuple[int, int]:
+    """The values read from ``path`` and the bytes the read grew a fresh process by at its peak."""
+    from .peak_memory import peak_growth
+
+    setup = ("import sys\nfrom espcn_fast.image_io import read_image\n"
+             "read_image(sys.argv[4], mode='keep')  # libraries and plugins loaded")
+    grown, printed = peak_growth(setup, "image = read_image(sys.argv[3], mode='keep')\nprint(image.numel())",
+                                 str(path), str(small))
+    return int(printed), grown
+
+
+def test_reading_a_large_8_bit_png_holds_little_more_than_pillows_copy_and_the_result(tmp_path):
+    """A 6000 x 5000 RGB PNG of mostly one colour (a few hundred KB) decodes to 90 MB: the read may grow the
+    process by Pillow's copy (4 bytes a pixel) and the result (3), not by several copies more."""
+    pixels = np.zeros((5000, 6000, 3), np.uint8)
+    pixels[::97] = 200
+    Image.fromarray(pixels).save(tmp_path / "big.png", compress_level=1)
+    write_image(random_rgb(8, 8), tmp_path / "small.png")
+    values, grown = _read_peak(tmp_path / "big.png", tmp_path / "small.png")
+    assert values == 5000 * 6000 * 3
+    assert grown <= 7 * 5000 * 6000 + 40 * 2**20, f"the read grew the process by {grown / 2**20:.0f} MiB"
+
+
+def test_reading_a_large_16_bit_png_holds_at_most_twice_its_decoded_size(tmp_path):
+    h, w = 4000, 4500
+    rows = np.zeros((h, 1 + w * 6), np.uint8)
+    rows[::89, 1:] = 171
+    path = tmp_path / "big16.png"
+    _png(path, struct.pack(">IIBBBBB", w, h, 16, 2, 0, 0, 0), rows.tobytes())
+    write_image(random_rgb(8, 8), tmp_path / "small.png")
+    values, grown = _read_peak(path, tmp_path / "small.png")
+    decoded = h * w * 3 * 2
+    assert values == h * w * 3
+    assert grown <= 2 * decoded, f"the read grew the process by {grown / decoded:.2f}x the decoded size"
