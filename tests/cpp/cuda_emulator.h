@@ -48,6 +48,7 @@ struct Block {
   std::map<int, std::unique_ptr<std::barrier<>>> named;
   std::vector<Warp> warps;
   dim3 block_idx, grid_dim, block_dim;
+  std::shared_ptr<void> hopper;  // hopper_emulator.h's mbarriers and copies in flight, made on first use
 };
 
 inline thread_local Block* current = nullptr;
