@@ -137,6 +137,36 @@ ESPCN_HD bool prefer_alternate(int n, int h, int w, TileShape first, int64_t fir
   return 100 * fused_launch_work(n, h, w, alt, alt_blocks) < 95 * fused_launch_work(n, h, w, first, first_blocks);
 }
 
+// CUDA, Hopper kernel (sm_90a): each consumer warpgroup streams strips of
+// kHopperStripCols LR columns and at most kHopperMaxStripRows rows down a row
+// at a time; a row of layer 1 (the strip plus 2 columns each side) is one
+// 64-pixel wgmma M. The rows of a strip are chosen per launch
+// (hopper_strip_rows); the strips are a TileGrid of TileShape{rows, 60}.
+constexpr int kHopperStripCols = 60;
+constexpr int kHopperMaxStripRows = 48;
+constexpr int kHopperConsumers = 2;  // consumer warpgroups a block
+
+// Strip rows for an n x h x w batch on `slots` consumers (blocks x
+// kHopperConsumers): the fewest rounds of strips times the rows a strip's
+// layer 2 computes (rows + 2, its halo), the dominant cost; ties to the
+// taller strip (less halo).
+ESPCN_HD int hopper_strip_rows(int n, int h, int w, int64_t slots) {
+  if (slots < 1) slots = 1;
+  const int64_t columns = int64_t(n) * ceil_div(w, kHopperStripCols);
+  int best = kHopperMaxStripRows;
+  int64_t best_cost = -1;
+  for (int rows = kHopperMaxStripRows; rows >= 4; --rows) {
+    const int64_t strips = columns * ceil_div(h, rows);
+    const int64_t used = rows < h ? rows : h;
+    const int64_t cost = (strips + slots - 1) / slots * (used + 2);
+    if (best_cost < 0 || cost < best_cost) {
+      best = rows;
+      best_cost = cost;
+    }
+  }
+  return best;
+}
+
 // CPU: each task is a strip of this many LR rows of one image; the network
 // runs down the strip a row at a time with the intermediates in small ring
 // buffers, so only the 2 + 4 rows of halo at each strip start are recomputed.

@@ -6,6 +6,7 @@
 #include <mutex>
 
 #include "espcn_fused.cuh"
+#include "espcn_hopper.cuh"
 #include "kernels.h"
 
 namespace espcn::cuda {
@@ -52,6 +53,9 @@ bool espcn_fused_supported(Precision precision) {
 }
 
 cudaError_t espcn_fused(const EspcnArgs& a, cudaStream_t stream) {
+#if defined(ESPCN_WITH_HOPPER)
+  if (hopper_takes(a) && hopper_available()) return launch_hopper(a, stream);
+#endif
   switch (a.precision) {
     case Precision::kFp32: return launch_fused_fp32(a, stream);
     case Precision::kTf32: return launch_fused_tf32(a, stream);

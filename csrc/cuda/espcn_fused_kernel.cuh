@@ -87,19 +87,6 @@ __device__ __forceinline__ void fill_weights(unsigned char* dst, const void* w, 
   }
 }
 
-// Layer 1 of bf16 multiplies in fp16: the 8-bit image does not survive
-// bf16's 8-bit mantissa (a PyTorch model of the rounding loses 0.012 dB of Set5
-// PSNR at x3 that way, 0.003 dB with the image in fp16). bf16 weights are
-// exact in fp16 over the range ESPCN's weights take; pixels or weights past
-// fp16's range (an image in 0..65535) saturate at +-65504 instead of becoming
-// inf, which bf16 itself would not (inf - inf made every output NaN). NaN
-// stays NaN. The other precisions keep their own.
-struct Fp16Saturating : Fp16 {
-  __device__ static Storage store(float v) { return Fp16::store(fabsf(v) > 65504.f ? copysignf(65504.f, v) : v); }
-};
-template <class P>
-using Layer1Precision = std::conditional_t<std::is_same_v<P, Bf16>, Fp16Saturating, P>;
-
 // THREADS: the block size it is launched with (kFusedThreads); MIN_BLOCKS:
 // blocks per SM the registers must leave room for (1); GROUPS: tiles the
 // block works at once, each by THREADS / GROUPS threads with its own

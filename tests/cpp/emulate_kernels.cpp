@@ -3,6 +3,7 @@
 // compares the output with the float64 reference.
 //
 //   emulate_kernels fused PRECISION SCALE N H W BLOCKS TILE X.f32 WEIGHTS.f32 OUT.f32 [half] [clamp]
+//   emulate_kernels hopper PRECISION SCALE N H W BLOCKS ROWS X.f32 WEIGHTS.f32 OUT.f32 [half] [clamp]
 //   emulate_kernels layer N CIN COUT H W K SCALE X.f32 WEIGHT.f32 BIAS.f32 OUT.f32 [half] [clamp] [shuffle]
 //
 // fused:
@@ -13,11 +14,18 @@
 // WEIGHTS.f32 holds w1 b1 w2 b2 w3 b3 as float32, converted here to the
 // precision's dtype as FastESPCN does. layer: conv2d_tanh, or with `shuffle`
 // conv2d_pixel_shuffle at SCALE. Outputs (written as float32) start as NaN.
+// hopper: the sm_90a kernel (fp16 or bf16) on a grid of BLOCKS, strips of
+// ROWS rows (0: the launcher's choice for BLOCKS blocks); exit status 3 when
+// the launcher would not take the call (hopper_takes) or the image's tensor
+// map cannot be encoded.
 #define ESPCN_CUDA_EMULATION 1
 #include "cuda_emulator.h"
+#include "hopper_emulator.h"
 // (the emulator first)
 #include "../../csrc/cuda/conv_layer_kernel.cuh"
 #include "../../csrc/cuda/espcn_fused_kernel.cuh"
+#include "../../csrc/cuda/espcn_hopper.cuh"
+#include "../../csrc/cuda/espcn_hopper_kernel.cuh"
 
 #include <cstdio>
 #include <cstdlib>
@@ -131,7 +139,20 @@ static int layer(int argc, char** argv) {
   return write_floats(argv[10], a.half_io ? widen(out_half) : out);
 }
 
-static int fused(int argc, char** argv) {
+// The Hopper launch as espcn_hopper.cu makes it, with the emulator's tensor map.
+template <class P>
+static int run_hopper(const EspcnArgs& a, int blocks, int rows) {
+  if (!hopper_takes(a)) return 3;
+  const ImageMapShape s = image_map_shape(a);
+  emu::TensorMap map;
+  if (!emu::encode_tiled(&map, a.x, s.element_bytes, s.dims, s.pitches, s.box)) return 3;
+  if (rows == 0) rows = hopper_strip_rows(a.n, a.h, a.w, int64_t(blocks) * kHopperConsumers);
+  emu::launch(dim3(unsigned(blocks), 1, 1), HopperLayout::kThreads, HopperLayout::kBytes,
+              [map, a, rows] { espcn_hopper_kernel<P>(map, a, rows); });
+  return 0;
+}
+
+static int fused(int argc, char** argv, bool hopper = false) {
   if (argc < 10) {
     std::fprintf(stderr, "usage: fused PRECISION SCALE N H W BLOCKS TILE X WEIGHTS OUT [half] [clamp]\n");
     return 2;
@@ -139,7 +160,7 @@ static int fused(int argc, char** argv) {
   const std::string precision = argv[0];
   const int r = std::atoi(argv[1]), n = std::atoi(argv[2]), h = std::atoi(argv[3]), w = std::atoi(argv[4]);
   const int blocks = std::atoi(argv[5]), tile = std::atoi(argv[6]);
-  if (tile < 0 || tile > 4) {
+  if (!hopper && (tile < 0 || tile > 4)) {
     std::fprintf(stderr, "TILE must be 0 (first), 1 (small), 2 (first, 512 threads), 3 (alternate) or 4 (small, "
                  "two tiles at once), got %d\n", tile);
     return 2;
@@ -179,12 +200,16 @@ static int fused(int argc, char** argv) {
     a.w1 = f16 ? static_cast<const void*>(h1.data()) : g1.data();
     a.w2 = f16 ? static_cast<const void*>(h2.data()) : g2.data();
     a.w3 = f16 ? static_cast<const void*>(h3.data()) : g3.data();
-    if (f16) {
+    if (hopper) {
+      a.precision = f16 ? Precision::kFp16 : Precision::kBf16;
+      const int status = f16 ? run_hopper<Fp16>(a, blocks, tile) : run_hopper<Bf16>(a, blocks, tile);
+      if (status != 0) return status;
+    } else if (f16) {
       run_shape<Fp16, kFused16Tiles>(a, blocks, tile);
     } else {
       run_shape<Bf16, kFused16Tiles>(a, blocks, tile);
     }
-  } else if (precision == "fp32" || precision == "tf32") {
+  } else if (!hopper && (precision == "fp32" || precision == "tf32")) {
     a.w1 = w1;
     a.w2 = w2;
     a.w3 = w3;
@@ -205,6 +230,7 @@ int main(int argc, char** argv) {
   const std::string what = argc > 1 ? argv[1] : "";
   if (what == "fused") return fused(argc - 2, argv + 2);
   if (what == "layer") return layer(argc - 2, argv + 2);
-  std::fprintf(stderr, "usage: %s fused|layer ...\n", argv[0]);
+  if (what == "hopper") return fused(argc - 2, argv + 2, true);
+  std::fprintf(stderr, "usage: %s fused|hopper|layer ...\n", argv[0]);
   return 2;
 }

@@ -95,7 +95,24 @@ static void check_alternate() {
   EXPECT(!prefer_alternate(1, 360, 640, first, 0, alt, 0), "no blocks (a failed query): the first");
 }
 
+// The Hopper kernel's strip rows: within its bounds, every strip grid covering
+// the batch once (check_tiles), and on 132 SMs x 2 consumers the 1080p x3
+// frame in one round of 264 strips of 15 rows.
+static void check_hopper_strips() {
+  EXPECT(hopper_strip_rows(1, 360, 640, 264) == 15, "x3 batch 1: %d", hopper_strip_rows(1, 360, 640, 264));
+  for (int n : {1, 2, 8})
+    for (int h : {1, 5, 47, 49, 360, 540})
+      for (int w : {4, 60, 64, 640, 960})
+        for (int64_t slots : {1, 2, 264}) {
+          const int rows = hopper_strip_rows(n, h, w, slots);
+          EXPECT(rows >= 4 && rows <= kHopperMaxStripRows, "rows %d for %d x %d x %d", rows, n, h, w);
+          if (n == 1 && slots == 2 && (h == 5 || h == 49) && (w == 4 || w == 64))
+            check_tiles(TileShape{rows, kHopperStripCols}, n, h, w);
+        }
+}
+
 int main() {
+  check_hopper_strips();
   for (const TileShape s : {kFused16Tiles.first, kFused16Tiles.alternate, kFused16Tiles.small})
     for (int h : {1, 5, s.rows, s.rows + 1, 3 * s.rows - 1, 40})
       for (int w : {1, 2, s.cols, s.cols + 3, 97}) check_tiles(s, 2, h, w);

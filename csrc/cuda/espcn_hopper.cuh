@@ -1,0 +1,32 @@
+// The Hopper kernel's entry points (espcn_hopper.cu, built for sm_90a only
+// when setup.py defines ESPCN_WITH_HOPPER), and which calls it takes.
+#pragma once
+
+#include <cstdint>
+
+#include "../tile_geometry.h"
+#include "kernels.h"
+
+namespace espcn::cuda {
+
+// fp16 or bf16, and image rows a multiple of 16 bytes (a tensor map's row
+// pitch must be); otherwise the 14x30 kernel runs.
+inline bool hopper_takes(const EspcnArgs& a) {
+  const bool sixteen = a.precision == Precision::kFp16 || a.precision == Precision::kBf16;
+  const int64_t row_bytes = int64_t(a.w) * (a.half_io ? 2 : 4);
+  return sixteen && row_bytes % 16 == 0 && a.scale >= 1 && a.scale <= kFusedMaxScale;
+}
+
+// Whether the current device runs the sm_90a kernel (compute capability 9.0,
+// its binary loads, and the driver encodes tensor maps). Cached per device.
+bool hopper_available();
+
+cudaError_t launch_hopper(const EspcnArgs& a, cudaStream_t stream);
+
+// The kernel launch_hopper runs for fp16 or bf16 (for its attributes), and the
+// shared memory and threads a block of it takes.
+const void* hopper_kernel(Precision precision);
+int hopper_block_bytes();
+int hopper_block_threads();
+
+}  // namespace espcn::cuda
