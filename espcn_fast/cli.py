@@ -73,8 +73,21 @@ def _default_device(name: str | None) -> str:
     return name
 
 
+def _check_output_suffix(out: Path) -> None:
+    """An ``-o`` ending in an image suffix that is not written here (``.gif``) is a mistake, not a folder's
+    name: refused, where it would otherwise become a folder of PNGs. An existing folder is taken as one."""
+    from PIL import Image
+
+    suffix = out.suffix.lower()
+    if suffix in IMAGE_SUFFIXES or suffix not in Image.registered_extensions() or out.is_dir():
+        return
+    raise CliError(f"-o {out}: {out.suffix} is not a format espcn-fast writes; give a file ending in "
+                   f"{', '.join(IMAGE_SUFFIXES)}, or a folder")
+
+
 def _plan_outputs(inputs: list[Path], out: Path) -> list[tuple[Path, Path]]:
     """Pairs (input file, output file); a folder in gives a folder out."""
+    _check_output_suffix(out)
     single_file = len(inputs) == 1 and inputs[0].is_file() and out.suffix.lower() in IMAGE_SUFFIXES
     if single_file:
         return [(inputs[0], out)]

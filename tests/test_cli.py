@@ -274,3 +274,26 @@ sys.exit(cli.main(["eval", "--scale", "3", "--json", {str(out)!r}, "-q", "--devi
     assert f"cannot write {out}: File too large" in run.stderr
     assert out.read_text() == '{"earlier": "scores"}\n'
     assert sorted(p.name for p in tmp_path.iterdir()) == ["scores.json"]  # no temporary left
+
+
+@pytest.mark.parametrize("suffix", [".gif", ".ICO", ".jp2", ".tga"])
+def test_an_output_file_in_a_format_not_written_is_refused(tmp_path, capsys, suffix):
+    src = tmp_path / "one.png"
+    write_image(random_rgb(10, 12), src)
+    out = tmp_path / f"result{suffix}"
+    for inputs in ([src], [src, src.with_name("two.png")]):
+        write_image(random_rgb(10, 12), src.with_name("two.png"))
+        assert main(["upscale", *map(str, inputs), "-o", str(out), "--scale", "2", "-q", "--device", "cpu"]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and err.startswith("espcn-fast: error: ")
+        assert f"{suffix} is not a format espcn-fast writes" in err and ".png, .bmp, .jpg" in err
+        assert not out.exists()
+
+
+@pytest.mark.parametrize("name", ["result", "result.d", "v1.2"])
+def test_an_output_without_an_image_suffix_is_a_folder(tmp_path, name):
+    src = tmp_path / "one.png"
+    write_image(random_rgb(10, 12), src)
+    out = tmp_path / name
+    assert main(["upscale", str(src), "-o", str(out), "--scale", "2", "-q", "--device", "cpu"]) == 0
+    assert read_image(out / "one.png").shape == (3, 20, 24)
