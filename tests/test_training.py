@@ -323,3 +323,20 @@ def test_learning_rate_schedules():
     assert lr_factor(10, 10, 1e-2, 1e-4, "exponential") == pytest.approx(1e-2)
     assert lr_factor(5, 10, 1e-2, 1e-4, "cosine") == pytest.approx((1 + 1e-2) / 2)
     assert lr_factor(10, 10, 1e-2, 1e-4, "cosine") == pytest.approx(1e-2)
+
+
+@pytest.mark.parametrize("damage,message", [
+    ("empty", "is empty (0 bytes)"),
+    ("half", "is truncated"),
+    ("text", "is not a training checkpoint (not a file that torch.save writes)"),
+])
+def test_resume_from_a_damaged_checkpoint_says_what_is_wrong(tiny_data, tmp_path, capsys, damage, message):
+    out = tmp_path / "run"
+    assert main(_args(tiny_data, out, "--epochs", "2", "--stop-after", "1")) == 0
+    whole = (out / "last.pt").read_bytes()
+    damaged = {"empty": b"", "half": whole[:len(whole) // 2], "text": b"epoch 1 finished\n"}[damage]
+    (out / "last.pt").write_bytes(damaged)
+    capsys.readouterr()
+    assert main(_args(tiny_data, out, "--epochs", "2", "--resume")) == 2
+    err = _one_line_error(capsys.readouterr().err)
+    assert f"{out / 'last.pt'} {message}" in err and len(err) < 200, err

@@ -40,6 +40,31 @@ def save_atomic(obj: Any, path: str | os.PathLike) -> None:
         torch.save(obj, tmp)
 
 
+# torch.save writes a zip archive, whose last record (at most 64 KiB of comment before the file's
+# end) says where its directory is: a file cut short lacks it.
+_ZIP_START = b"PK\x03\x04"
+_ZIP_END = b"PK\x05\x06"
+_ZIP_END_SPAN = 22 + 65535
+
+
+def _unreadable(path: Path, exc: Exception) -> str:
+    """Why ``path``, which ``torch.load`` refused with ``exc``, is no checkpoint: the end of a sentence
+    starting with its name, one line, without torch's advice (an unsafe load, an internal miniz error)."""
+    with open(path, "rb") as f:
+        head = f.read(len(_ZIP_START))
+        size = f.seek(0, os.SEEK_END)
+        f.seek(max(size - _ZIP_END_SPAN, 0))
+        tail = f.read()
+    if head != _ZIP_START:
+        return "is not a training checkpoint (not a file that torch.save writes)"
+    if _ZIP_END not in tail:
+        return f"is truncated ({size} bytes, the end of the archive missing): a checkpoint cut short, not readable"
+    if isinstance(exc, pickle.UnpicklingError):  # torch's text suggests an unsafe load: not for a file we wrote
+        return "is not a training checkpoint (not readable as one)"
+    message = " ".join(str(exc).split()).split(". ")[0]  # torch's first sentence; the rest is advice
+    return f"is a corrupt training checkpoint (cannot read it: {message or type(exc).__name__})"
+
+
 # What the training loop reads from a checkpoint, and the type of each.
 EXPECTED: dict[str, type | tuple[type, ...]] = {
     "args": dict, "model": dict, "optimizer": dict, "scheduler": dict, "epoch": int,
@@ -57,14 +82,12 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint to resume from: {path}")
+    if path.stat().st_size == 0:  # torch.load would say EOFError() and nothing more
+        raise ValueError(f"{path} is empty (0 bytes): not a training checkpoint, or one whose writing was cut short")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
-        # torch's text here is long and suggests an unsafe load: not for a file we wrote.
-        raise ValueError(f"{path} is not a training checkpoint (not readable as one)") from None
     except Exception as exc:  # zip and pickle readers raise many types for other files
-        message = " ".join(str(exc).split())
-        raise ValueError(f"{path} is not a training checkpoint (cannot read it: {message})") from None
+        raise ValueError(f"{path} {_unreadable(path, exc)}") from None
     if not isinstance(ckpt, dict):
         raise ValueError(f"{path} is not a training checkpoint (it holds a {type(ckpt).__name__})")
     for key, kind in EXPECTED.items():
