@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
@@ -37,20 +38,48 @@ def _utf8_length(lead: int) -> int:
     return 4 if lead >= 0xF0 else 3 if lead >= 0xE0 else 2
 
 
+def _umask() -> int:
+    """The process's umask, read without changing it where the system says it (Linux: another
+    thread creating a file meanwhile would get a wrong one from the ``os.umask`` round trip)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _follow_umask(path: Path) -> None:
+    """Give ``path`` the mode a new file gets: some writers create theirs private (safetensors
+    writes 0600 through a temporary file of its own), which no other output is."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:  # nothing written: os.replace says so
+        return
+    wanted = 0o666 & ~_umask()
+    if stat.S_ISREG(mode) and stat.S_IMODE(mode) != wanted:
+        os.chmod(path, wanted)
+
+
 @contextmanager
 def replacing(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     """Yields a temporary path beside ``path`` to write to; renames it over ``path`` when the block
     ends without an error, and removes it in every case, so that a crash or a failed write (disk
     full, a folder in the way, an interrupt) leaves ``path`` as it was and nothing else behind. The
-    name is new each call (two writers of one path do not share it); the writer creates the file, so
-    it gets the usual permissions. ``suffix`` ends the temporary name, for writers that choose the
-    format by it (FFmpeg's muxers: ``".mp4"``). Any file name the system takes works, one that is
-    not UTF-8 included."""
+    name is new each call (two writers of one path do not share it). The file gets the usual
+    permissions, 0666 less the umask, whatever mode the writer created it with. ``suffix`` ends the
+    temporary name, for writers that choose the format by it (FFmpeg's muxers: ``".mp4"``). Any file
+    name the system takes works, one that is not UTF-8 included."""
     path = Path(path)
     stem = _head(path.name, _NAME_BYTES - len(os.fsencode(suffix)))
     tmp = path.with_name(f".{stem}.{uuid.uuid4().hex[:12]}.tmp{suffix}")
     try:
         yield tmp
+        _follow_umask(tmp)
         os.replace(tmp, path)
     finally:
         try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -163,3 +164,24 @@ def test_sigterm_during_video_leaves_no_temporary_file_and_the_old_output(tmp_pa
     assert result.stderr.strip().splitlines()[-1] == "espcn-fast: terminated"
     assert sorted(p.name for p in out.iterdir()) == ["clip.mp4"]
     assert dst.read_bytes() == b"the previous output"
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077])
+def test_every_output_follows_the_umask(tmp_path, umask):
+    """Whatever mode a writer creates its file with (safetensors' is 0600), the output gets 0666 less the umask."""
+    from espcn_fast import ESPCN
+    from espcn_fast.weights import save_weights
+    from training.checkpoint import save_atomic
+
+    previous = os.umask(umask)
+    try:
+        save_weights(ESPCN(2).state_dict(), tmp_path / "w.safetensors")
+        save_atomic({"epoch": 1}, tmp_path / "c.pt")
+        write_image(random_rgb(4, 4), tmp_path / "i.png")
+        with replacing(tmp_path / "private.json") as tmp:
+            os.close(os.open(tmp, os.O_CREAT | os.O_WRONLY, 0o600))
+    finally:
+        os.umask(previous)
+    modes = {p.name: oct(stat.S_IMODE(p.stat().st_mode)) for p in tmp_path.iterdir()}
+    expected = oct(0o666 & ~umask)
+    assert modes == dict.fromkeys(["w.safetensors", "c.pt", "i.png", "private.json"], expected)
