@@ -26,6 +26,7 @@ from .atomic_write import replacing
 from .atomic_write import existing_output
 from .backends import BACKENDS, resolve
 from .fast import PRECISIONS, FastESPCN
+from .memory_budget import MemoryBudgetError, parse_size
 from .model import ESPCN
 from .upscale import OOM_LAST_TILE, upscale_image
 from .weights import WeightsError, scale_of, load_weights
@@ -133,7 +134,11 @@ def cmd_upscale(args: argparse.Namespace) -> int:
             failed += 1
             continue
         try:
-            result = upscale_image(image, model, args.scale, device, tile=args.tile)
+            result = upscale_image(image, model, args.scale, device, tile=args.tile, max_memory=args.max_memory)
+        except MemoryBudgetError as exc:
+            print(f"failed: {src}: {exc}", file=sys.stderr)
+            failed += 1
+            continue
         except (MemoryError, RuntimeError) as exc:  # one image too large for memory: skip it, go on
             if not _out_of_memory(exc):
                 raise
@@ -282,6 +287,13 @@ def _add_precision(sub: argparse.ArgumentParser) -> None:
                      help="arithmetic of the GPU backends: fp32, or tf32/fp16/bf16 on the tensor cores (default fp32)")
 
 
+def _memory_size(text: str) -> int:
+    try:
+        return parse_size(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _tile_size(text: str) -> int:
     try:
         value = int(text)
@@ -323,6 +335,9 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--tile", type=_tile_size, metavar="N",
                     help="process in N x N LR tiles (4-pixel halo; identical pixels, bounded memory); "
                     "on a GPU an image that does not fit is tiled anyway")
+    up.add_argument("--max-memory", type=_memory_size, metavar="SIZE",
+                    help="host memory an image may use, e.g. 4G (default: half of what is available); "
+                    "larger images are tiled by themselves, and one whose output alone is larger is skipped")
     up.add_argument("--overwrite", action="store_true", help="replace existing output files")
     up.add_argument("-q", "--quiet", action="store_true", help="print errors only")
     up.set_defaults(func=cmd_upscale)

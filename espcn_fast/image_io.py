@@ -225,8 +225,12 @@ def write_image(image: torch.Tensor, path: str | os.PathLike, icc_profile: bytes
     fmt = Image.registered_extensions().get(path.suffix.lower(), "PNG")
     if image.shape[0] in (2, 4) and fmt not in ALPHA_FORMATS:
         image = image[:-1]
-    array = image.permute(1, 2, 0).cpu().numpy()
-    pil = Image.fromarray(array[:, :, 0] if array.shape[2] == 1 else array)
+    # Each plane handed to Pillow as it lies in memory, then merged: one copy (Pillow's),
+    # where an interleaved array would cost another of the whole output.
+    planes = image.cpu().contiguous().numpy()
+    height, width = planes.shape[1:]
+    bands = [Image.frombuffer("L", (width, height), plane, "raw", "L", 0, 1) for plane in planes]
+    pil = bands[0] if len(bands) == 1 else Image.merge({2: "LA", 3: "RGB", 4: "RGBA"}[len(bands)], bands)
     options: dict[str, object] = dict(_SAVE_OPTIONS.get(fmt, {}))
     if icc_profile is not None:
         options["icc_profile"] = icc_profile

@@ -8,7 +8,7 @@ height resized before the width, and for ``uint8`` images a round to uint8
 after *each* pass, as MATLAB keeps the uint8 class between passes. The
 standard Set5/Set14 LR images were made this way.
 
-Vectorised (one gather per kernel tap and pass), batched over any leading
+Vectorised (one sweep of the image per kernel tap and pass), batched over any leading
 dimensions, and it runs on whichever device the tensor is on. An integer
 upscale of a tile (with 2 pixels of margin) gives exactly the pixels of the
 whole image's upscale, which tiled super-resolution relies on.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from .color import rgb_to_ycbcr, ycbcr_to_rgb
+from .memory_budget import default_budget, plan_tile
 from .model import SuperResolver
 from .quantize import to_uint8_
 from .resize import imresize
@@ -21,7 +22,7 @@ OOM_LAST_TILE = 16
 @torch.no_grad()
 def upscale_image(
     image: torch.Tensor, model: SuperResolver, scale: int, device: torch.device | str | None = None,
-    tile: int | None = None,
+    tile: int | None = None, max_memory: int | None = None,
 ) -> torch.Tensor:
     """Super-resolve a ``(C, H, W)`` uint8 image (C = 3 colour, C = 1 grey; 4 and 2 with alpha last) by ``scale``.
 
@@ -33,6 +34,12 @@ def upscale_image(
     (see :mod:`espcn_fast.tiling`): the same pixels, with only one tile on
     ``device`` at a time. On a GPU, an image that does not fit is retried in
     tiles of ``OOM_FIRST_TILE``, then halves of that.
+
+    ``max_memory`` (bytes; default half the memory available at the call) bounds
+    the host memory the upscale and the later write use: on the CPU the image is
+    tiled by itself when the whole would pass it (see
+    :mod:`espcn_fast.memory_budget`), and an image whose output alone would pass it
+    raises :class:`~espcn_fast.memory_budget.MemoryBudgetError` before any work.
     """
     if image.dtype != torch.uint8 or image.dim() != 3 or not 1 <= image.shape[0] <= 4:
         raise ValueError(
@@ -40,6 +47,10 @@ def upscale_image(
         )
     check_model_scale(model, scale, "upscale_image")
     device = torch.device(device) if device is not None else image.device
+    budget = max_memory if max_memory is not None else default_budget()
+    planned = plan_tile(image.shape[0], image.shape[1], image.shape[2], scale, budget)
+    if tile is None and device.type == "cpu":  # (a GPU holds the intermediates: its own fallback below)
+        tile = planned
 
     def tiled(size: int) -> torch.Tensor:
         return run_tiled(lambda crop: _upscale(crop, model, device), image, scale, size, device=device)

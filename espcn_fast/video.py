@@ -189,8 +189,8 @@ def _open_input(src: Path):
 def _upscale_chroma(c: torch.Tensor, scale: int, size: tuple[int, int]) -> torch.Tensor:
     """(N, 2, h, w) uint8 chroma -> bicubic x scale, cropped to ``size``, uint8.
 
-    torch's bicubic (a = -0.75), not ``resize.imresize``: MATLAB's resize as dense
-    matrix products costs more per frame than the rest of the CPU pipeline, and
+    torch's bicubic (a = -0.75), not ``resize.imresize``: MATLAB's resize in float
+    costs more per frame than the rest of the CPU pipeline, and
     chroma never enters the metrics. On the CPU torch's uint8 kernel (4x faster
     than float); on a GPU in float, rounded as everything else (``quantize``).
     """

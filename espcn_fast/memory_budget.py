@@ -1,0 +1,95 @@
+"""How much host memory an image upscale may use, and the tile that keeps it within that.
+
+The untiled 8-bit path holds, besides the input and the uint8 output, float32
+planes of Y, Cb, Cr and RGB at the output's size: about ``WORK_BYTES`` per
+output pixel at its peak (measured on the CPU for x2-x4, grey, colour and
+alpha). Tiles bound that part by the tile; the output itself, and the copy the
+image writer makes of it, cannot be tiled, so an image whose output alone
+passes the budget is refused before any work.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+
+# Peak bytes per output pixel of the untiled path's intermediates (measured 49-75 on the CPU).
+WORK_BYTES = 80
+# The image writer's copy of the output: Pillow keeps colour (with or without alpha) as 4 bytes a
+# pixel; grey is written from the output's own memory.
+WRITER_BYTES = {1: 0, 2: 4, 3: 4, 4: 4}
+# The share of the memory available when a job starts that it may use by default.
+DEFAULT_SHARE = 0.5
+MIN_TILE = 16  # LR pixels: below this the 4-pixel halo is most of the work
+_HALO = 4
+
+_UNITS = {"": 1, "k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40}
+
+
+class MemoryBudgetError(MemoryError):
+    """An image whose output alone would not fit the memory budget."""
+
+
+def available_memory() -> int:
+    """Bytes the system can give without swapping (``MemAvailable``; free pages where that is missing)."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError):
+        return 8 * 2**30  # a system that says nothing: assume a small machine
+
+
+def default_budget() -> int:
+    """``DEFAULT_SHARE`` of the memory available now."""
+    return int(available_memory() * DEFAULT_SHARE)
+
+
+def parse_size(text: str) -> int:
+    """``"512M"``, ``"4G"``, ``"1.5GiB"``, ``"2000000000"`` -> bytes (binary units); ValueError naming the text."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?\s*", text, re.IGNORECASE)
+    if match is None:
+        raise ValueError(f"not a memory size: {text!r} (examples: 512M, 4G, 1.5GiB)")
+    value = float(match.group(1)) * _UNITS[match.group(2).lower()]
+    if value < 1:
+        raise ValueError(f"a memory size must be positive, got {text!r}")
+    return int(value)
+
+
+def format_size(n: float) -> str:
+    """Bytes as a short human figure (``1.5 GiB``)."""
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GiB"  # pragma: no cover
+
+
+def fixed_bytes(channels: int, height: int, width: int, scale: int) -> int:
+    """What no tile can bound: the input, the output, and the writer's copy of the output."""
+    hr = height * width * scale * scale
+    return channels * height * width + channels * hr + WRITER_BYTES[channels] * hr
+
+
+def plan_tile(channels: int, height: int, width: int, scale: int, budget: int) -> int | None:
+    """The LR tile that keeps an upscale within ``budget`` bytes, or ``None`` when the whole image fits.
+
+    Raises :class:`MemoryBudgetError` when the output alone would pass the budget.
+    """
+    fixed = fixed_bytes(channels, height, width, scale)
+    if fixed > budget:
+        raise MemoryBudgetError(
+            f"a {width}x{height} image at x{scale} needs about {format_size(fixed)} for its output alone, "
+            f"over the memory budget of {format_size(budget)} (--max-memory / max_memory)")
+    left = budget - fixed
+    if WORK_BYTES * height * width * scale * scale <= left:
+        return None
+    # The largest even tile whose crop (tile + halo on each side) fits what is left.
+    side = math.isqrt(max(0, left // (WORK_BYTES * scale * scale))) - 2 * _HALO
+    return max(MIN_TILE, side - side % 2)

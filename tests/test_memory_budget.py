@@ -1,0 +1,142 @@
+"""Host memory: images tile by themselves when the whole would pass the budget, outputs that cannot fit are
+refused before any work, and the peak of a real run stays under the budget."""
+
+from __future__ import annotations
+
+import struct
+import warnings
+import zlib
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import espcn_fast.upscale as up
+from espcn_fast import FastESPCN
+from espcn_fast.cli import main
+from espcn_fast.memory_budget import (MIN_TILE, WORK_BYTES, MemoryBudgetError, fixed_bytes, format_size, parse_size,
+                                      plan_tile)
+from espcn_fast.upscale import upscale_image
+
+from .conftest import random_rgb
+from .kernel_checks import random_model
+from .peak_memory import peak_growth
+
+
+@pytest.mark.parametrize("text, value", [("512M", 512 * 2**20), ("4G", 4 * 2**30), ("1.5GiB", 3 * 2**29),
+                                         ("2000000000", 2_000_000_000), ("64 kb", 64 * 1024), ("1t", 2**40)])
+def test_parse_size(text, value):
+    assert parse_size(text) == value
+
+
+@pytest.mark.parametrize("text", ["", "lots", "4X", "-1G", "0", "1.5.2G"])
+def test_parse_size_refuses_what_is_not_a_size(text):
+    with pytest.raises(ValueError, match="memory size"):
+        parse_size(text)
+
+
+def test_format_size():
+    assert format_size(512) == "512 B"
+    assert format_size(3 * 2**29) == "1.5 GiB"
+    assert format_size(2**40) == "1024.0 GiB"
+
+
+def test_plan_whole_tiled_or_refused():
+    h, w, r = 400, 300, 3
+    fixed = fixed_bytes(3, h, w, r)
+    assert fixed == 3 * h * w + 3 * h * w * 9 + 4 * h * w * 9
+    whole = fixed + WORK_BYTES * h * w * 9
+    assert plan_tile(3, h, w, r, whole) is None
+    tile = plan_tile(3, h, w, r, whole - 1)
+    assert tile is not None and tile % 2 == 0 and MIN_TILE <= tile < max(h, w)
+    assert WORK_BYTES * (tile + 8) ** 2 * 9 <= whole - 1 - fixed  # the tile's crop fits what is left
+    assert plan_tile(3, h, w, r, fixed + 10) == MIN_TILE  # little left: the smallest tile, not a refusal
+    with pytest.raises(MemoryBudgetError, match=r"a 300x400 image at x3 needs about 7.6 MiB for its output alone, "
+                                                r"over the memory budget of 7.6 MiB \(--max-memory"):
+        plan_tile(3, h, w, r, fixed - 1)
+    assert fixed_bytes(1, h, w, r) == h * w * 10  # grey is written from the output's own memory
+
+
+def test_upscale_image_tiles_by_itself_within_the_budget(monkeypatch):
+    fast = FastESPCN.from_reference(random_model(3, seed=2))
+    image = random_rgb(150, 200, seed=4)
+    whole = upscale_image(image, fast, 3, max_memory=2**30)
+    used = []
+    real = up.run_tiled
+
+    def spy(fn, x, scale, tile, **kwargs):
+        used.append(tile)
+        return real(fn, x, scale, tile, **kwargs)
+
+    monkeypatch.setattr(up, "run_tiled", spy)
+    budget = fixed_bytes(3, 150, 200, 3) + WORK_BYTES * 9 * 60**2
+    assert torch.equal(upscale_image(image, fast, 3, max_memory=budget), whole)
+    assert used == [52]  # 60 - 2 x 4 halo pixels
+    used.clear()
+    assert torch.equal(upscale_image(image, fast, 3, max_memory=2**30), whole)
+    assert used == []  # it fits whole: not tiled
+    with pytest.raises(MemoryBudgetError, match="for its output alone"):
+        upscale_image(image, fast, 3, max_memory=2**20)
+
+
+def test_cli_max_memory_option(tmp_path, capsys):
+    src = tmp_path / "a.png"
+    Image.fromarray(random_rgb(40, 60).permute(1, 2, 0).numpy()).save(src)
+    with pytest.raises(SystemExit) as exit_:
+        main(["upscale", str(src), "-o", str(tmp_path / "b.png"), "--max-memory", "lots"])
+    assert exit_.value.code == 2
+    assert "argument --max-memory: not a memory size: 'lots' (examples: 512M" in capsys.readouterr().err
+    assert main(["upscale", str(src), "-o", str(tmp_path / "b.png"), "--scale", "2", "--max-memory", "50k",
+                 "-q"]) == 1
+    err = capsys.readouterr().err
+    assert f"failed: {src}: a 60x40 image at x2 needs about" in err and "over the memory budget of 50.0 KiB" in err
+    assert not (tmp_path / "b.png").exists()
+    assert main(["upscale", str(src), "-o", str(tmp_path / "b.png"), "--scale", "2", "--max-memory", "200k",
+                 "-q"]) == 0
+    assert Image.open(tmp_path / "b.png").size == (120, 80)
+
+
+_SETUP = """
+import sys
+from espcn_fast.cli import main
+from espcn_fast import FastESPCN
+FastESPCN.from_pretrained(int(sys.argv[5]))  # weights and kernels loaded before the measure
+"""
+_RUN = """
+code = main(["upscale", sys.argv[3], "-o", sys.argv[4], "--scale", sys.argv[5], "--device", "cpu",
+             "--max-memory", sys.argv[6], "-q"])
+print(code)
+"""
+
+
+def test_a_6000_x_4000_photo_stays_under_the_budget(tmp_path):
+    """Untiled, this upscale peaks near 70 bytes an output pixel (6.7 GiB at x2); within a 1 GiB budget it tiles
+    by itself, and the whole run, the JPEG read and the BMP write included, stays under it."""
+    src, dst = tmp_path / "photo.jpg", tmp_path / "photo_x2.bmp"
+    Image.fromarray(random_rgb(4000, 6000, seed=3).permute(1, 2, 0).numpy()).save(src, quality=90)
+    grown, printed = peak_growth(_SETUP, _RUN, str(src), str(dst), "2", "1G")
+    assert printed == "0"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # 96 MP: the test's own look at it
+        assert Image.open(dst).size == (12000, 8000)
+    assert grown <= 2**30, f"the run grew the process by {format_size(grown)}"
+
+
+def test_a_small_file_claiming_16384_x_16384_is_refused_in_bounded_memory(tmp_path):
+    """A 270 KB PNG, grey, 16384 x 16384: read (2 bytes a pixel at most), then refused before the upscale, whose
+    output alone would be 2.3 GiB at x3, over a 1 GiB budget."""
+    side = 16384
+    raw = zlib.compress(bytes(side + 1) * side, 9)
+    path = tmp_path / "bomb.png"
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", side, side, 8, 0, 0, 0, 0))
+                     + chunk(b"IDAT", raw) + chunk(b"IEND", b""))
+    assert path.stat().st_size < 400_000
+    grown, printed = peak_growth(_SETUP, _RUN, str(path), str(tmp_path / "out.png"), "3", "1G")
+    assert printed == "1"
+    assert grown <= 2 * side * side + 64 * 2**20, f"the run grew the process by {format_size(grown)}"
+    assert not (tmp_path / "out.png").exists()
