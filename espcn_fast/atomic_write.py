@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import os
+import re
 import stat
 import uuid
 from contextlib import contextmanager
@@ -65,22 +67,93 @@ def _follow_umask(path: Path) -> None:
         os.chmod(path, wanted)
 
 
+class WriteError(OSError):
+    """A file that could not be written; its text is one line naming the file and the cause."""
+
+    def __str__(self) -> str:
+        if self.errno is None:
+            return f"could not write {self.filename} (disk full or write error: {self.strerror})"
+        return f"cannot write {self.filename}: {self.strerror}"
+
+
+# The system's error number in a library's text: Rust's I/O errors (safetensors), Python's.
+_ERRNO_IN_TEXT = re.compile(r"\(os error (\d+)\)|\[Errno (\d+)\]")
+
+
+def _errno_of(exc: BaseException) -> int | None:
+    """The system's error number behind ``exc``: its own, or that of an error in its chain (torch.save
+    raises "unexpected pos" over the OSError of its file object), or one its text names."""
+    seen: set[int] = set()
+    chain: list[BaseException | None] = [exc]
+    while chain:
+        error = chain.pop()
+        if error is None or id(error) in seen:
+            continue
+        seen.add(id(error))
+        if isinstance(error, OSError) and error.errno:
+            return error.errno
+        match = _ERRNO_IN_TEXT.search(str(error))
+        if match:
+            return int(match.group(1) or match.group(2))
+        chain += [error.__cause__, error.__context__]
+    return None
+
+
+def _disk_full(folder: Path) -> bool:
+    try:
+        return os.statvfs(folder).f_bavail == 0
+    except (OSError, AttributeError):  # no statvfs (Windows), or the folder gone
+        return False
+
+
+def _file_size_limit() -> int | None:
+    """The process's file size limit (``ulimit -f``) in bytes, or None when there is none."""
+    try:
+        import resource
+    except ImportError:  # Windows
+        return None
+    limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+    return None if limit == resource.RLIM_INFINITY else limit
+
+
+def write_error(path: str | os.PathLike, exc: BaseException) -> WriteError:
+    """The error to report for a write of ``path`` that failed with ``exc``: the system's reason
+    (No space left on device, ...) where one can be found, else ``exc``'s own text, on one line."""
+    path = Path(path)
+    code = _errno_of(exc)
+    if code is None and _disk_full(path.parent):
+        code = errno.ENOSPC
+    if code is None:
+        return WriteError(None, " ".join(str(exc).split()) or type(exc).__name__, str(path))
+    reason = os.strerror(code)
+    limit = _file_size_limit() if code == errno.EFBIG else None
+    if limit is not None:
+        reason += f" (over the file size limit of {limit} bytes, ulimit -f)"
+    return WriteError(code, reason, str(path))
+
+
 @contextmanager
-def replacing(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
+def replacing(path: str | os.PathLike, suffix: str = "",
+              errors: tuple[type[BaseException], ...] = ()) -> Iterator[Path]:
     """Yields a temporary path beside ``path`` to write to; renames it over ``path`` when the block
     ends without an error, and removes it in every case, so that a crash or a failed write (disk
     full, a folder in the way, an interrupt) leaves ``path`` as it was and nothing else behind. The
     name is new each call (two writers of one path do not share it). The file gets the usual
     permissions, 0666 less the umask, whatever mode the writer created it with. ``suffix`` ends the
     temporary name, for writers that choose the format by it (FFmpeg's muxers: ``".mp4"``). Any file
-    name the system takes works, one that is not UTF-8 included."""
+    name the system takes works, one that is not UTF-8 included. ``errors`` are the exceptions
+    that mean the write failed (OSError; torch's RuntimeError over a full disk): raised from the
+    block or the rename, they become a :class:`WriteError` naming ``path`` and the cause."""
     path = Path(path)
     stem = _head(path.name, _NAME_BYTES - len(os.fsencode(suffix)))
     tmp = path.with_name(f".{stem}.{uuid.uuid4().hex[:12]}.tmp{suffix}")
     try:
-        yield tmp
-        _follow_umask(tmp)
-        os.replace(tmp, path)
+        try:
+            yield tmp
+            _follow_umask(tmp)
+            os.replace(tmp, path)
+        except errors as exc:
+            raise write_error(path, exc) from exc
     finally:
         try:
             tmp.unlink(missing_ok=True)

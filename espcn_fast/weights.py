@@ -151,10 +151,12 @@ def check_state_dict(state: Mapping[str, torch.Tensor], model: torch.nn.Module, 
 
 
 def save_weights(state: Mapping[str, torch.Tensor], path: str | os.PathLike, metadata: dict[str, str] | None = None) -> None:
-    """Write a state dict as safetensors, atomically (temporary file, then rename)."""
+    """Write a state dict as safetensors, atomically (temporary file, then rename); a failed write
+    raises a one-line :class:`~espcn_fast.atomic_write.WriteError` naming the file."""
+    from safetensors import SafetensorError
     from safetensors.torch import save_file
 
     path = Path(path)
     tensors = {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in state.items()}
-    with replacing(path) as tmp:
+    with replacing(path, errors=(OSError, SafetensorError)) as tmp:
         save_file(tensors, str(tmp), metadata=metadata)

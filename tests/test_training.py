@@ -340,3 +340,78 @@ def test_resume_from_a_damaged_checkpoint_says_what_is_wrong(tiny_data, tmp_path
     assert main(_args(tiny_data, out, "--epochs", "2", "--resume")) == 2
     err = _one_line_error(capsys.readouterr().err)
     assert f"{out / 'last.pt'} {message}" in err and len(err) < 200, err
+
+
+# A write past the file size limit fails with EFBIG (SIGXFSZ ignored), as a write to a full disk fails with ENOSPC.
+_FILE_SIZE_LIMIT = """
+import resource, signal, sys
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+resource.setrlimit(resource.RLIMIT_FSIZE, ({limit}, resource.RLIM_INFINITY))
+"""
+
+
+def _run_with_file_size_limit(code: str, limit: int) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    script = _FILE_SIZE_LIMIT.format(limit=limit) + code
+    return subprocess.run([sys.executable, "-c", script], cwd=REPO, env=env, capture_output=True, text=True,
+                          timeout=300)
+
+
+def test_a_full_disk_is_named_and_the_checkpoints_are_kept(tiny_data, tmp_path):
+    out = tmp_path / "run"
+    assert main(_args(tiny_data, out, "--epochs", "2", "--stop-after", "1", "--val-count", "0")) == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    args = _args(tiny_data, out, "--epochs", "2", "--val-count", "0", "--resume")
+    run = _run_with_file_size_limit(f"from training.train import main\nsys.exit(main({args!r}))", 16384)
+    assert run.returncode == 2, run.stderr
+    assert run.stderr.strip().splitlines() == [
+        f"error: cannot write {out / 'best.pt'}: File too large (over the file size limit of 16384 bytes, ulimit -f)"
+    ]
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # nothing left, nothing changed
+
+
+def test_weights_on_a_full_disk_are_named_and_the_earlier_file_kept(tmp_path):
+    path = tmp_path / "best.safetensors"
+    path.write_bytes(b"the earlier weights")
+    code = f"""
+from espcn_fast import ESPCN
+from espcn_fast.weights import save_weights
+try:
+    save_weights(ESPCN(3).state_dict(), {str(path)!r})
+except OSError as exc:
+    print(exc)
+"""
+    run = _run_with_file_size_limit(code, 16384)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == f"cannot write {path}: File too large (over the file size limit of 16384 bytes, ulimit -f)"
+    assert [p.name for p in tmp_path.iterdir()] == ["best.safetensors"]
+    assert path.read_bytes() == b"the earlier weights"
+
+
+def test_a_failed_checkpoint_write_gives_the_cause_it_can_find(tmp_path, monkeypatch):
+    import errno
+
+    from training import checkpoint
+
+    path = tmp_path / "last.pt"
+
+    def full_disk(obj, f):
+        try:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        except OSError:  # torch.save reports a failed write of its file object as its own error
+            raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 704 vs 598") from None
+
+    monkeypatch.setattr(checkpoint.torch, "save", full_disk)
+    with pytest.raises(OSError) as failure:
+        checkpoint.save_atomic({"epoch": 1}, path)
+    assert str(failure.value) == f"cannot write {path}: No space left on device"
+
+    def unexplained(obj, f):
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 704 vs 598")
+
+    monkeypatch.setattr(checkpoint.torch, "save", unexplained)
+    with pytest.raises(OSError) as failure:
+        checkpoint.save_atomic({"epoch": 1}, path)
+    assert str(failure.value) == (f"could not write {path} (disk full or write error: "
+                                  "[enforce fail at inline_container.cc:672] . unexpected pos 704 vs 598)")
+    assert list(tmp_path.iterdir()) == []

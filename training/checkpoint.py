@@ -34,10 +34,13 @@ def save_atomic(obj: Any, path: str | os.PathLike) -> None:
     """``torch.save`` to a temporary file beside ``path``, then rename over it.
 
     A crash mid-write leaves the previous checkpoint intact; a failed write
-    (disk full, a folder in the way) leaves no temporary file behind.
+    (disk full, a folder in the way) leaves no temporary file behind and raises
+    a one-line :class:`~espcn_fast.atomic_write.WriteError` naming the file.
     """
-    with replacing(path) as tmp:
-        torch.save(obj, tmp)
+    # Through a Python file: torch.save to a path loses the system's error (a full disk reads
+    # "unexpected pos"), where a file object's OSError stays in the chain of torch's RuntimeError.
+    with replacing(path, errors=(OSError, RuntimeError)) as tmp, open(tmp, "wb") as f:
+        torch.save(obj, f)
 
 
 # torch.save writes a zip archive, whose last record (at most 64 KiB of comment before the file's
