@@ -7,11 +7,15 @@ the extension is built against the torch already installed.
 - The CUDA kernels (csrc/cuda/) are added when torch has CUDA and nvcc is
   found; ``FORCE_CUDA=1`` forces them (an error if nvcc is missing),
   ``FORCE_CUDA=0`` leaves them out. ``ESPCN_FAST_CUDA_ARCH`` chooses the
-  architectures (default ``8.0;8.6;8.9;9.0+PTX``).
+  architectures (default ``8.0;8.6;8.9;9.0+PTX``). Where 9.0 is among them,
+  ``csrc/cuda/espcn_hopper.cu`` is compiled apart, for sm_90a alone (wgmma
+  and TMA exist only there, and a plain sm_90 pass rejects wgmma), and
+  linked in; the fused op launches it on compute capability 9.0.
 - ``ESPCN_FAST_NO_EXTENSION=1`` installs the pure-Python package only.
 """
 
 import os
+import subprocess
 import sys
 import sysconfig
 from pathlib import Path
@@ -20,6 +24,7 @@ from setuptools import find_packages, setup
 
 ROOT = Path(__file__).resolve().parent
 DEFAULT_CUDA_ARCH = "8.0;8.6;8.9;9.0+PTX"
+HOPPER_SOURCE = "csrc/cuda/espcn_hopper.cu"
 
 
 def _sources(folder: str, *patterns: str) -> list[str]:
@@ -75,6 +80,42 @@ def _cuda_dirs() -> tuple[list[str], list[str]]:
     return includes, libs
 
 
+def _hopper_wanted(arch_list: str) -> bool:
+    archs = arch_list.replace(";", " ").replace(",", " ").split()
+    return any(a.split("+")[0] in ("9.0", "9.0a") for a in archs)
+
+
+def _hopper_inputs() -> list[Path]:
+    return [ROOT / HOPPER_SOURCE, *(ROOT / "csrc" / "cuda").glob("*.cuh"), *(ROOT / "csrc" / "cuda").glob("*.h"),
+            *(ROOT / "csrc").glob("*.h")]
+
+
+def _build_class():
+    """BuildExtension that first compiles the Hopper kernel with its own gencode
+    (torch compiles every .cu with one set of flags) and links the object in."""
+    from torch.utils.cpp_extension import CUDA_HOME, BuildExtension
+
+    class Build(BuildExtension):
+        def build_extensions(self):
+            for ext in self.extensions:
+                includes = getattr(ext, "hopper_includes", None)
+                if includes is None:
+                    continue
+                obj = Path(self.build_temp).resolve() / "espcn_hopper_sm90a.o"
+                newest = max(p.stat().st_mtime for p in _hopper_inputs())
+                if not obj.exists() or obj.stat().st_mtime < newest:
+                    obj.parent.mkdir(parents=True, exist_ok=True)
+                    cmd = [str(Path(CUDA_HOME) / "bin" / "nvcc"), "-std=c++17", "-O3", "-lineinfo", "-Xptxas=-v",
+                           "-gencode=arch=compute_90a,code=sm_90a", "-Xcompiler", "-fPIC",
+                           *(f"-I{i}" for i in includes), "-c", str(ROOT / HOPPER_SOURCE), "-o", str(obj)]
+                    print(" ".join(cmd), flush=True)
+                    subprocess.run(cmd, check=True)
+                ext.extra_objects.append(str(obj))
+            super().build_extensions()
+
+    return Build.with_options(no_python_abi_suffix=False)
+
+
 def extensions():
     if os.environ.get("ESPCN_FAST_NO_EXTENSION") == "1":
         return [], {}
@@ -85,17 +126,21 @@ def extensions():
     if _cuda_wanted():
         os.environ.setdefault("TORCH_CUDA_ARCH_LIST", os.environ.get("ESPCN_FAST_CUDA_ARCH", DEFAULT_CUDA_ARCH))
         includes, libs = _cuda_dirs()
+        hopper = _hopper_wanted(os.environ["TORCH_CUDA_ARCH_LIST"])
+        cuda_sources = [s for s in _sources("csrc/cuda", "*.cpp", "*.cu") if s != HOPPER_SOURCE]
         ext = CUDAExtension(
             "espcn_fast._C",
-            sources + _sources("csrc/cuda", "*.cpp", "*.cu"),
+            sources + cuda_sources,
             include_dirs=includes,
             library_dirs=libs,
-            define_macros=[("ESPCN_WITH_CUDA", "1")],
+            define_macros=[("ESPCN_WITH_CUDA", "1")] + ([("ESPCN_WITH_HOPPER", "1")] if hopper else []),
             extra_compile_args={"cxx": cxx, "nvcc": ["-O3", "-lineinfo", "-Xptxas=-v"]},
             extra_link_args=["-fopenmp"],
         )
-    else:
-        ext = CppExtension("espcn_fast._C", sources, extra_compile_args={"cxx": cxx}, extra_link_args=["-fopenmp"])
+        if hopper:
+            ext.hopper_includes = includes
+        return [ext], {"build_ext": _build_class()}
+    ext = CppExtension("espcn_fast._C", sources, extra_compile_args={"cxx": cxx}, extra_link_args=["-fopenmp"])
     return [ext], {"build_ext": BuildExtension.with_options(no_python_abi_suffix=False)}
 
 

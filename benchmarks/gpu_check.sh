@@ -86,9 +86,6 @@ STATUS="$LOGDIR/steps.tsv"
 START=$(date +%s)
 DEADLINE=${GPU_CHECK_SECONDS:-540}  # the device tool allows 600 s a command; leave time for the summary
 
-SWEEP_SOURCES="csrc/cuda/espcn_fused.cu csrc/cuda/espcn_fused_fp32.cu csrc/cuda/espcn_fused_tf32.cu
-  csrc/cuda/espcn_fused_fp16.cu csrc/cuda/espcn_fused_bf16.cu"
-
 # Data: Set5 and its x3 LR inputs, from gpu_data/ (carried) or the data folder.
 if [ "$STAGE" = 1 ]; then
   SRC="${ESPCN_FAST_DATA:-../shared/data}"
@@ -98,8 +95,8 @@ if [ "$STAGE" = 1 ]; then
   "$PY" -m pip download -q --no-deps -d gpu_data/wheels av==18.1.0 2>&1 | grep -v "^WARNING" \
     ; ls gpu_data/wheels 2>/dev/null
   # The tile sweep needs nvcc only: built here, it costs the GPU machine no build time.
-  nvcc -std=c++17 -O3 -arch=sm_90 -o gpu_data/tile_sweep benchmarks/tile_sweep.cu $SWEEP_SOURCES \
-    && echo "gpu_check: built gpu_data/tile_sweep (sm_90)"
+  bash benchmarks/gpu_check_sweep_build.sh 9.0 gpu_data/tile_sweep \
+    && echo "gpu_check: built gpu_data/tile_sweep (sm_90, the Hopper kernel sm_90a)"
   du -sh gpu_data
   exit 0  # staging is done here; the check itself runs on the GPU machine
 fi
@@ -142,7 +139,7 @@ step build 240 60 env ESPCN_FAST_CUDA_ARCH="$ARCH" TORCH_CUDA_ARCH_LIST="$ARCH" 
 # Parity: CUDA kernels (and Triton's, where its tests exist), every precision.
 # (Not the compile-only checks, test_cuda_build.py and test_triton_compile.py:
 # CI runs them, and here they would spend a minute of CPU on nvcc and ptxas.)
-TESTS="tests/test_ops_cuda.py tests/test_triton.py"
+TESTS="tests/test_ops_cuda.py tests/test_hopper_cuda.py tests/test_triton.py"
 # (Triton's autotuning is for the benchmark; the tests use one fixed configuration.)
 step tests 200 60 env ESPCN_FAST_TRITON_AUTOTUNE=0 "$PY" -m pytest -q -rs -p no:cacheprovider --junitxml="$LOGDIR/tests.xml" $TESTS
 
@@ -178,7 +175,7 @@ step kernel_profile 90 30 "$PY" benchmarks/kernel_profile.py --device cuda --jso
 SWEEP=gpu_data/tile_sweep
 if [ ! -x "$SWEEP" ] || [ "$ARCH" != 9.0 ] || { [ "$DRY" = 0 ] && ! "$SWEEP" --probe; }; then
   SWEEP="${TMPDIR:-/tmp}/espcn_tile_sweep"  # not in LOGDIR: 5 MB in the archive for nothing
-  step tile_sweep_build 120 90 nvcc -std=c++17 -O3 -arch="sm_${ARCH/./}" -o "$SWEEP" benchmarks/tile_sweep.cu $SWEEP_SOURCES
+  step tile_sweep_build 120 90 bash benchmarks/gpu_check_sweep_build.sh "$ARCH" "$SWEEP"
 fi
 # (It writes tile_sweep.json.part as it goes, renamed to .json at the end; the summary reads either.)
 step tile_sweep 90 30 "$SWEEP" --json "$LOGDIR/tile_sweep.json"

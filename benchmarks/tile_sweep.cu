@@ -7,8 +7,10 @@
 // No torch: it builds with nvcc alone, so it is built where nvcc is (here, or
 // by `gpu_check.sh --stage-data`) and only runs on the GPU machine:
 //
-//   nvcc -std=c++17 -O3 -arch=sm_90 -o gpu_data/tile_sweep benchmarks/tile_sweep.cu \
-//       csrc/cuda/espcn_fused.cu csrc/cuda/espcn_fused_{fp32,tf32,fp16,bf16}.cu
+//   bash benchmarks/gpu_check_sweep_build.sh 9.0 gpu_data/tile_sweep
+//   (nvcc: csrc/cuda/espcn_hopper.cu for sm_90a, the rest for sm_90, with
+//   ESPCN_WITH_HOPPER: the Hopper kernel's rows, and "today's" as the extension
+//   built for 9.0 launches it)
 //   gpu_data/tile_sweep [--json FILE]     (--probe: exit 0 if it loads at all)
 //   (FILE appears only when the sweep completes; until then its rows are in FILE.part)
 #include <cuda_bf16.h>
@@ -24,6 +26,9 @@
 #include <vector>
 
 #include "../csrc/cuda/espcn_fused.cuh"
+#if defined(ESPCN_WITH_HOPPER)
+#include "../csrc/cuda/espcn_hopper.cuh"
+#endif
 
 namespace {
 
@@ -41,6 +46,7 @@ struct Candidate {
   int threads;         // per block
   int min_blocks;      // per SM, that the registers were capped for
   int groups;          // tiles a block works at once
+  const char* label = nullptr;  // a kernel other than the 14x30 family's (its own tile name)
 };
 
 template <class P, int TH, int TW, int THREADS, int MIN_BLOCKS, int GROUPS>
@@ -238,8 +244,10 @@ std::vector<Layer> rounded(const std::vector<Layer>& layers, Precision p) {
   return out;
 }
 
-// The check's input: two images whose sizes leave remainders for every tile shape.
-constexpr int kCheckN = 2, kCheckH = 37, kCheckW = 53;
+// The check's input: two images whose sizes leave remainders for every tile
+// shape and the Hopper kernel's 60-column strips (a width whose float32 rows
+// are whole 16-byte units, as the Hopper kernel's tensor map needs).
+constexpr int kCheckN = 2, kCheckH = 37, kCheckW = 116;
 
 std::vector<float> check_input() {
   std::mt19937 rng(7);
@@ -342,6 +350,16 @@ int main(int argc, char** argv) {
   std::vector<Candidate> cands;
   for (Precision p : {Precision::kFp32, Precision::kTf32, Precision::kFp16, Precision::kBf16})
     cands.push_back({p, 0, 0, 0, &espcn_fused, nullptr, kFusedThreads, 1, 1});
+  // The Hopper kernel next: a sweep cut short by its time limit keeps its rows.
+#if defined(ESPCN_WITH_HOPPER)
+  if (hopper_available()) {
+    for (Precision p : {Precision::kFp16, Precision::kBf16})
+      cands.push_back({p, 0, 0, hopper_block_bytes(), &launch_hopper, hopper_kernel(p), hopper_block_threads(), 1, 1,
+                       "hopper 60-column strips"});
+  } else {
+    std::printf("tile_sweep: the Hopper kernel does not run on this device (compute capability 9.0 only)\n");
+  }
+#endif
   add32<Fp32>(cands, Precision::kFp32);
   add32<Tf32>(cands, Precision::kTf32);
   add16<Fp16>(cands, Precision::kFp16);
@@ -367,7 +385,7 @@ int main(int argc, char** argv) {
   std::vector<double> refs[4][3];  // float64 outputs by precision and scale, computed once
   for (const Candidate& c : cands) {
     // "14x30"; "14x30/512t" in blocks of other than kFusedThreads threads; "8x22/2b" capped for 2 blocks per SM.
-    std::string tile = c.rows ? std::to_string(c.rows) + "x" + std::to_string(c.cols) : "today's";
+    std::string tile = c.label ? c.label : c.rows ? std::to_string(c.rows) + "x" + std::to_string(c.cols) : "today's";
     if (c.threads != kFusedThreads) tile += "/" + std::to_string(c.threads) + "t";
     if (c.min_blocks > 1) tile += "/" + std::to_string(c.min_blocks) + "b";
     if (c.groups > 1) tile += "/" + std::to_string(c.groups) + "g";
