@@ -87,15 +87,29 @@ template <class P>
 constexpr Mma16Type kMma16Type = std::is_same_v<P, Bf16> ? Mma16Type::kBf16 : Mma16Type::kF16;
 
 // Weights (out, in, k, k) in Given's dtype -> P's [K / 8][N][8] B layout,
-// K = tap * CIN + ci; outputs past cout and taps past k*k are zeros.
-template <class P, class Given, int N, int CIN, int KSIZE, int KPAD>
-__device__ void fill_hopper_weights(typename P::Storage* dst, const void* w, int cout, int tid, int threads) {
-  for (int i = tid; i < KPAD * N; i += threads) {
-    const int e = i % 8, n = (i / 8) % N, k = (i / (8 * N)) * 8 + e;
-    const int tap = k / CIN, ci = k % CIN;
-    float v = 0.f;
-    if (n < cout && tap < KSIZE * KSIZE) v = weight_value<Given>(w, (n * CIN + ci) * KSIZE * KSIZE + tap);
-    dst[i] = P::store(v);
+// K = tap * CIN + ci; outputs past cout and taps past k*k are zeros. Each
+// thread issues kBatch loads before it stores any: the loads are gathers from
+// L2, and one at a time they would cost a round trip each (48 a thread for
+// layer 2) while the whole block waits for its weights.
+template <class P, class Given, int N, int CIN, int KSIZE, int KPAD, int THREADS>
+__device__ void fill_hopper_weights(typename P::Storage* dst, const void* w, int cout, int tid) {
+  constexpr int kTotal = KPAD * N, kBatch = 16;
+  for (int base = tid; base < kTotal; base += kBatch * THREADS) {
+    float v[kBatch];
+#pragma unroll
+    for (int b = 0; b < kBatch; ++b) {
+      const int i = base + b * THREADS;
+      const int e = i % 8, n = (i / 8) % N, k = (i / (8 * N)) * 8 + e;
+      const int tap = k / CIN, ci = k % CIN;
+      v[b] = i < kTotal && n < cout && tap < KSIZE * KSIZE
+                 ? weight_value<Given>(w, (n * CIN + ci) * KSIZE * KSIZE + tap)
+                 : 0.f;
+    }
+#pragma unroll
+    for (int b = 0; b < kBatch; ++b) {
+      const int i = base + b * THREADS;
+      if (i < kTotal) dst[i] = P::store(v[b]);
+    }
   }
 }
 
@@ -112,10 +126,10 @@ __global__ void __launch_bounds__(HopperLayout::kThreads, 1)
   const int tid = int(threadIdx.x);
   const int r = a.scale, rr = r * r;
 
-  fill_hopper_weights<P1, P, kC1, 1, kK1, L::kK1>(reinterpret_cast<S1*>(smem + L::kW1), a.w1, kC1, tid, L::kThreads);
-  fill_hopper_weights<P, P, kC2, kC1, kK2, 9 * kC1>(reinterpret_cast<S*>(smem + L::kW2), a.w2, kC2, tid, L::kThreads);
-  fill_hopper_weights<P, P, L::kN3, kC2, kK3, 9 * kC2>(reinterpret_cast<S*>(smem + L::kW3), a.w3, rr, tid,
-                                                         L::kThreads);
+  constexpr int kT = L::kThreads;
+  fill_hopper_weights<P1, P, kC1, 1, kK1, L::kK1, kT>(reinterpret_cast<S1*>(smem + L::kW1), a.w1, kC1, tid);
+  fill_hopper_weights<P, P, kC2, kC1, kK2, 9 * kC1, kT>(reinterpret_cast<S*>(smem + L::kW2), a.w2, kC2, tid);
+  fill_hopper_weights<P, P, L::kN3, kC2, kK3, 9 * kC2, kT>(reinterpret_cast<S*>(smem + L::kW3), a.w3, rr, tid);
   float* bias = reinterpret_cast<float*>(smem + L::kB1);
   for (int i = tid; i < kC1 + kC2 + L::kN3; i += L::kThreads) {
     bias[i] = i < kC1 ? a.b1[i] : i < kC1 + kC2 ? a.b2[i - kC1] : (i - kC1 - kC2 < rr ? a.b3[i - kC1 - kC2] : 0.f);
