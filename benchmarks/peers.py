@@ -8,16 +8,15 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import io
 import tempfile
 import time
-import warnings
 from pathlib import Path
 from typing import Callable
 
 import torch
 
 from espcn_fast import ESPCN
+from espcn_fast.export import export_model
 
 Runner = Callable[[torch.Tensor], torch.Tensor]
 
@@ -124,17 +123,8 @@ def compiled(model: ESPCN | Runner, x: torch.Tensor, mode: str | None = None, fr
 
 
 def export_onnx(model: ESPCN, folder: Path) -> Path:
-    """The reference model as ONNX with dynamic batch, height and width."""
-    path = folder / f"espcn_x{model.scale}.onnx"
-    example = torch.rand(1, 1, 16, 16)
-    cpu_model = ESPCN(model.scale)
-    cpu_model.load_state_dict({k: v.detach().float().cpu() for k, v in model.state_dict().items()})
-    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-        warnings.simplefilter("ignore")
-        torch.onnx.export(cpu_model.eval(), (example,), str(path), input_names=["y"], output_names=["sr"],
-                          dynamic_axes={"y": {0: "n", 2: "h", 3: "w"}, "sr": {0: "n", 2: "H", 3: "W"}},
-                          dynamo=False)
-    return path
+    """The reference model as the project exports it (input x, output y), unclamped as the other rows."""
+    return export_model(model, folder / f"espcn_x{model.scale}.onnx", clamp=False)
 
 
 def onnxruntime(model: ESPCN, x: torch.Tensor, threads: int, provider: str = "CPUExecutionProvider") -> tuple[Runner, float]:
@@ -157,7 +147,7 @@ def onnxruntime(model: ESPCN, x: torch.Tensor, threads: int, provider: str = "CP
     setup = time.perf_counter() - start
     def run(inp: torch.Tensor) -> torch.Tensor:
         # On a GPU the frame goes through host memory, as a user of the Python API does.
-        return torch.from_numpy(session.run(None, {"y": inp.cpu().numpy()})[0]).to(inp.device)
+        return torch.from_numpy(session.run(None, {"x": inp.cpu().numpy()})[0]).to(inp.device)
 
     return run, setup
 

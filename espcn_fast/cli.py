@@ -3,6 +3,7 @@
     espcn-fast upscale IMAGE_OR_FOLDER... -o OUT --scale 3
     espcn-fast video IN.mp4 -o OUT.mp4 --scale 3
     espcn-fast eval --scale 3 --sets Set5 Set14
+    espcn-fast export --scale 3 -o espcn_x3.onnx
     espcn-fast demo
 """
 
@@ -46,16 +47,21 @@ def _terminate(signum: int, frame: object) -> None:
     raise Terminated
 
 
+def _load_reference(scale: int, weights: Path | None) -> ESPCN:
+    """The shipped weights for ``scale``, or ``weights`` checked to be for it."""
+    if weights is None:
+        return ESPCN.from_pretrained(scale)
+    state = load_weights(weights)
+    if scale_of(state) != scale:
+        raise WeightsError(f"{weights} holds weights for scale {scale_of(state)}, not --scale {scale}")
+    reference = ESPCN(scale)
+    reference.load_state_dict(state)
+    return reference
+
+
 def _load_model(scale: int, weights: Path | None, device: str, backend: str = "auto",
                 precision: str = "fp32") -> FastESPCN:
-    if weights is None:
-        reference = ESPCN.from_pretrained(scale)
-    else:
-        state = load_weights(weights)
-        if scale_of(state) != scale:
-            raise WeightsError(f"{weights} holds weights for scale {scale_of(state)}, not --scale {scale}")
-        reference = ESPCN(scale)
-        reference.load_state_dict(state)
+    reference = _load_reference(scale, weights)
     try:
         model = FastESPCN.from_reference(reference, backend=backend, precision=precision)
         resolve(backend, torch.device(device))  # a backend that can't run on this device fails here, not mid-job
@@ -202,6 +208,24 @@ def cmd_video(args: argparse.Namespace) -> int:
     if not args.quiet:
         print(f"{args.input} -> {result.output}: {result.frames} frames in {result.seconds:.1f} s "
               f"({result.fps:.1f} fps; the network alone {result.timings['network']:.1f} s)")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    """``espcn-fast export``: the network as an ONNX or TorchScript file for other tools."""
+    from .export import export_model, format_of
+
+    fmt = format_of(args.output, args.format)
+    _check_output_file(args.output, "-o")
+    problem = existing_output(args.output, args.overwrite)
+    if problem:
+        raise CliError(problem)
+    export_model(_load_reference(args.scale, args.weights), args.output, fmt, opset=args.opset,
+                 clamp=not args.no_clamp)
+    if not args.quiet:
+        print(f"wrote {args.output}: ESPCN x{args.scale} as {fmt}"
+              + (f" (opset {args.opset})" if fmt == "onnx" else "")
+              + "; input x, output y: (N, 1, H, W) float32 Y on [0, 1]")
     return 0
 
 
@@ -372,6 +396,20 @@ def build_parser() -> argparse.ArgumentParser:
     _add_precision(ev)
     ev.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     ev.set_defaults(func=cmd_eval)
+
+    ex = sub.add_parser("export", help="write the network as ONNX or TorchScript (FFmpeg, VapourSynth, ...)",
+                        description="One channel (Y) in and out, batch, height and width free; input x, output y. "
+                        "See docs/exports.md for FFmpeg and VapourSynth.")
+    ex.add_argument("-o", "--output", type=Path, required=True, help="output file (.onnx, .pt)")
+    ex.add_argument("--scale", type=int, default=3, choices=(2, 3, 4), help="upscaling factor (default 3)")
+    ex.add_argument("--format", choices=("onnx", "torchscript"),
+                    help="file format (default: from the output's suffix: .onnx, or .pt/.pth/.ts)")
+    ex.add_argument("--weights", type=Path, help="weights file (default: the shipped weights)")
+    ex.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17; 11 at least)")
+    ex.add_argument("--no-clamp", action="store_true", help="leave the output unclamped (default: clipped to [0, 1])")
+    ex.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    ex.add_argument("-q", "--quiet", action="store_true", help="print errors only")
+    ex.set_defaults(func=cmd_export)
 
     demo = sub.add_parser("demo", help="upscale a sample image and print the x3 table (make run)")
     demo.add_argument("-o", "--output", type=Path, default=Path("outputs"))
