@@ -12,6 +12,8 @@ the extension is built against the torch already installed.
   and TMA exist only there, and a plain sm_90 pass rejects wgmma), and
   linked in; the fused op launches it on compute capability 9.0.
 - ``ESPCN_FAST_NO_EXTENSION=1`` installs the pure-Python package only.
+- ``DEBUG=1`` builds without optimisation and with debug symbols (``-O0 -g``;
+  ``-G`` for device code).
 """
 
 import os
@@ -20,11 +22,18 @@ import sys
 import sysconfig
 from pathlib import Path
 
-from setuptools import find_packages, setup
+from setuptools import setup
 
 ROOT = Path(__file__).resolve().parent
 DEFAULT_CUDA_ARCH = "8.0;8.6;8.9;9.0+PTX"
 HOPPER_SOURCE = "csrc/cuda/espcn_hopper.cu"
+
+
+# DEBUG=1: no optimisation and debug symbols (host code -O0 -g; device code -G, which also turns
+# off device optimisation: slow kernels, for cuda-gdb and compute-sanitizer's line numbers).
+_DEBUG = os.environ.get("DEBUG") == "1"
+_OPTIMISE = ["-O0", "-g"] if _DEBUG else ["-O3"]
+_NVCC_OPTIMISE = ["-O0", "-g", "-G"] if _DEBUG else ["-O3", "-lineinfo"]
 
 
 def _sources(folder: str, *patterns: str) -> list[str]:
@@ -105,7 +114,7 @@ def _build_class():
                 newest = max(p.stat().st_mtime for p in _hopper_inputs())
                 if not obj.exists() or obj.stat().st_mtime < newest:
                     obj.parent.mkdir(parents=True, exist_ok=True)
-                    cmd = [str(Path(CUDA_HOME) / "bin" / "nvcc"), "-std=c++17", "-O3", "-lineinfo", "-Xptxas=-v",
+                    cmd = [str(Path(CUDA_HOME) / "bin" / "nvcc"), "-std=c++17", *_NVCC_OPTIMISE, "-Xptxas=-v",
                            "-gencode=arch=compute_90a,code=sm_90a", "-Xcompiler", "-fPIC",
                            *(f"-I{i}" for i in includes), "-c", str(ROOT / HOPPER_SOURCE), "-o", str(obj)]
                     print(" ".join(cmd), flush=True)
@@ -122,7 +131,7 @@ def extensions():
     from torch.utils.cpp_extension import BuildExtension, CppExtension, CUDAExtension
 
     sources = _sources("csrc", "*.cpp") + _sources("csrc/cpu", "*.cpp")
-    cxx = ["-O3", "-fopenmp", "-Wall", "-Wno-unknown-pragmas"]
+    cxx = [*_OPTIMISE, "-fopenmp", "-Wall", "-Wno-unknown-pragmas"]
     if _cuda_wanted():
         os.environ.setdefault("TORCH_CUDA_ARCH_LIST", os.environ.get("ESPCN_FAST_CUDA_ARCH", DEFAULT_CUDA_ARCH))
         includes, libs = _cuda_dirs()
@@ -134,7 +143,7 @@ def extensions():
             include_dirs=includes,
             library_dirs=libs,
             define_macros=[("ESPCN_WITH_CUDA", "1")] + ([("ESPCN_WITH_HOPPER", "1")] if hopper else []),
-            extra_compile_args={"cxx": cxx, "nvcc": ["-O3", "-lineinfo", "-Xptxas=-v"]},
+            extra_compile_args={"cxx": cxx, "nvcc": [*_NVCC_OPTIMISE, "-Xptxas=-v"]},
             extra_link_args=["-fopenmp"],
         )
         if hopper:
@@ -146,18 +155,5 @@ def extensions():
 
 ext_modules, cmdclass = extensions()
 
-setup(
-    name="espcn_fast",
-    version="0.1.0",
-    description="The fastest faithful ESPCN super-resolution for PyTorch",
-    long_description=(ROOT / "README.md").read_text() if (ROOT / "README.md").exists() else "",
-    long_description_content_type="text/markdown",
-    python_requires=">=3.10",
-    packages=find_packages(include=["espcn_fast", "espcn_fast.*"]),
-    package_data={"espcn_fast": ["pretrained/*.safetensors", "pretrained/*.json"]},
-    install_requires=["torch>=2.4", "numpy", "pillow", "safetensors", "tqdm"],
-    extras_require={"video": ["av>=13"], "triton": ["triton>=3.6"]},
-    entry_points={"console_scripts": ["espcn-fast = espcn_fast.cli:main"]},
-    ext_modules=ext_modules,
-    cmdclass=cmdclass,
-)
+# The package's metadata, version included, is in pyproject.toml; this file builds the extension.
+setup(ext_modules=ext_modules, cmdclass=cmdclass)
