@@ -353,9 +353,13 @@ int main(int argc, char** argv) {
   // The Hopper kernel next: a sweep cut short by its time limit keeps its rows.
 #if defined(ESPCN_WITH_HOPPER)
   if (hopper_available()) {
-    for (Precision p : {Precision::kFp16, Precision::kBf16})
-      cands.push_back({p, 0, 0, hopper_block_bytes(), &launch_hopper, hopper_kernel(p), hopper_block_threads(), 1, 1,
-                       "hopper 60-column strips"});
+    for (int step_rows : {1, 2}) {
+      for (Precision p : {Precision::kFp16, Precision::kBf16}) {
+        const HopperVariant v = hopper_variant(p, step_rows);
+        cands.push_back({p, 0, 0, v.bytes, v.launch, v.kernel, v.threads, 1, 1,
+                         step_rows == 1 ? "hopper 60-col strips, 1 row a step" : "hopper 60-col strips, 2 rows a step"});
+      }
+    }
   } else {
     std::printf("tile_sweep: the Hopper kernel does not run on this device (compute capability 9.0 only)\n");
   }

@@ -145,6 +145,10 @@ ESPCN_HD bool prefer_alternate(int n, int h, int w, TileShape first, int64_t fir
 constexpr int kHopperStripCols = 60;
 constexpr int kHopperMaxStripRows = 48;
 constexpr int kHopperConsumers = 2;  // consumer warpgroups a block
+// Rows each layer computes per step (one 64-pixel wgmma M each, one wait for
+// all): 1, or 2 (half the barriers and waits a row, 212 KB of shared memory
+// instead of 179), which the tile sweep times too.
+constexpr int kHopperStepRows = 1;
 
 // Strip rows for an n x h x w batch on `slots` consumers (blocks x
 // kHopperConsumers): the fewest rounds of strips times the rows a strip's

@@ -117,8 +117,8 @@ def _cuobjdump(nvcc: str) -> str | None:
 
 def test_hopper_kernel_compiles_for_sm90a_with_hgmma_and_no_spills(tmp_path):
     """espcn_hopper.cu as setup.py builds it (its own sm_90a gencode): wgmma must
-    reach the SASS as HGMMA (a plain sm_90 pass would reject it, and ptxas
-    serialising it would show as a warning), TMA as UTMALDG, and nothing spills."""
+    reach the SASS as HGMMA (a plain sm_90 pass would reject it) without ptxas
+    serialising it or fencing it again, TMA as UTMALDG, and nothing spills."""
     nvcc = _nvcc()
     obj = tmp_path / "espcn_hopper.o"
     run = subprocess.run([nvcc, "-std=c++17", "-O3", "-gencode=arch=compute_90a,code=sm_90a", "-Xptxas", "-v", "-c",
@@ -127,7 +127,10 @@ def test_hopper_kernel_compiles_for_sm90a_with_hgmma_and_no_spills(tmp_path):
     reports = re.findall(r"(\d+) bytes stack frame, (\d+) bytes spill stores, (\d+) bytes spill loads", run.stderr)
     assert len(reports) >= 2, run.stderr  # the fp16 and bf16 kernels
     assert all(v == "0" for r in reports for v in r), run.stderr
-    assert "wgmma" not in run.stderr.lower() or "serializ" not in run.stderr.lower(), run.stderr
+    # C7520: wgmmas serialised (e.g. issued under a branch ptxas takes for divergent);
+    # C7519: a warpgroup.arrive injected because registers a wgmma owns were touched.
+    stalls = [line for line in run.stderr.splitlines() if re.search(r"C75(19|20)|serializ", line)]
+    assert not stalls, "\n".join(stalls[:5])
     cuobjdump = _cuobjdump(nvcc)
     if cuobjdump is None:
         pytest.skip("no cuobjdump here (nor Triton's) to read the SASS")

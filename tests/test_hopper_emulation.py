@@ -65,13 +65,17 @@ def emulate_hopper(exe: Path, tmp: Path, model, x: torch.Tensor, precision: str,
 # block loop and the 3 image stages wrap; batch > 1 puts strips of two images
 # in one block.
 CASES = [
-    # precision, scale, (n, h, w), blocks, strip rows (0: the launcher's choice)
+    # precision, scale, (n, h, w), blocks, strip rows (0: the launcher's choice; + 100: 2 rows a step)
     ("fp16", 3, (1, 13, 68), 1, 5),
     ("bf16", 3, (2, 9, 64), 2, 4),
     ("fp16", 2, (1, 7, 120), 1, 0),
     ("bf16", 4, (1, 11, 20), 1, 6),
     ("fp16", 4, (2, 6, 24), 3, 0),
     ("bf16", 2, (1, 5, 8), 1, 48),
+    # 2 rows a step (strip rows + 100): odd strip rows leave a step's second row unused.
+    ("fp16", 3, (1, 13, 68), 1, 105),
+    ("bf16", 4, (2, 10, 64), 2, 104),
+    ("fp16", 2, (1, 7, 124), 1, 100),
 ]
 
 

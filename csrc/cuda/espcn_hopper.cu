@@ -41,9 +41,9 @@ EncodeTiled encode_tiled() {
   return fn;
 }
 
-template <class P>
+template <class P, int ROWS>
 cudaError_t launch(const EspcnArgs& a, cudaStream_t stream) {
-  using L = HopperLayout;
+  using L = HopperLayout<ROWS>;
   const DeviceInfo info = device_info();
   static std::atomic<bool> configured[kMaxDevices];
   int device = 0;
@@ -51,7 +51,7 @@ cudaError_t launch(const EspcnArgs& a, cudaStream_t stream) {
   if (err != cudaSuccess) return err;
   if (device < 0 || device >= kMaxDevices) return cudaErrorInvalidDevice;
   if (!configured[device].load(std::memory_order_acquire)) {
-    err = cudaFuncSetAttribute(espcn_hopper_kernel<P>, cudaFuncAttributeMaxDynamicSharedMemorySize, L::kBytes);
+    err = cudaFuncSetAttribute(espcn_hopper_kernel<P, ROWS>, cudaFuncAttributeMaxDynamicSharedMemorySize, L::kBytes);
     if (err != cudaSuccess) return err;
     configured[device].store(true, std::memory_order_release);
   }
@@ -73,7 +73,7 @@ cudaError_t launch(const EspcnArgs& a, cudaStream_t stream) {
   const int64_t strips = TileGrid(a.h, a.w, TileShape{rows, kHopperStripCols}).count(a.n);
   if (strips == 0) return cudaSuccess;
   const int64_t blocks = std::min<int64_t>((strips + kHopperConsumers - 1) / kHopperConsumers, info.sms);
-  espcn_hopper_kernel<P><<<unsigned(blocks), L::kThreads, L::kBytes, stream>>>(map, a, rows);
+  espcn_hopper_kernel<P, ROWS><<<unsigned(blocks), L::kThreads, L::kBytes, stream>>>(map, a, rows);
   return cudaGetLastError();
 }
 
@@ -89,10 +89,10 @@ bool hopper_available() {
   int state = known[device].load(std::memory_order_acquire);
   if (state == 0) {
     const DeviceInfo info = device_info();
-    bool yes = info.major == 9 && info.smem_optin >= HopperLayout::kBytes && encode_tiled() != nullptr;
+    bool yes = info.major == 9 && info.smem_optin >= HopperLayout<kHopperStepRows>::kBytes && encode_tiled() != nullptr;
     // The sm_90a binary loads on compute capability 9.0 alone: ask the runtime.
     cudaFuncAttributes attributes;
-    if (yes && cudaFuncGetAttributes(&attributes, espcn_hopper_kernel<Fp16>) != cudaSuccess) {
+    if (yes && cudaFuncGetAttributes(&attributes, espcn_hopper_kernel<Fp16, kHopperStepRows>) != cudaSuccess) {
       (void)cudaGetLastError();
       yes = false;
     }
@@ -102,17 +102,28 @@ bool hopper_available() {
   return state == 1;
 }
 
+template <int ROWS>
+cudaError_t launch_hopper_rows(const EspcnArgs& a, cudaStream_t stream) {
+  if (a.precision == Precision::kBf16) return launch<Bf16, ROWS>(a, stream);
+  return launch<Fp16, ROWS>(a, stream);
+}
+
 cudaError_t launch_hopper(const EspcnArgs& a, cudaStream_t stream) {
-  if (a.precision == Precision::kBf16) return launch<Bf16>(a, stream);
-  return launch<Fp16>(a, stream);
+  return launch_hopper_rows<kHopperStepRows>(a, stream);
 }
 
-const void* hopper_kernel(Precision precision) {
-  if (precision == Precision::kBf16) return reinterpret_cast<const void*>(&espcn_hopper_kernel<Bf16>);
-  return reinterpret_cast<const void*>(&espcn_hopper_kernel<Fp16>);
+HopperVariant hopper_variant(Precision precision, int step_rows) {
+  const bool bf16 = precision == Precision::kBf16;
+  if (step_rows == 2) {
+    return {&launch_hopper_rows<2>,
+            bf16 ? reinterpret_cast<const void*>(&espcn_hopper_kernel<Bf16, 2>)
+                 : reinterpret_cast<const void*>(&espcn_hopper_kernel<Fp16, 2>),
+            HopperLayout<2>::kBytes, HopperLayout<2>::kThreads};
+  }
+  return {&launch_hopper_rows<1>,
+          bf16 ? reinterpret_cast<const void*>(&espcn_hopper_kernel<Bf16, 1>)
+               : reinterpret_cast<const void*>(&espcn_hopper_kernel<Fp16, 1>),
+          HopperLayout<1>::kBytes, HopperLayout<1>::kThreads};
 }
-
-int hopper_block_bytes() { return HopperLayout::kBytes; }
-int hopper_block_threads() { return HopperLayout::kThreads; }
 
 }  // namespace espcn::cuda

@@ -23,10 +23,13 @@ bool hopper_available();
 
 cudaError_t launch_hopper(const EspcnArgs& a, cudaStream_t stream);
 
-// The kernel launch_hopper runs for fp16 or bf16 (for its attributes), and the
-// shared memory and threads a block of it takes.
-const void* hopper_kernel(Precision precision);
-int hopper_block_bytes();
-int hopper_block_threads();
+// A variant for the tile sweep: its launcher, kernel (for its attributes),
+// block bytes and threads; step_rows 1 or 2 (rows a layer computes per step).
+struct HopperVariant {
+  cudaError_t (*launch)(const EspcnArgs&, cudaStream_t);
+  const void* kernel;
+  int bytes, threads;
+};
+HopperVariant hopper_variant(Precision precision, int step_rows);
 
 }  // namespace espcn::cuda

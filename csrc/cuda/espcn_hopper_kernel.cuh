@@ -26,11 +26,15 @@
 
 namespace espcn::cuda {
 
+// ROWS: the rows each layer computes per step (one wgmma M each, issued
+// together before one wait); the rings keep ROWS + 2 rows.
+template <int ROWS = 1>
 struct HopperLayout {
   static constexpr int kThreads = 128 * (1 + kHopperConsumers);
   static constexpr int kStages = 3;  // image stages in flight
   static constexpr int kRow = 64;    // pixels of a computed row (one wgmma M)
-  static constexpr int kRing = 3;    // rows kept of each intermediate
+  static constexpr int kRows = ROWS;
+  static constexpr int kRing = ROWS + 2;  // rows kept of each intermediate
   // Ring rows hold 66 pixels: the last two, zero, are read by the taps of
   // the two computed pixels past what the next layer keeps.
   static constexpr int kRingCols = kRow + 2;
@@ -56,7 +60,7 @@ struct HopperLayout {
   static constexpr int kAct1 = 0;
   static constexpr int kAct2 = kAct1 + (kC1 / 8) * kRing * kRingCols * 16;
   static constexpr int kHr = kAct2 + (kC2 / 8) * kRing * kRingCols * 16;
-  static constexpr int kConsumerBytes = kHr + kFusedMaxScale * kRow * kFusedMaxScale * 4;
+  static constexpr int kConsumerBytes = kHr + ROWS * kFusedMaxScale * kRow * kFusedMaxScale * 4;
   static constexpr int kBytes = kConsumer + kHopperConsumers * kConsumerBytes;
   // The K-direction step between channel groups of one ring (LBO).
   static constexpr int kRingPlane = kRing * kRingCols * 16;
@@ -79,7 +83,7 @@ inline ImageMapShape image_map_shape(const EspcnArgs& a) {
   const int es = a.half_io ? 2 : 4;
   return {{uint64_t(a.w), uint64_t(a.h), uint64_t(a.n)},
           {uint64_t(a.w) * es, uint64_t(a.w) * a.h * es},
-          {HopperLayout::kBoxCols, HopperLayout::kBoxRows, 1},
+          {HopperLayout<>::kBoxCols, HopperLayout<>::kBoxRows, 1},
           es};
 }
 
@@ -113,11 +117,12 @@ __device__ void fill_hopper_weights(typename P::Storage* dst, const void* w, int
   }
 }
 
-template <class P>
-__global__ void __launch_bounds__(HopperLayout::kThreads, 1)
+template <class P, int ROWS = 1>
+__global__ void __launch_bounds__(HopperLayout<ROWS>::kThreads, 1)
     espcn_hopper_kernel(const __grid_constant__ TensorMap map, EspcnArgs a, int strip_rows) {
 #if defined(ESPCN_CUDA_EMULATION) || defined(__CUDA_ARCH_FEAT_SM90_ALL)
-  using L = HopperLayout;
+  using L = HopperLayout<ROWS>;
+  constexpr int R = ROWS;
   using S = typename P::Storage;
   using P1 = Layer1Precision<P>;
   using S1 = typename P1::Storage;
@@ -157,7 +162,7 @@ __global__ void __launch_bounds__(HopperLayout::kThreads, 1)
   const TileShape shape{strip_rows, kHopperStripCols};
   const TileGrid grid(a.h, a.w, shape);
   const int strips = int(grid.count(a.n));
-  const int role = tid / 128;  // 0: producer, 1..: consumers
+  const int role = warp_uniform(tid / 128);  // 0: producer, 1..: consumers
 
   if (role == 0) {
     if (tid != 0) return;
@@ -203,144 +208,183 @@ __global__ void __launch_bounds__(HopperLayout::kThreads, 1)
     mbarrier_wait(&full[stage], uint32_t((i / L::kStages) & 1));
     const unsigned char* in = smem + L::kIn + stage * L::kStageBytes;
 
-    for (int j = 0; j < rows + 4; ++j) {
-      // Layer 1: row j (image row y0 - 2 + j), pixels x0 - 2 ..., from box rows j..j+4.
+    // Step j: layer 1's rows jR.. (image rows y0 - 2 + ...), layer 2's rows
+    // jR - 2.. (image rows y0 - 1 + ...), layer 3's strip rows jR - 4...; a
+    // row past what the strip needs is skipped (the same for the whole warpgroup).
+    for (int j = 0; j * R < rows + 4; ++j) {
+      // Layer 1 from box rows row..row+4 (box row 0: image row y0 - 4).
       {
-        float d[32];
+        float d[R][32];
+        uint32_t frag[R][2][4];
 #pragma unroll
-        for (int nb = 0; nb < 8; ++nb) {
-#pragma unroll
-          for (int q = 0; q < 4; ++q) d[4 * nb + q] = b1[8 * nb + 2 * t + q % 2];
-        }
-        uint32_t frag[2][4];
-#pragma unroll
-        for (int s = 0; s < 2; ++s) {
-          auto tap = [&](int pixel, int k) -> uint32_t {
-            if (k >= kK1 * kK1) return 0u;
-            const int at = (j + k / kK1) * L::kBoxCols + pixel + k % kK1;
-            const float v = a.half_io ? __half2float(reinterpret_cast<const __half*>(in)[at])
-                                      : reinterpret_cast<const float*>(in)[at];
-            return bits_of<P1>(P1::store(v));
-          };
-          auto pair = [&](int pixel, int k) { return tap(pixel, k) | (tap(pixel, k + 1) << 16); };
-          const int k0 = 16 * s + 2 * t;
-          frag[s][0] = pair(row_lo, k0);
-          frag[s][1] = pair(row_lo + 8, k0);
-          frag[s][2] = pair(row_lo, k0 + 8);
-          frag[s][3] = pair(row_lo + 8, k0 + 8);
-        }
-        accumulator_fence(d);
-        wgmma_fence();
-#pragma unroll
-        for (int s = 0; s < 2; ++s) {
-          wgmma_m64n64k16_rs_f16(d, frag[s], matrix_descriptor(w1_addr + s * 2 * kC1 * 16, kC1 * 16, 128));
-        }
-        wgmma_commit();
-        wgmma_wait_all();
-        accumulator_fence(d);
-        const int gy = y0 - kHalo2 + j;
-        const int slot = j % L::kRing;
-#pragma unroll
-        for (int h2 = 0; h2 < 2; ++h2) {
-          const int pixel = row_lo + 8 * h2;
-          const int gx = x0 - kHalo2 + pixel;
-          const bool inside = gy >= 0 && gy < a.h && gx >= 0 && gx < a.w;
+        for (int u = 0; u < R; ++u) {
+          const int row1 = j * R + u;
 #pragma unroll
           for (int nb = 0; nb < 8; ++nb) {
-            const int n = 8 * nb + 2 * t;
-            const float v0 = d[4 * nb + 2 * h2], v1 = d[4 * nb + 2 * h2 + 1];
-            store_pair<P>(act1 + ring_at(n, slot, pixel), inside ? P::tanh(v0) : 0.f, inside ? P::tanh(v1) : 0.f);
+#pragma unroll
+            for (int q = 0; q < 4; ++q) d[u][4 * nb + q] = b1[8 * nb + 2 * t + q % 2];
+          }
+#pragma unroll
+          for (int s = 0; s < 2; ++s) {
+            auto tap = [&](int pixel, int k) -> uint32_t {
+              if (k >= kK1 * kK1 || row1 >= rows + 4) return 0u;
+              const int at = (row1 + k / kK1) * L::kBoxCols + pixel + k % kK1;
+              const float v = a.half_io ? __half2float(reinterpret_cast<const __half*>(in)[at])
+                                        : reinterpret_cast<const float*>(in)[at];
+              return bits_of<P1>(P1::store(v));
+            };
+            auto pair = [&](int pixel, int k) { return tap(pixel, k) | (tap(pixel, k + 1) << 16); };
+            const int k0 = 16 * s + 2 * t;
+            frag[u][s][0] = pair(row_lo, k0);
+            frag[u][s][1] = pair(row_lo + 8, k0);
+            frag[u][s][2] = pair(row_lo, k0 + 8);
+            frag[u][s][3] = pair(row_lo + 8, k0 + 8);
+          }
+          accumulator_fence(d[u]);
+        }
+        wgmma_fence();
+#pragma unroll
+        for (int u = 0; u < R; ++u) {  // (a row past the strip multiplies zeros; its result is dropped)
+#pragma unroll
+          for (int s = 0; s < 2; ++s) {
+            wgmma_m64n64k16_rs_f16(d[u], frag[u][s], matrix_descriptor(w1_addr + s * 2 * kC1 * 16, kC1 * 16, 128));
+          }
+        }
+        wgmma_commit();
+        wgmma_wait_all();
+#pragma unroll
+        for (int u = 0; u < R; ++u) {
+          accumulator_fence(d[u]);
+          const int row1 = j * R + u;
+          if (row1 >= rows + 4) continue;
+          const int gy = y0 - kHalo2 + row1;
+          const int slot = row1 % L::kRing;
+#pragma unroll
+          for (int h2 = 0; h2 < 2; ++h2) {
+            const int pixel = row_lo + 8 * h2;
+            const int gx = x0 - kHalo2 + pixel;
+            const bool inside = gy >= 0 && gy < a.h && gx >= 0 && gx < a.w;
+#pragma unroll
+            for (int nb = 0; nb < 8; ++nb) {
+              const int n = 8 * nb + 2 * t;
+              const float v0 = d[u][4 * nb + 2 * h2], v1 = d[u][4 * nb + 2 * h2 + 1];
+              store_pair<P>(act1 + ring_at(n, slot, pixel), inside ? P::tanh(v0) : 0.f, inside ? P::tanh(v1) : 0.f);
+            }
           }
         }
       }
       fence_proxy_async();
       sync();
 
-      // Layer 2: row j - 2 (image row y0 - 3 + j) from layer 1's rows j-2..j.
-      if (j >= 2) {
-        const int row2 = j - 2;
-        float d[16];
+      // Layer 2: each row from layer 1's rows row..row+2.
+      if ((j + 1) * R > 2) {
+        float d[R][16];
 #pragma unroll
-        for (int nb = 0; nb < 4; ++nb) {
-#pragma unroll
-          for (int q = 0; q < 4; ++q) d[4 * nb + q] = b2[8 * nb + 2 * t + q % 2];
-        }
-        accumulator_fence(d);
-        wgmma_fence();
-#pragma unroll
-        for (int tp = 0; tp < 9; ++tp) {
-          const int slot = (row2 + tp / 3) % L::kRing, dx = tp % 3;
-#pragma unroll
-          for (int s = 0; s < kC1 / 16; ++s) {
-            const uint32_t a_addr = act1_addr + ((2 * s * L::kRing + slot) * L::kRingCols + dx) * 16;
-            const uint32_t b_addr = w2_addr + (tp * kC1 / 8 + 2 * s) * kC2 * 16;
-            wgmma_m64n32k16_ss<kType>(d, matrix_descriptor(a_addr, L::kRingPlane, 128),
-                                      matrix_descriptor(b_addr, kC2 * 16, 128));
-          }
-        }
-        wgmma_commit();
-        wgmma_wait_all();
-        accumulator_fence(d);
-        const int gy = y0 - kHalo3 + row2;
-        const int slot = row2 % L::kRing;
-#pragma unroll
-        for (int h2 = 0; h2 < 2; ++h2) {
-          const int pixel = row_lo + 8 * h2;
-          const int gx = x0 - kHalo3 + pixel;
-          const bool inside = pixel < kHopperStripCols + 2 * kHalo3 && gy >= 0 && gy < a.h && gx >= 0 && gx < a.w;
+        for (int u = 0; u < R; ++u) {
 #pragma unroll
           for (int nb = 0; nb < 4; ++nb) {
-            const int n = 8 * nb + 2 * t;
-            const float v0 = d[4 * nb + 2 * h2], v1 = d[4 * nb + 2 * h2 + 1];
-            store_pair<P>(act2 + ring_at(n, slot, pixel), inside ? P::tanh(v0) : 0.f, inside ? P::tanh(v1) : 0.f);
+#pragma unroll
+            for (int q = 0; q < 4; ++q) d[u][4 * nb + q] = b2[8 * nb + 2 * t + q % 2];
+          }
+          accumulator_fence(d[u]);
+        }
+        wgmma_fence();
+#pragma unroll
+        for (int u = 0; u < R; ++u) {
+          // Every row's wgmmas are issued (a branch around them serialises
+          // them); a row outside the strip reads a ring row in range, and its
+          // result is dropped.
+          const int row2 = min(max(j * R + u - 2, 0), rows + 1);
+#pragma unroll
+          for (int tp = 0; tp < 9; ++tp) {
+            const int slot = (row2 + tp / 3) % L::kRing, dx = tp % 3;
+#pragma unroll
+            for (int s = 0; s < kC1 / 16; ++s) {
+              const uint32_t a_addr = act1_addr + ((2 * s * L::kRing + slot) * L::kRingCols + dx) * 16;
+              const uint32_t b_addr = w2_addr + (tp * kC1 / 8 + 2 * s) * kC2 * 16;
+              wgmma_m64n32k16_ss<kType>(d[u], matrix_descriptor(a_addr, L::kRingPlane, 128),
+                                        matrix_descriptor(b_addr, kC2 * 16, 128));
+            }
+          }
+        }
+        wgmma_commit();
+        wgmma_wait_all();
+#pragma unroll
+        for (int u = 0; u < R; ++u) {
+          accumulator_fence(d[u]);
+          const int row2 = j * R + u - 2;
+          if (row2 < 0 || row2 >= rows + 2) continue;
+          const int gy = y0 - kHalo3 + row2;
+          const int slot = row2 % L::kRing;
+#pragma unroll
+          for (int h2 = 0; h2 < 2; ++h2) {
+            const int pixel = row_lo + 8 * h2;
+            const int gx = x0 - kHalo3 + pixel;
+            const bool inside = pixel < kHopperStripCols + 2 * kHalo3 && gy >= 0 && gy < a.h && gx >= 0 && gx < a.w;
+#pragma unroll
+            for (int nb = 0; nb < 4; ++nb) {
+              const int n = 8 * nb + 2 * t;
+              const float v0 = d[u][4 * nb + 2 * h2], v1 = d[u][4 * nb + 2 * h2 + 1];
+              store_pair<P>(act2 + ring_at(n, slot, pixel), inside ? P::tanh(v0) : 0.f, inside ? P::tanh(v1) : 0.f);
+            }
           }
         }
       }
       fence_proxy_async();
       sync();
 
-      // Layer 3 and the pixel shuffle: strip row j - 4 from layer 2's rows j-4..j-2.
-      if (j >= 4) {
-        const int row3 = j - 4;
-        float d[8];
+      // Layer 3 and the pixel shuffle: each strip row from layer 2's rows row..row+2.
+      if ((j + 1) * R > 4) {
+        float d[R][8];
 #pragma unroll
-        for (int nb = 0; nb < 2; ++nb) {
+        for (int u = 0; u < R; ++u) {
 #pragma unroll
-          for (int q = 0; q < 4; ++q) d[4 * nb + q] = b3[8 * nb + 2 * t + q % 2];
+          for (int nb = 0; nb < 2; ++nb) {
+#pragma unroll
+            for (int q = 0; q < 4; ++q) d[u][4 * nb + q] = b3[8 * nb + 2 * t + q % 2];
+          }
+          accumulator_fence(d[u]);
         }
-        accumulator_fence(d);
         wgmma_fence();
 #pragma unroll
-        for (int tp = 0; tp < 9; ++tp) {
-          const int slot = (row3 + tp / 3) % L::kRing, dx = tp % 3;
+        for (int u = 0; u < R; ++u) {
+          const int row3 = min(max(j * R + u - 4, 0), rows - 1);  // (as in layer 2)
 #pragma unroll
-          for (int s = 0; s < kC2 / 16; ++s) {
-            const uint32_t a_addr = act2_addr + ((2 * s * L::kRing + slot) * L::kRingCols + dx) * 16;
-            const uint32_t b_addr = w3_addr + (tp * kC2 / 8 + 2 * s) * L::kN3 * 16;
-            wgmma_m64n16k16_ss<kType>(d, matrix_descriptor(a_addr, L::kRingPlane, 128),
-                                      matrix_descriptor(b_addr, L::kN3 * 16, 128));
+          for (int tp = 0; tp < 9; ++tp) {
+            const int slot = (row3 + tp / 3) % L::kRing, dx = tp % 3;
+#pragma unroll
+            for (int s = 0; s < kC2 / 16; ++s) {
+              const uint32_t a_addr = act2_addr + ((2 * s * L::kRing + slot) * L::kRingCols + dx) * 16;
+              const uint32_t b_addr = w3_addr + (tp * kC2 / 8 + 2 * s) * L::kN3 * 16;
+              wgmma_m64n16k16_ss<kType>(d[u], matrix_descriptor(a_addr, L::kRingPlane, 128),
+                                        matrix_descriptor(b_addr, L::kN3 * 16, 128));
+            }
           }
         }
         wgmma_commit();
         wgmma_wait_all();
-        accumulator_fence(d);
-        // Staged as r HR rows of 64 r pixels, then written along them.
+        // Staged as r HR rows of 64 r pixels per strip row, then written along them.
+        const int stage_w = L::kRow * r, width = kHopperStripCols * r;
 #pragma unroll
-        for (int q = 0; q < 8; ++q) {
-          const int pixel = row_lo + 8 * (q / 2 % 2), c = 8 * (q / 4) + 2 * t + q % 2;
-          if (c < rr && pixel < kHopperStripCols) {
-            hr[(c / r) * (L::kRow * r) + pixel * r + c % r] = a.clamp ? clamp_unit(d[q]) : d[q];
+        for (int u = 0; u < R; ++u) {
+          accumulator_fence(d[u]);
+#pragma unroll
+          for (int q = 0; q < 8; ++q) {
+            const int pixel = row_lo + 8 * (q / 2 % 2), c = 8 * (q / 4) + 2 * t + q % 2;
+            if (c < rr && pixel < kHopperStripCols) {
+              hr[(u * r + c / r) * stage_w + pixel * r + c % r] = a.clamp ? clamp_unit(d[u][q]) : d[u][q];
+            }
           }
         }
         sync();
-        const int64_t y = int64_t(y0 + row3) * r;
-        const int width = kHopperStripCols * r;
-        for (int e = t128; e < rr * kHopperStripCols; e += 128) {
-          const int sub = e / width, col = e % width;
+        const int first = max(j * R - 4, 0), last = min(j * R - 4 + R, rows);  // strip rows [first, last)
+        const int u0 = first - (j * R - 4);
+        for (int e = t128; e < (last - first) * r * width; e += 128) {
+          const int sub = e / width, col = e % width;  // HR row of the step, column of the strip
           const int64_t x = int64_t(x0) * r + col;
           if (x < hr_w) {
-            const int64_t at = (int64_t(image) * hr_h + y + sub) * hr_w + x;
-            const float v = hr[sub * (L::kRow * r) + col];
+            const int64_t at = (int64_t(image) * hr_h + int64_t(y0 + first) * r + sub) * hr_w + x;
+            const float v = hr[(u0 * r + sub) * stage_w + col];
             if (a.half_io) {
               static_cast<__half*>(a.out)[at] = __float2half_rn(v);
             } else {

@@ -46,6 +46,7 @@ void mbarrier_arrive(uint64_t* bar);
 void mbarrier_arrive_expect_tx(uint64_t* bar, uint32_t bytes);
 void mbarrier_wait(uint64_t* bar, uint32_t parity);
 void tma_load_3d(void* dst, const TensorMap* map, int x, int y, int z, uint64_t* bar);
+int warp_uniform(int v);
 void fence_proxy_async();
 void wgmma_fence();
 void wgmma_commit();
@@ -106,6 +107,11 @@ __device__ __forceinline__ void tma_load_3d(void* dst, const TensorMap* map, int
       "l"(reinterpret_cast<uint64_t>(map)), "r"(x), "r"(y), "r"(z), "r"(smem_address(bar))
       : "memory");
 }
+
+// Lane 0's v for the whole warp: a value the compiler then knows to be the
+// same across the warp, so that wgmma under a branch on it is not taken for
+// divergent code (which serialises the wgmmas).
+__device__ __forceinline__ int warp_uniform(int v) { return __shfl_sync(0xffffffffu, v, 0); }
 
 // Orders this thread's generic shared-memory stores before later async-proxy
 // reads of them (wgmma operands).

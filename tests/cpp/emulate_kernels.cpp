@@ -15,7 +15,8 @@
 // precision's dtype as FastESPCN does. layer: conv2d_tanh, or with `shuffle`
 // conv2d_pixel_shuffle at SCALE. Outputs (written as float32) start as NaN.
 // hopper: the sm_90a kernel (fp16 or bf16) on a grid of BLOCKS, strips of
-// ROWS rows (0: the launcher's choice for BLOCKS blocks); exit status 3 when
+// ROWS rows (0: the launcher's choice for BLOCKS blocks; ROWS + 100: the
+// variant computing 2 rows a step); exit status 3 when
 // the launcher would not take the call (hopper_takes) or the image's tensor
 // map cannot be encoded.
 #define ESPCN_CUDA_EMULATION 1
@@ -140,15 +141,15 @@ static int layer(int argc, char** argv) {
 }
 
 // The Hopper launch as espcn_hopper.cu makes it, with the emulator's tensor map.
-template <class P>
+template <class P, int STEP_ROWS>
 static int run_hopper(const EspcnArgs& a, int blocks, int rows) {
   if (!hopper_takes(a)) return 3;
   const ImageMapShape s = image_map_shape(a);
   emu::TensorMap map;
   if (!emu::encode_tiled(&map, a.x, s.element_bytes, s.dims, s.pitches, s.box)) return 3;
   if (rows == 0) rows = hopper_strip_rows(a.n, a.h, a.w, int64_t(blocks) * kHopperConsumers);
-  emu::launch(dim3(unsigned(blocks), 1, 1), HopperLayout::kThreads, HopperLayout::kBytes,
-              [map, a, rows] { espcn_hopper_kernel<P>(map, a, rows); });
+  emu::launch(dim3(unsigned(blocks), 1, 1), HopperLayout<STEP_ROWS>::kThreads, HopperLayout<STEP_ROWS>::kBytes,
+              [map, a, rows] { espcn_hopper_kernel<P, STEP_ROWS>(map, a, rows); });
   return 0;
 }
 
@@ -202,7 +203,10 @@ static int fused(int argc, char** argv, bool hopper = false) {
     a.w3 = f16 ? static_cast<const void*>(h3.data()) : g3.data();
     if (hopper) {
       a.precision = f16 ? Precision::kFp16 : Precision::kBf16;
-      const int status = f16 ? run_hopper<Fp16>(a, blocks, tile) : run_hopper<Bf16>(a, blocks, tile);
+      // TILE: strip rows (0: the launcher's choice), plus 100 for 2 rows a step.
+      const int rows = tile % 100;
+      const int status = tile >= 100 ? (f16 ? run_hopper<Fp16, 2>(a, blocks, rows) : run_hopper<Bf16, 2>(a, blocks, rows))
+                                     : (f16 ? run_hopper<Fp16, 1>(a, blocks, rows) : run_hopper<Bf16, 1>(a, blocks, rows));
       if (status != 0) return status;
     } else if (f16) {
       run_shape<Fp16, kFused16Tiles>(a, blocks, tile);

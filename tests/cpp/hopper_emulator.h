@@ -298,6 +298,16 @@ inline void tma_load_3d(void* dst, const TensorMap* map, int x, int y, int z, ui
   s.changed.notify_all();
 }
 
+// __shfl_sync(all, v, 0) through the warp's scratch.
+inline int warp_uniform(int v) {
+  emu::Warp& w = emu::warp();
+  w.a[emu::lane()][0] = uint32_t(v);
+  w.barrier->arrive_and_wait();
+  const int lane0 = int(w.a[0][0]);
+  w.barrier->arrive_and_wait();
+  return lane0;
+}
+
 inline void fence_proxy_async() {}
 inline void wgmma_fence() { emu::wgmma_state.fenced = true; }
 inline void wgmma_commit() {
