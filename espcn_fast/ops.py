@@ -12,6 +12,8 @@ from typing import Callable
 
 import torch
 
+from .op_checks import PRECISIONS, check_layers, check_precision
+
 try:
     from . import _C  # noqa: F401  (loading the library registers the ops)
 
@@ -24,9 +26,7 @@ except ImportError as exc:  # a source checkout without a build
 
 HAVE_EXTENSION = EXTENSION_ERROR is None
 
-# espcn_forward's arithmetic: "fp32" everywhere; on CUDA also "tf32", "fp16"
-# and "bf16" on the tensor cores, whose weights come in WEIGHT_DTYPES[precision].
-PRECISIONS = ("fp32", "tf32", "fp16", "bf16")
+# The tensor-core precisions' weights come in WEIGHT_DTYPES[precision].
 WEIGHT_DTYPES = {"fp32": torch.float32, "tf32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 # What the GPU kernels (CUDA and Triton) read and write; FastESPCN converts other float images.
 IMAGE_DTYPES = (torch.float32, torch.float16)
@@ -44,47 +44,25 @@ def cpu_isa() -> str | None:
     return torch.ops.espcn_fast.cpu_isa() if HAVE_EXTENSION else None
 
 
-def _fake_checks(op: str, x: torch.Tensor, layers: list[tuple[str, torch.Tensor]], scale: int | None) -> None:
-    """What the real kernels check that decides the output's shape, with their words, so that a
-    traced (torch.compile) call fails at trace time as an eager one does. ``layers``: (name, weight)."""
-    torch._check(x.dim() == 4, lambda: f"{op}: x must be a 4-D (N, C, H, W) tensor, got {x.dim()}-D shape {list(x.shape)}")
-    torch._check(x.shape[2] >= 1 and x.shape[3] >= 1,
-                 lambda: f"{op}: x must have H and W >= 1, got shape {list(x.shape)}")
-    channels = x.shape[1]
-    for name, w in layers:
-        # (Defaults bind this layer's values into the messages.)
-        torch._check(w.dim() == 4, lambda name=name, w=w: f"{op}: {name} must be 4-D (out_channels, in_channels, k, k), "
-                     f"got shape {list(w.shape)}")
-        torch._check(w.shape[1] == channels, lambda name=name, w=w, c=channels:
-                     f"{op}: {name} expects {w.shape[1]} input channel(s) but its input has {c}")
-        channels = w.shape[0]
-    if scale is not None:
-        torch._check(scale >= 1, lambda: f"{op}: scale must be >= 1, got {scale}")
-        name = layers[-1][0]
-        torch._check(channels % (scale * scale) == 0,
-                     lambda: f"{op}: {name} has {channels} output channels, not a multiple of scale^2 = {scale * scale}")
-
-
 def fake_kernels(namespace: str) -> dict[str, Callable[..., torch.Tensor]]:
-    """The three ops' fake kernels (output shapes, and the checks that decide them), their
-    errors naming ``namespace::op``: one set for the C++ ops and the Triton ones."""
+    """The three ops' fake kernels (output shapes, and the checks that decide them: ``op_checks``),
+    their errors naming ``namespace::op``: one set for the C++ ops and the Triton ones."""
 
     def conv2d_tanh(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
-        _fake_checks(f"{namespace}::conv2d_tanh", x, [("weight", weight)], None)
+        check_layers(f"{namespace}::conv2d_tanh", x, [("weight", weight)], None)
         return x.new_empty((x.shape[0], weight.shape[0], x.shape[2], x.shape[3]))
 
     def conv2d_pixel_shuffle(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, scale: int,
                              clamp: bool) -> torch.Tensor:
-        _fake_checks(f"{namespace}::conv2d_pixel_shuffle", x, [("weight", weight)], scale)
+        check_layers(f"{namespace}::conv2d_pixel_shuffle", x, [("weight", weight)], scale)
         return x.new_empty((x.shape[0], weight.shape[0] // (scale * scale), x.shape[2] * scale, x.shape[3] * scale))
 
     def espcn_forward(x: torch.Tensor, w1: torch.Tensor, b1: torch.Tensor, w2: torch.Tensor, b2: torch.Tensor,
                       w3: torch.Tensor, b3: torch.Tensor, scale: int, clamp: bool,
                       precision: str = "fp32") -> torch.Tensor:
         op = f"{namespace}::espcn_forward"
-        torch._check(precision in PRECISIONS,
-                     lambda: f"{op}: unknown precision '{precision}'; choose {', '.join(PRECISIONS)}")
-        _fake_checks(op, x, [("w1", w1), ("w2", w2), ("w3", w3)], scale)
+        check_precision(op, precision)
+        check_layers(op, x, [("w1", w1), ("w2", w2), ("w3", w3)], scale)
         return x.new_empty((x.shape[0], w3.shape[0] // (scale * scale), x.shape[2] * scale, x.shape[3] * scale))
 
     return {"conv2d_tanh": conv2d_tanh, "conv2d_pixel_shuffle": conv2d_pixel_shuffle, "espcn_forward": espcn_forward}

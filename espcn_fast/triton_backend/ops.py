@@ -18,22 +18,21 @@ import triton
 from torch.library import triton_op, wrap_triton
 
 from .. import ops as cpp_ops
+from ..op_checks import check_layers, check_precision
 from . import kernels
 
 
 def _check_input(op: str, x: torch.Tensor) -> None:
-    if x.dim() != 4:
-        raise RuntimeError(f"{op}: x must be a 4-D (N, C, H, W) tensor, got {x.dim()}-D shape {tuple(x.shape)}")
-    if x.shape[2] < 1 or x.shape[3] < 1:
-        raise RuntimeError(f"{op}: x must have H and W >= 1, got shape {tuple(x.shape)}")
+    """What the Triton kernels read, beyond the shape checks all implementations share (``op_checks``)."""
     if x.dtype not in cpp_ops.IMAGE_DTYPES:
         raise RuntimeError(f"{op}: x must be float32 or float16, got {str(x.dtype).replace('torch.', '')}")
     if x.device.type != "cuda" and not kernels.INTERPRETED:
         raise RuntimeError(f"{op}: the Triton kernels run CUDA tensors (or any with TRITON_INTERPRET=1), got {x.device}")
 
 
-def _check_conv(op: str, x: torch.Tensor, in_channels: int, weight: torch.Tensor, bias: torch.Tensor,
-                wname: str, bname: str, wdtype: torch.dtype = torch.float32) -> None:
+def _check_conv(op: str, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, wname: str, bname: str,
+                wdtype: torch.dtype = torch.float32) -> None:
+    """A layer's devices, dtypes, kernel and bias, beyond the shared shape checks."""
     for t, name in ((weight, wname), (bias, bname)):
         if t.device != x.device:
             raise RuntimeError(f"{op}: {name} is on {t.device} but x is on {x.device}; all tensors must be on one device")
@@ -41,19 +40,10 @@ def _check_conv(op: str, x: torch.Tensor, in_channels: int, weight: torch.Tensor
         raise RuntimeError(f"{op}: {wname} must be {str(wdtype).replace('torch.', '')}, got {str(weight.dtype).replace('torch.', '')}")
     if bias.dtype != torch.float32:
         raise RuntimeError(f"{op}: {bname} must be float32, got {str(bias.dtype).replace('torch.', '')}")
-    if weight.dim() != 4 or weight.shape[2] != weight.shape[3] or weight.shape[2] % 2 == 0:
-        raise RuntimeError(f"{op}: {wname} must be (out, in, k, k) with odd k, got shape {tuple(weight.shape)}")
-    if weight.shape[1] != in_channels:
-        raise RuntimeError(f"{op}: {wname} expects {weight.shape[1]} input channel(s) but its input has {in_channels}")
+    if weight.shape[2] != weight.shape[3] or weight.shape[2] % 2 == 0:
+        raise RuntimeError(f"{op}: {wname} must be (out, in, k, k) with odd k, got shape {list(weight.shape)}")
     if bias.shape != (weight.shape[0],):
-        raise RuntimeError(f"{op}: {bname} must have shape ({weight.shape[0]},), got {tuple(bias.shape)}")
-
-
-def _check_scale(op: str, scale: int, channels: int, wname: str) -> None:
-    if scale < 1:
-        raise RuntimeError(f"{op}: scale must be >= 1, got {scale}")
-    if channels % (scale * scale):
-        raise RuntimeError(f"{op}: {wname} has {channels} output channels, not a multiple of scale^2 = {scale * scale}")
+        raise RuntimeError(f"{op}: {bname} must have shape ({weight.shape[0]},), got {list(bias.shape)}")
 
 
 def _check_addressable(op: str, x: torch.Tensor, channels_out: tuple[int, ...]) -> None:
@@ -101,8 +91,9 @@ def _layer(op: str, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, o
 def conv2d_tanh(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
     """tanh(conv2d(x, weight, bias)), "same" padding; as ``espcn_fast::conv2d_tanh``."""
     op = "espcn_fast_triton::conv2d_tanh"
+    check_layers(op, x, [("weight", weight)], None)
     _check_input(op, x)
-    _check_conv(op, x, x.shape[1], weight, bias, "weight", "bias")
+    _check_conv(op, x, weight, bias, "weight", "bias")
     _check_addressable(op, x, (weight.shape[0],))
     out = x.new_empty((x.shape[0], weight.shape[0], x.shape[2], x.shape[3]))
     return _layer(op, x, weight, bias, out, False, 1, False, "fp32")
@@ -113,9 +104,9 @@ def conv2d_pixel_shuffle(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tens
                          clamp: bool) -> torch.Tensor:
     """pixel_shuffle(conv2d(x, weight, bias), scale), clamped to [0, 1] if ``clamp``; as the C++ op."""
     op = "espcn_fast_triton::conv2d_pixel_shuffle"
+    check_layers(op, x, [("weight", weight)], scale)
     _check_input(op, x)
-    _check_conv(op, x, x.shape[1], weight, bias, "weight", "bias")
-    _check_scale(op, scale, weight.shape[0], "weight")
+    _check_conv(op, x, weight, bias, "weight", "bias")
     _check_addressable(op, x, ())
     out = x.new_empty((x.shape[0], weight.shape[0] // scale**2, x.shape[2] * scale, x.shape[3] * scale))
     return _layer(op, x, weight, bias, out, True, scale, clamp, "fp32")
@@ -127,14 +118,12 @@ def espcn_forward(x: torch.Tensor, w1: torch.Tensor, b1: torch.Tensor, w2: torch
                   precision: str = "fp32") -> torch.Tensor:
     """The whole network (three layer kernels) in ``precision``; as ``espcn_fast::espcn_forward``."""
     op = "espcn_fast_triton::espcn_forward"
-    if precision not in cpp_ops.PRECISIONS:
-        raise RuntimeError(f"{op}: unknown precision '{precision}'; choose {', '.join(cpp_ops.PRECISIONS)}")
+    check_precision(op, precision)
+    check_layers(op, x, [("w1", w1), ("w2", w2), ("w3", w3)], scale)
     wdtype = cpp_ops.WEIGHT_DTYPES[precision]
     _check_input(op, x)
-    _check_conv(op, x, x.shape[1], w1, b1, "w1", "b1", wdtype)
-    _check_conv(op, x, w1.shape[0], w2, b2, "w2", "b2", wdtype)
-    _check_conv(op, x, w2.shape[0], w3, b3, "w3", "b3", wdtype)
-    _check_scale(op, scale, w3.shape[0], "w3")
+    for w, b, wname, bname in ((w1, b1, "w1", "b1"), (w2, b2, "w2", "b2"), (w3, b3, "w3", "b3")):
+        _check_conv(op, x, w, b, wname, bname, wdtype)
     _check_addressable(op, x, (w1.shape[0], w2.shape[0]))
     n, _, h, w = x.shape
     # Intermediates in the weights' dtype, channels-last like the weights (a
