@@ -9,12 +9,14 @@
 
 namespace espcn::cuda {
 
-// fp16 or bf16, and image rows a multiple of 16 bytes (a tensor map's row
-// pitch must be); otherwise the 14x30 kernel runs.
+// fp16 or bf16, and an image a tensor map can describe: its start 16-byte
+// aligned (a tensor in a storage at an odd offset may not be) and its rows a
+// multiple of 16 bytes. Otherwise the 14x30 kernel runs.
 inline bool hopper_takes(const EspcnArgs& a) {
   const bool sixteen = a.precision == Precision::kFp16 || a.precision == Precision::kBf16;
   const int64_t row_bytes = int64_t(a.w) * (a.half_io ? 2 : 4);
-  return sixteen && row_bytes % 16 == 0 && a.scale >= 1 && a.scale <= kFusedMaxScale;
+  const bool aligned = reinterpret_cast<uintptr_t>(a.x) % 16 == 0;
+  return sixteen && aligned && row_bytes % 16 == 0 && a.scale >= 1 && a.scale <= kFusedMaxScale;
 }
 
 // Whether the current device runs the sm_90a kernel (compute capability 9.0,
