@@ -13,6 +13,9 @@
 // - a wgmma issued without a wgmma.fence since the last wait, a copy to a
 //   misaligned address, an arrival on an uninitialised barrier or a wait
 //   that never ends stop the program with a message.
+// Not modelled: the proxy fences (fence.proxy.async, fence.mbarrier_init are
+// no-ops here, so a missing one goes unseen) and the hardware's own
+// accumulation order and rounding (sums here are exact in double).
 //
 // Include after cuda_emulator.h and before the kernel headers.
 #pragma once
