@@ -19,14 +19,12 @@ import json
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import torch
+from torch.profiler import ProfilerActivity, profile
 
-import torch  # noqa: E402
-from torch.profiler import ProfilerActivity, profile  # noqa: E402
-
-from benchmarks import peers  # noqa: E402
-from benchmarks.run import FRAME, candidates  # noqa: E402
-from espcn_fast import ESPCN  # noqa: E402
+from espcn_fast import ESPCN
+from espcn_fast.benchmark import peers
+from espcn_fast.benchmark.config import FRAME, candidates
 
 GPU_ROWS = ("espcn_fast:cuda", "espcn_fast:triton", "eager", "eager channels_last")
 CPU_ROWS = ("espcn_fast:cpu", "eager")

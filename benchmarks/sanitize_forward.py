@@ -11,13 +11,10 @@ images; and a 640x360 frame at x3 in fp16 and bf16, for the launcher's
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import torch
 
-import torch  # noqa: E402
-
-from espcn_fast import ESPCN, ops  # noqa: E402
+from espcn_fast import ESPCN, ops
 
 
 def main() -> int:

@@ -27,9 +27,7 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from benchmarks.malloc_env import reexec_with_malloc_env  # noqa: E402
+from espcn_fast.benchmark.malloc_env import reexec_with_malloc_env
 
 if __name__ == "__main__":
     reexec_with_malloc_env()
@@ -38,7 +36,7 @@ import av  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from benchmarks.machine import describe  # noqa: E402
+from espcn_fast.benchmark.machine import describe  # noqa: E402
 from espcn_fast import FastESPCN  # noqa: E402
 from espcn_fast.video import _add_video_stream, _Network, _video_frame, _yuv420, upscale_video  # noqa: E402
 

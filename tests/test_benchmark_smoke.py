@@ -35,6 +35,8 @@ def test_quick_run_writes_complete_json(tmp_path):
     assert rows["eager"]["speedup_vs_eager"] == 1.0
     assert out.with_suffix(".png").is_file()
     assert "| x3 | 1 | **espcn_fast:cpu** |" in result.stdout
+    assert "270x480 frames; the whole run took" in result.stdout  # the sizes it really ran, and its length
+    assert data["run_minutes"] > 0
 
 
 def test_pytest_benchmark_suite_runs_once_each():
@@ -69,7 +71,7 @@ def test_rows_are_checked_against_float64():
     # TF32 by default, and every true-fp32 row was flagged wrong (H200, 2026-11-26).
     import torch
 
-    from benchmarks.run import reference_output
+    from espcn_fast.benchmark.grid import reference_output
     from tests.kernel_checks import random_model
 
     model = random_model(3, seed=4)
@@ -102,7 +104,8 @@ def test_run_writes_json_after_each_row_and_fails_on_a_wrong_row_of_ours(tmp_pat
     # ours over tolerance makes the exit status 1 (the GPU check's "FAILED").
     import torch
 
-    from benchmarks import peers, run
+    from espcn_fast.benchmark import cli, peers
+    from espcn_fast.benchmark.config import Candidate
 
     out = tmp_path / "bench.json"
     seen: list[list[str]] = []
@@ -114,12 +117,12 @@ def test_run_writes_json_after_each_row_and_fails_on_a_wrong_row_of_ours(tmp_pat
     def wrong(model, x):
         return (lambda inp: model(inp) + 1), 0.0
 
-    fake = [run.Candidate("eager", "fp32", peers.eager), run.Candidate("looker", "fp32", look_at_json),
-            run.Candidate("espcn_fast:wrong", "fp32", wrong, ours=True)]
-    monkeypatch.setattr(run, "candidates", lambda device, threads: fake)
+    fake = [Candidate("eager", "fp32", peers.eager), Candidate("looker", "fp32", look_at_json),
+            Candidate("espcn_fast:wrong", "fp32", wrong, ours=True)]
+    monkeypatch.setattr(cli, "candidates", lambda device, threads: fake)
     torch_threads = torch.get_num_threads()
     try:
-        rc = run.main(["--quick", "--device", "cpu", "--budget", "0.02", "--no-memory", "--threads", "1",
+        rc = cli.main(["--quick", "--device", "cpu", "--budget", "0.02", "--no-memory", "--threads", "1",
                        "--json", str(out)])
     finally:
         torch.set_num_threads(torch_threads)
@@ -127,7 +130,7 @@ def test_run_writes_json_after_each_row_and_fails_on_a_wrong_row_of_ours(tmp_pat
     rows = {r["name"]: r for r in json.loads(out.read_text())["rows"]}
     assert rows["espcn_fast:wrong"]["status"] == "wrong" and rows["eager"]["status"] == "ok"
     assert rc == 1
-    assert not out.with_name(out.name + ".tmp").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bench.json", "bench.png"]  # no temporary left
 
 
 def test_run_rejects_unknown_backends(tmp_path):
@@ -142,7 +145,7 @@ def test_run_rejects_unknown_backends(tmp_path):
 def test_eager_channels_last_leaves_the_shared_model_alone():
     import torch
 
-    from benchmarks import peers
+    from espcn_fast.benchmark import peers
     from tests.kernel_checks import random_model
 
     model = random_model(3, seed=1)
@@ -150,3 +153,43 @@ def test_eager_channels_last_leaves_the_shared_model_alone():
     fn, _ = peers.eager(model, x, channels_last=True)
     fn(x)
     assert all(p.is_contiguous() for p in model.parameters())  # not converted to channels_last in place
+
+
+def test_reference_in_strips_equals_the_whole_image():
+    """The float64 yardstick is computed a strip of rows at a time (bounded memory): the same values."""
+    import torch
+
+    from espcn_fast.benchmark.grid import reference_output
+    from tests.kernel_checks import random_model
+
+    model = random_model(2, seed=8)
+    x = torch.rand(2, 1, 37, 21)
+    whole = reference_output(model, x, rows=1000)
+    for rows in (1, 5, 8, 36):
+        torch.testing.assert_close(reference_output(model, x, rows=rows), whole, atol=1e-6, rtol=0)
+
+
+def test_a_row_that_would_not_fit_memory_is_skipped_with_the_reason(monkeypatch):
+    import torch
+
+    from espcn_fast.benchmark import grid, peers
+    from espcn_fast.benchmark.config import Candidate
+    from tests.kernel_checks import random_model
+
+    model = random_model(3, seed=2)
+    inputs = [torch.rand(8, 1, 360, 640)]
+    monkeypatch.setattr(grid, "available_memory", lambda: 2**30)
+    made = []
+    cand = Candidate("eager", "fp32", lambda m, x: made.append(1) or peers.eager(m, x))
+    row = grid.run_row(cand, model, inputs, torch.empty(0), 3, 0.01, 1)
+    assert row.status == "skipped" and row.reason == "needs about 1.5 GiB, 1.0 GiB available"
+    assert made == []  # not even set up
+
+
+def test_frame_label_names_the_sizes_run():
+    from espcn_fast.benchmark.grid import Row
+    from espcn_fast.benchmark.report import frame_label
+
+    assert frame_label([Row("a", "fp32", 3, 1, (90, 160)), Row("b", "fp32", 3, 8, (90, 160))]) == "270x480 frames"
+    assert frame_label([Row("a", "fp32", 2, 1, (540, 960)), Row("a", "fp32", 4, 1, (67, 120))]) == \
+        "268x480, 1080x1920 output frames"

@@ -15,8 +15,8 @@ from typing import Callable
 
 import torch
 
-from espcn_fast import ESPCN
-from espcn_fast.export import export_model
+from ..model import ESPCN
+from ..export import export_model
 
 Runner = Callable[[torch.Tensor], torch.Tensor]
 

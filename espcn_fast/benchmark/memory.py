@@ -20,7 +20,8 @@ from typing import Callable
 
 import torch
 
-from benchmarks.malloc_env import PROBE_ENV
+from .malloc_env import PROBE_ENV
+
 _PROBE_MALLOC = {"MALLOC_MMAP_THRESHOLD_": "65536", "MALLOC_TRIM_THRESHOLD_": "131072"}
 
 
@@ -57,11 +58,10 @@ def rss_peak_mib(fn: Callable[[torch.Tensor], object], x: torch.Tensor) -> float
 
 
 def cpu_peak_mib_in_child(name: str, scale: int, batch: int, quick: bool, threads: int) -> float | None:
-    """Run benchmarks/run.py in probe mode for one row; None where it can't be measured."""
+    """Run the benchmark in probe mode for one row; None where it can't be measured."""
     if not Path("/proc/self/status").exists():
         return None
-    script = Path(__file__).resolve().parent / "run.py"
-    cmd = [sys.executable, str(script), "--device", "cpu", "--scales", str(scale), "--batch", str(batch),
+    cmd = [sys.executable, "-m", "espcn_fast.benchmark", "--device", "cpu", "--scales", str(scale), "--batch", str(batch),
            "--threads", str(threads), "--backends", name] + (["--quick"] if quick else [])
     env = {**os.environ, **_PROBE_MALLOC, PROBE_ENV: "1"}
     try:

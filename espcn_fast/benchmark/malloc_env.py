@@ -12,11 +12,13 @@ import os
 import sys
 
 MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": str(2**30), "MALLOC_TRIM_THRESHOLD_": str(2**31)}
-# Set in the memory probe's child (benchmarks/memory.py), which keeps its own malloc settings.
+# Set in the memory probe's child (espcn_fast.benchmark.memory), which keeps its own malloc settings.
 PROBE_ENV = "ESPCN_BENCH_MEMORY_PROBE"
 
 
-def reexec_with_malloc_env() -> None:
-    """Re-run this process with MALLOC_ENV unless it already has it."""
+def reexec_with_malloc_env(launch: list[str] | None = None) -> None:
+    """Re-run this process with MALLOC_ENV unless it already has it. ``launch`` is how Python was
+    told what to run (default: the script, ``sys.argv[0]``; ``["-m", "pkg.module"]`` for a module)."""
     if any(os.environ.get(k) != v for k, v in MALLOC_ENV.items()):
-        os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, **MALLOC_ENV})
+        argv = [sys.executable, *(launch or sys.argv[:1]), *sys.argv[1:]]
+        os.execve(sys.executable, argv, {**os.environ, **MALLOC_ENV})

@@ -1,0 +1,122 @@
+"""Each row of the grid (scale x batch x candidate): checked against the float64 reference, then timed."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+
+import torch
+
+from ..memory_budget import available_memory, format_size
+from ..model import ESPCN
+from ..tiling import HALO
+from . import peers
+from .config import TOLERANCE, Candidate, macs_per_lr_pixel
+from .memory import cuda_peak_mib
+from .timing import time_fn
+
+# Rows of LR pixels the float64 reference computes at a time: its CPU convolutions unfold their input
+# (64 x 9 values a pixel in float64 for layer 2), 19 GB for a batch of eight 540x960 frames at once.
+REFERENCE_ROWS = 64
+# Bytes per LR pixel and batch image that a row keeps at its peak, beyond the inputs: eager PyTorch's
+# 64- and 32-channel float32 activations and the output, with room for a peer's copies of them.
+ROW_BYTES_PER_LR_PIXEL = 2 * 4 * (64 + 32 + 16)
+
+
+@dataclass
+class Row:
+    """One measured (or skipped, or wrong) row of the table."""
+
+    name: str
+    precision: str
+    scale: int
+    batch: int
+    input_hw: tuple[int, int]
+    status: str = "ok"  # ok | skipped | wrong
+    reason: str = ""
+    ms_per_frame: float | None = None
+    ms_spread: float | None = None
+    fps: float | None = None
+    speedup_vs_eager: float | None = None
+    gflops: float | None = None
+    peak_mib: float | None = None
+    setup_s: float | None = None
+    max_abs_error: float | None = None
+    repeats: int | None = None
+    extra: dict = field(default_factory=dict)
+
+
+def reference_output(model: ESPCN, x: torch.Tensor, rows: int = REFERENCE_ROWS) -> torch.Tensor:
+    """The reference model in float64, the yardstick of every row, as float32.
+
+    Not the model in float32: on a GPU cuDNN runs float32 convolutions in TF32
+    by default, so that yardstick would itself be off by 5e-4. Computed image by
+    image on strips of ``rows`` LR rows with the network's 4-row halo (the same
+    values as the whole image: zero padding at its edges, real rows elsewhere),
+    so that its memory does not grow with the frame or the batch.
+    """
+    reference = copy.deepcopy(model).double()
+    r = model.scale
+    n, _, h, w = x.shape
+    out = torch.empty((n, reference.out_channels, h * r, w * r), dtype=torch.float32, device=x.device)
+    with torch.inference_mode():
+        for i in range(n):
+            for top in range(0, h, rows):
+                bottom = min(h, top + rows)
+                lo, hi = max(0, top - HALO), min(h, bottom + HALO)
+                strip = reference(x[i:i + 1, :, lo:hi].double())
+                out[i:i + 1, :, top * r:bottom * r] = strip[:, :, (top - lo) * r:(top - lo + bottom - top) * r]
+    return out
+
+
+def row_bytes(batch: int, h: int, w: int) -> int:
+    """What a row is expected to hold at its peak (see ``ROW_BYTES_PER_LR_PIXEL``)."""
+    return ROW_BYTES_PER_LR_PIXEL * batch * h * w
+
+
+def memory_reason(batch: int, h: int, w: int, device: torch.device) -> str | None:
+    """Why a row would not fit this machine's memory, or None (CPU rows; a GPU's own limit is its error)."""
+    if device.type != "cpu":
+        return None
+    need, have = row_bytes(batch, h, w), available_memory()
+    if need > have:
+        return f"needs about {format_size(need)}, {format_size(have)} available"
+    return None
+
+
+def run_row(cand: Candidate, model: ESPCN, inputs: list[torch.Tensor], expected: torch.Tensor,
+            scale: int, budget: float, min_repeats: int) -> Row:
+    """Set the row up, check its output against ``expected``, time it (or say why not)."""
+    x = inputs[0]
+    row = Row(cand.name, cand.precision, scale, x.shape[0], (x.shape[2], x.shape[3]))
+    reason = memory_reason(x.shape[0], x.shape[2], x.shape[3], x.device)
+    if reason is not None:
+        row.status, row.reason = "skipped", reason
+        return row
+    try:
+        fn, setup = cand.make(model, x)
+    except peers.Skip as exc:
+        row.status, row.reason = "skipped", str(exc)
+        return row
+    row.setup_s = round(setup, 3)
+    with torch.inference_mode():
+        out = fn(x).float()
+    if out.shape != expected.shape:
+        row.status, row.reason = "wrong", f"output shape {tuple(out.shape)}, expected {tuple(expected.shape)}"
+        return row
+    row.max_abs_error = (out - expected).abs().max().item()
+    del out
+    if not row.max_abs_error <= TOLERANCE[cand.precision]:
+        row.status, row.reason = "wrong", f"max error {row.max_abs_error:.3g} > {TOLERANCE[cand.precision]}"
+        return row
+    timing = time_fn(fn, inputs, x.device, budget_s=budget, min_repeats=min_repeats)
+    if x.device.type == "cuda":
+        row.peak_mib = round(cuda_peak_mib(fn, x), 1)
+    batch = x.shape[0]
+    row.ms_per_frame = timing.median_ms / batch
+    row.ms_spread = timing.spread_ms / batch
+    row.fps = 1e3 / row.ms_per_frame
+    row.repeats = timing.repeats
+    flops = 2 * macs_per_lr_pixel(model) * x.shape[2] * x.shape[3]
+    row.gflops = flops / (row.ms_per_frame * 1e-3) / 1e9
+    return row
