@@ -95,8 +95,12 @@ def _hopper_wanted(arch_list: str) -> bool:
 
 
 def _hopper_inputs() -> list[Path]:
-    return [ROOT / HOPPER_SOURCE, *(ROOT / "csrc" / "cuda").glob("*.cuh"), *(ROOT / "csrc" / "cuda").glob("*.h"),
-            *(ROOT / "csrc").glob("*.h")]
+    return [
+        ROOT / HOPPER_SOURCE,
+        *(ROOT / "csrc" / "cuda").glob("*.cuh"),
+        *(ROOT / "csrc" / "cuda").glob("*.h"),
+        *(ROOT / "csrc").glob("*.h"),
+    ]
 
 
 def _build_class():
@@ -114,9 +118,20 @@ def _build_class():
                 newest = max(p.stat().st_mtime for p in _hopper_inputs())
                 if not obj.exists() or obj.stat().st_mtime < newest:
                     obj.parent.mkdir(parents=True, exist_ok=True)
-                    cmd = [str(Path(CUDA_HOME) / "bin" / "nvcc"), "-std=c++17", *_NVCC_OPTIMISE, "-Xptxas=-v",
-                           "-gencode=arch=compute_90a,code=sm_90a", "-Xcompiler", "-fPIC",
-                           *(f"-I{i}" for i in includes), "-c", str(ROOT / HOPPER_SOURCE), "-o", str(obj)]
+                    cmd = [
+                        str(Path(CUDA_HOME) / "bin" / "nvcc"),
+                        "-std=c++17",
+                        *_NVCC_OPTIMISE,
+                        "-Xptxas=-v",
+                        "-gencode=arch=compute_90a,code=sm_90a",
+                        "-Xcompiler",
+                        "-fPIC",
+                        *(f"-I{i}" for i in includes),
+                        "-c",
+                        str(ROOT / HOPPER_SOURCE),
+                        "-o",
+                        str(obj),
+                    ]
                     print(" ".join(cmd), flush=True)
                     subprocess.run(cmd, check=True)
                 ext.extra_objects.append(str(obj))

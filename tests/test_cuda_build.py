@@ -30,8 +30,10 @@ def test_tile_geometry_on_the_cpu(tmp_path):
     if cxx is None:
         pytest.skip("no C++ compiler")
     exe = tmp_path / "tile_geometry_check"
-    subprocess.run([cxx, "-std=c++17", "-O1", "-Wall", "-Werror", str(ROOT / "tests/cpp/tile_geometry_check.cpp"),
-                    "-o", str(exe)], check=True)
+    subprocess.run(
+        [cxx, "-std=c++17", "-O1", "-Wall", "-Werror", str(ROOT / "tests/cpp/tile_geometry_check.cpp"), "-o", str(exe)],
+        check=True,
+    )
     run = subprocess.run([str(exe)], capture_output=True, text=True)
     assert run.returncode == 0, run.stdout + run.stderr
 
@@ -44,8 +46,12 @@ def test_kernel_files_hold_no_torch_headers():
 
 
 def _ptxas_report(nvcc: str, path: Path) -> str:
-    run = subprocess.run([nvcc, "-std=c++17", "-O3", "-arch=sm_90", "-Xptxas", "-v", "-c", str(path),
-                          "-o", "/dev/null"], capture_output=True, text=True, cwd=CUDA_DIR)
+    run = subprocess.run(
+        [nvcc, "-std=c++17", "-O3", "-arch=sm_90", "-Xptxas", "-v", "-c", str(path), "-o", "/dev/null"],
+        capture_output=True,
+        text=True,
+        cwd=CUDA_DIR,
+    )
     assert run.returncode == 0, f"{path.name} does not compile for sm_90:\n{run.stderr}"
     return run.stderr
 
@@ -70,15 +76,22 @@ def test_kernels_compile_for_sm90_without_spills():
     assert not bad, "spills or local memory:\n" + "\n".join(bad)
 
 
-@pytest.mark.parametrize("precision, instructions", [
-    ("fp16", ["mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32", "ldmatrix.sync.aligned.m8n8.x4.shared.b16"]),
-    ("bf16", ["mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32", "ldmatrix.sync.aligned.m8n8.x4.shared.b16"]),
-    ("tf32", ["mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32", "cvt.rna.tf32.f32"]),
-])
+@pytest.mark.parametrize(
+    "precision, instructions",
+    [
+        ("fp16", ["mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32", "ldmatrix.sync.aligned.m8n8.x4.shared.b16"]),
+        ("bf16", ["mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32", "ldmatrix.sync.aligned.m8n8.x4.shared.b16"]),
+        ("tf32", ["mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32", "cvt.rna.tf32.f32"]),
+    ],
+)
 def test_tensor_core_kernels_use_mma(precision, instructions):
     nvcc = _nvcc()
-    run = subprocess.run([nvcc, "-std=c++17", "-O3", "-arch=sm_90", "-ptx", f"espcn_fused_{precision}.cu", "-o", "-"],
-                         capture_output=True, text=True, cwd=CUDA_DIR)
+    run = subprocess.run(
+        [nvcc, "-std=c++17", "-O3", "-arch=sm_90", "-ptx", f"espcn_fused_{precision}.cu", "-o", "-"],
+        capture_output=True,
+        text=True,
+        cwd=CUDA_DIR,
+    )
     assert run.returncode == 0, run.stderr
     for instruction in instructions:
         assert instruction in run.stdout, f"{precision}: no {instruction} in the PTX"
@@ -86,8 +99,12 @@ def test_tensor_core_kernels_use_mma(precision, instructions):
 
 def test_fp32_kernel_has_no_tensor_core_or_approximate_tanh():
     nvcc = _nvcc()
-    run = subprocess.run([nvcc, "-std=c++17", "-O3", "-arch=sm_90", "-ptx", "espcn_fused_fp32.cu", "-o", "-"],
-                         capture_output=True, text=True, cwd=CUDA_DIR)
+    run = subprocess.run(
+        [nvcc, "-std=c++17", "-O3", "-arch=sm_90", "-ptx", "espcn_fused_fp32.cu", "-o", "-"],
+        capture_output=True,
+        text=True,
+        cwd=CUDA_DIR,
+    )
     assert run.returncode == 0, run.stderr
     assert "mma.sync" not in run.stdout and "tanh.approx" not in run.stdout
 
@@ -96,9 +113,22 @@ def test_tile_sweep_compiles():
     """benchmarks/tile_sweep.cu (run by the GPU check) instantiates the fused kernel for every candidate tile,
     and with ESPCN_WITH_HOPPER (its 9.0 build) adds the Hopper kernel's rows."""
     nvcc = _nvcc()
-    run = subprocess.run([nvcc, "-std=c++17", "-O3", "-arch=sm_90", "-DESPCN_WITH_HOPPER", "-c", "benchmarks/tile_sweep.cu",
-                          "-o", "/dev/null"],
-                         capture_output=True, text=True, cwd=ROOT)
+    run = subprocess.run(
+        [
+            nvcc,
+            "-std=c++17",
+            "-O3",
+            "-arch=sm_90",
+            "-DESPCN_WITH_HOPPER",
+            "-c",
+            "benchmarks/tile_sweep.cu",
+            "-o",
+            "/dev/null",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
     assert run.returncode == 0, run.stderr[-3000:]
 
 
@@ -121,8 +151,23 @@ def test_hopper_kernel_compiles_for_sm90a_with_hgmma_and_no_spills(tmp_path):
     serialising it or fencing it again, TMA as UTMALDG, and nothing spills."""
     nvcc = _nvcc()
     obj = tmp_path / "espcn_hopper.o"
-    run = subprocess.run([nvcc, "-std=c++17", "-O3", "-gencode=arch=compute_90a,code=sm_90a", "-Xptxas", "-v", "-c",
-                          "espcn_hopper.cu", "-o", str(obj)], capture_output=True, text=True, cwd=CUDA_DIR)
+    run = subprocess.run(
+        [
+            nvcc,
+            "-std=c++17",
+            "-O3",
+            "-gencode=arch=compute_90a,code=sm_90a",
+            "-Xptxas",
+            "-v",
+            "-c",
+            "espcn_hopper.cu",
+            "-o",
+            str(obj),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=CUDA_DIR,
+    )
     assert run.returncode == 0, run.stderr[-3000:]
     reports = re.findall(r"(\d+) bytes stack frame, (\d+) bytes spill stores, (\d+) bytes spill loads", run.stderr)
     assert len(reports) >= 2, run.stderr  # the fp16 and bf16 kernels
@@ -136,7 +181,11 @@ def test_hopper_kernel_compiles_for_sm90a_with_hgmma_and_no_spills(tmp_path):
         pytest.skip("no cuobjdump here (nor Triton's) to read the SASS")
     sass = subprocess.run([cuobjdump, "-sass", str(obj)], capture_output=True, text=True)
     assert sass.returncode == 0, sass.stderr
-    for kind, instruction in (("fp16", "HGMMA.64x32x16.F32 "), ("bf16", "HGMMA.64x32x16.F32.BF16"),
-                              ("layer 1", "HGMMA.64x64x16.F32"), ("layer 3", "HGMMA.64x16x16.F32"),
-                              ("TMA", "UTMALDG.3D")):
+    for kind, instruction in (
+        ("fp16", "HGMMA.64x32x16.F32 "),
+        ("bf16", "HGMMA.64x32x16.F32.BF16"),
+        ("layer 1", "HGMMA.64x64x16.F32"),
+        ("layer 3", "HGMMA.64x16x16.F32"),
+        ("TMA", "UTMALDG.3D"),
+    ):
         assert instruction in sass.stdout, f"{kind}: no {instruction.strip()} in the SASS"

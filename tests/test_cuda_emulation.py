@@ -24,8 +24,14 @@ import torch
 from .kernel_checks import assert_matches_reference, random_model, reference64
 
 ROOT = Path(__file__).resolve().parent.parent
-CUDA_INCLUDE = next((p for p in (Path("/usr/local/cuda/include"), *sorted(Path("/usr/local").glob("cuda*/include")))
-                     if (p / "cuda_fp16.h").exists()), None)
+CUDA_INCLUDE = next(
+    (
+        p
+        for p in (Path("/usr/local/cuda/include"), *sorted(Path("/usr/local").glob("cuda*/include")))
+        if (p / "cuda_fp16.h").exists()
+    ),
+    None,
+)
 
 
 @pytest.fixture(scope="module")
@@ -34,9 +40,20 @@ def emulator(tmp_path_factory) -> Path:
     if cxx is None or CUDA_INCLUDE is None:
         pytest.skip("needs a C++20 compiler and the CUDA toolkit's headers")
     exe = tmp_path_factory.mktemp("emulator") / "emulate_kernels"
-    build = subprocess.run([cxx, "-std=c++20", "-O2", "-pthread", f"-I{CUDA_INCLUDE}",
-                            str(ROOT / "tests/cpp/emulate_kernels.cpp"), "-o", str(exe)],
-                           capture_output=True, text=True)
+    build = subprocess.run(
+        [
+            cxx,
+            "-std=c++20",
+            "-O2",
+            "-pthread",
+            f"-I{CUDA_INCLUDE}",
+            str(ROOT / "tests/cpp/emulate_kernels.cpp"),
+            "-o",
+            str(exe),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert build.returncode == 0, build.stderr[-3000:]
     return exe
 
@@ -46,15 +63,36 @@ def run_emulator(args: list[str]) -> None:
     assert run.returncode == 0, run.stderr
 
 
-def emulate(exe: Path, tmp: Path, model, x: torch.Tensor, precision: str, blocks: int, tile: int,
-            half: bool = False, clamp: bool = False) -> torch.Tensor:
+def emulate(
+    exe: Path,
+    tmp: Path,
+    model,
+    x: torch.Tensor,
+    precision: str,
+    blocks: int,
+    tile: int,
+    half: bool = False,
+    clamp: bool = False,
+) -> torch.Tensor:
     n, _, h, w = x.shape
     r = model.scale
     x.numpy().astype(np.float32).tofile(tmp / "x.f32")
     params = [t.detach().reshape(-1) for t in model.state_dict().values()]
     torch.cat(params).numpy().astype(np.float32).tofile(tmp / "w.f32")
-    args = [str(exe), "fused", precision, str(r), str(n), str(h), str(w), str(blocks), str(tile),
-            str(tmp / "x.f32"), str(tmp / "w.f32"), str(tmp / "out.f32")]
+    args = [
+        str(exe),
+        "fused",
+        precision,
+        str(r),
+        str(n),
+        str(h),
+        str(w),
+        str(blocks),
+        str(tile),
+        str(tmp / "x.f32"),
+        str(tmp / "w.f32"),
+        str(tmp / "out.f32"),
+    ]
     run_emulator(args + (["half"] if half else []) + (["clamp"] if clamp else []))
     return torch.from_numpy(np.fromfile(tmp / "out.f32", dtype=np.float32)).reshape(n, 1, h * r, w * r)
 
@@ -125,18 +163,26 @@ def test_clamp_keeps_nan_on_the_emulator(emulator, tmp_path):
     h[0, 7, 2, 2] = float("nan")
     wt, b = torch.randn(9, 32, 3, 3) * 0.1, torch.randn(9)
     layer = emulate_layer(emulator, tmp_path, h, wt, b, 3, ["shuffle", "clamp"])
-    layer_ref = torch.nn.functional.pixel_shuffle(torch.nn.functional.conv2d(h.double(), wt.double(), b.double(), padding=1), 3).clamp(0, 1)
+    layer_ref = torch.nn.functional.pixel_shuffle(
+        torch.nn.functional.conv2d(h.double(), wt.double(), b.double(), padding=1), 3
+    ).clamp(0, 1)
     for out, expected in ((fused, ref), (layer, layer_ref)):
         assert torch.equal(out.isnan(), expected.isnan()) and expected.isnan().sum() > 0
         keep = ~expected.isnan()
         torch.testing.assert_close(out.double()[keep], expected[keep], atol=1e-5, rtol=0)
 
 
-@pytest.mark.parametrize("k, cin, cout, h, w, half", [(5, 1, 64, 20, 17, False), (3, 5, 20, 9, 33, True), (1, 3, 7, 16, 16, False),
-                                                      (7, 2, 3, 5, 4, False)])
+@pytest.mark.parametrize(
+    "k, cin, cout, h, w, half",
+    [(5, 1, 64, 20, 17, False), (3, 5, 20, 9, 33, True), (1, 3, 7, 16, 16, False), (7, 2, 3, 5, 4, False)],
+)
 def test_conv2d_tanh_on_the_emulator(emulator, tmp_path, k, cin, cout, h, w, half):
     g = torch.Generator().manual_seed(k * cin + cout)
-    x, wt, b = torch.rand(2, cin, h, w, generator=g), torch.randn(cout, cin, k, k, generator=g) * 0.3, torch.randn(cout, generator=g)
+    x, wt, b = (
+        torch.rand(2, cin, h, w, generator=g),
+        torch.randn(cout, cin, k, k, generator=g) * 0.3,
+        torch.randn(cout, generator=g),
+    )
     out = emulate_layer(emulator, tmp_path, x, wt, b, 1, ["half"] if half else [])
     xin = x.half().double() if half else x.double()
     ref = torch.tanh(torch.nn.functional.conv2d(xin, wt.double(), b.double(), padding=k // 2))
@@ -146,25 +192,49 @@ def test_conv2d_tanh_on_the_emulator(emulator, tmp_path, k, cin, cout, h, w, hal
 
 # Staged HR-row stores (whole HR channels per block), a last group with fewer
 # channels (r 2, 20 channels), and r^2 > 16 (direct stores).
-@pytest.mark.parametrize("scale, cout, clamp", [(2, 4, False), (3, 9, True), (4, 16, False), (3, 27, False),
-                                               (2, 20, True), (5, 25, False)])
+@pytest.mark.parametrize(
+    "scale, cout, clamp", [(2, 4, False), (3, 9, True), (4, 16, False), (3, 27, False), (2, 20, True), (5, 25, False)]
+)
 def test_conv2d_pixel_shuffle_on_the_emulator(emulator, tmp_path, scale, cout, clamp):
     g = torch.Generator().manual_seed(scale * cout)
-    x, wt, b = torch.rand(1, 32, 11, 19, generator=g), torch.randn(cout, 32, 3, 3, generator=g) * 0.1, torch.randn(cout, generator=g)
+    x, wt, b = (
+        torch.rand(1, 32, 11, 19, generator=g),
+        torch.randn(cout, 32, 3, 3, generator=g) * 0.1,
+        torch.randn(cout, generator=g),
+    )
     out = emulate_layer(emulator, tmp_path, x, wt, b, scale, ["shuffle"] + (["clamp"] if clamp else []))
-    ref = torch.nn.functional.pixel_shuffle(torch.nn.functional.conv2d(x.double(), wt.double(), b.double(), padding=1), scale)
+    ref = torch.nn.functional.pixel_shuffle(
+        torch.nn.functional.conv2d(x.double(), wt.double(), b.double(), padding=1), scale
+    )
     assert torch.isfinite(out).all()
     torch.testing.assert_close(out.double(), ref.clamp(0, 1) if clamp else ref, atol=1e-5, rtol=0)
 
 
-def emulate_layer(exe: Path, tmp: Path, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, scale: int,
-                  flags: list[str]) -> torch.Tensor:
+def emulate_layer(
+    exe: Path, tmp: Path, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, scale: int, flags: list[str]
+) -> torch.Tensor:
     n, cin, h, w = x.shape
     cout, k = weight.shape[0], weight.shape[2]
     for name, t in (("x", x), ("w", weight), ("b", bias)):
         t.numpy().astype(np.float32).tofile(tmp / f"{name}.f32")
-    run_emulator([str(exe), "layer", str(n), str(cin), str(cout), str(h), str(w), str(k), str(scale),
-                  str(tmp / "x.f32"), str(tmp / "w.f32"), str(tmp / "b.f32"), str(tmp / "out.f32"), *flags])
+    run_emulator(
+        [
+            str(exe),
+            "layer",
+            str(n),
+            str(cin),
+            str(cout),
+            str(h),
+            str(w),
+            str(k),
+            str(scale),
+            str(tmp / "x.f32"),
+            str(tmp / "w.f32"),
+            str(tmp / "b.f32"),
+            str(tmp / "out.f32"),
+            *flags,
+        ]
+    )
     shuffled = "shuffle" in flags
     shape = (n, cout // scale**2, h * scale, w * scale) if shuffled else (n, cout, h, w)
     return torch.from_numpy(np.fromfile(tmp / "out.f32", dtype=np.float32)).reshape(shape)

@@ -68,9 +68,16 @@ def test_hopper_kernel_with_half_images_and_clamp(precision):
     assert_matches_reference(out.float(), reference64(model, x.half().float(), clamp=True), precision)
 
 
-@pytest.mark.parametrize("w, dtype, offset, hopper", [(64, torch.float32, 0, True), (66, torch.float32, 0, False),
-                                                       (64, torch.float16, 0, True), (68, torch.float16, 0, False),
-                                                       (64, torch.float32, 1, False)])
+@pytest.mark.parametrize(
+    "w, dtype, offset, hopper",
+    [
+        (64, torch.float32, 0, True),
+        (66, torch.float32, 0, False),
+        (64, torch.float16, 0, True),
+        (68, torch.float16, 0, False),
+        (64, torch.float32, 1, False),
+    ],
+)
 def test_the_launcher_takes_the_hopper_kernel_where_it_can(w, dtype, offset, hopper):
     # offset: the image starts that many elements into its storage (not 16-byte aligned).
     model = random_model(2, seed=3)
@@ -79,5 +86,6 @@ def test_the_launcher_takes_the_hopper_kernel_where_it_can(w, dtype, offset, hop
     names = launched_kernels(lambda: ops.espcn_forward(x, *args, 2, False, "fp16"))
     assert any("espcn_hopper_kernel" in n for n in names) == hopper, names
     assert any("espcn_fused_kernel" in n for n in names) == (not hopper), names
-    assert_matches_reference(ops.espcn_forward(x, *args, 2, False, "fp16").float(),
-                             reference64(model, x.float().cpu()), "fp16")
+    assert_matches_reference(
+        ops.espcn_forward(x, *args, 2, False, "fp16").float(), reference64(model, x.float().cpu()), "fp16"
+    )

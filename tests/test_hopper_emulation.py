@@ -29,8 +29,11 @@ def _build(tmp_path_factory, source: str, name: str) -> Path:
     if cxx is None or CUDA_INCLUDE is None:
         pytest.skip("needs a C++20 compiler and the CUDA toolkit's headers")
     exe = tmp_path_factory.mktemp(name) / name
-    build = subprocess.run([cxx, "-std=c++20", "-O2", "-pthread", f"-I{CUDA_INCLUDE}", str(ROOT / source), "-o", str(exe)],
-                           capture_output=True, text=True)
+    build = subprocess.run(
+        [cxx, "-std=c++20", "-O2", "-pthread", f"-I{CUDA_INCLUDE}", str(ROOT / source), "-o", str(exe)],
+        capture_output=True,
+        text=True,
+    )
     assert build.returncode == 0, build.stderr[-3000:]
     return exe
 
@@ -46,15 +49,36 @@ def test_the_emulator_against_plain_loops(tmp_path_factory):
     assert run.returncode == 0, run.stdout + run.stderr
 
 
-def emulate_hopper(exe: Path, tmp: Path, model, x: torch.Tensor, precision: str, blocks: int, rows: int,
-                   half: bool = False, clamp: bool = False) -> torch.Tensor:
+def emulate_hopper(
+    exe: Path,
+    tmp: Path,
+    model,
+    x: torch.Tensor,
+    precision: str,
+    blocks: int,
+    rows: int,
+    half: bool = False,
+    clamp: bool = False,
+) -> torch.Tensor:
     n, _, h, w = x.shape
     r = model.scale
     x.numpy().astype(np.float32).tofile(tmp / "x.f32")
     params = [t.detach().reshape(-1) for t in model.state_dict().values()]
     torch.cat(params).numpy().astype(np.float32).tofile(tmp / "w.f32")
-    args = [str(exe), "hopper", precision, str(r), str(n), str(h), str(w), str(blocks), str(rows),
-            str(tmp / "x.f32"), str(tmp / "w.f32"), str(tmp / "out.f32")]
+    args = [
+        str(exe),
+        "hopper",
+        precision,
+        str(r),
+        str(n),
+        str(h),
+        str(w),
+        str(blocks),
+        str(rows),
+        str(tmp / "x.f32"),
+        str(tmp / "w.f32"),
+        str(tmp / "out.f32"),
+    ]
     run_emulator(args + (["half"] if half else []) + (["clamp"] if clamp else []))
     return torch.from_numpy(np.fromfile(tmp / "out.f32", dtype=np.float32)).reshape(n, 1, h * r, w * r)
 
@@ -111,7 +135,24 @@ def test_hopper_declines_rows_a_tensor_map_cannot_describe(emulator, tmp_path, w
     # Image rows must be a multiple of 16 bytes: the 14x30 kernel takes the others.
     (tmp_path / "x.f32").write_bytes(np.zeros(3 * w, np.float32).tobytes())
     (tmp_path / "w.f32").write_bytes(np.zeros(64 * 25 + 64 + 32 * 64 * 9 + 32 + 4 * 32 * 9 + 4, np.float32).tobytes())
-    run = subprocess.run([str(emulator), "hopper", "fp16", "2", "1", "3", str(w), "1", "0", str(tmp_path / "x.f32"),
-                          str(tmp_path / "w.f32"), str(tmp_path / "out.f32")] + (["half"] if half else []),
-                         capture_output=True, text=True, timeout=60)
+    run = subprocess.run(
+        [
+            str(emulator),
+            "hopper",
+            "fp16",
+            "2",
+            "1",
+            "3",
+            str(w),
+            "1",
+            "0",
+            str(tmp_path / "x.f32"),
+            str(tmp_path / "w.f32"),
+            str(tmp_path / "out.f32"),
+        ]
+        + (["half"] if half else []),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert run.returncode == 3, run.stderr
