@@ -268,10 +268,12 @@ class _Timeline:
 _DECLARED_DURATION = {"matroska", "webm", "mov", "mp4", "avi"}
 
 
-def _shortfall(container, in_video, frames: int, end: float) -> str | None:
+def _shortfall(container, in_video, frames: int, end: float, discarded: int = 0) -> str | None:
     """Why ``frames`` decoded up to ``end`` seconds fall clearly short of what the container
-    declares (its frame count, else its duration), or None."""
-    declared = in_video.frames
+    declares (its frame count, else its duration), or None. ``discarded``: packets the demuxer
+    marked as outside the edit list (an MP4 trimmed without re-encoding), counted in the declared
+    frames but never shown."""
+    declared = in_video.frames - discarded
     if declared > 0 and declared - frames > max(2, declared // 100):
         return f"it ends at frame {frames} (t = {end:.2f} s) of the {declared} frames its container declares"
     if declared <= 0 and container.duration and _DECLARED_DURATION & set(container.format.name.split(",")):
@@ -412,7 +414,7 @@ def _run(container, src: Path, tmp: Path, dst: Path, network: _Network, scale: i
     # "timestamps": False once the decoder meets a frame without one (set before that frame is queued,
     # so the encoder, which makes its stream on the first frame, sees it).
     state: dict = {"problems": [], "error": None, "frames": 0, "timestamps": True, "warnings": [],
-                   "decoded": 0, "end": 0.0}
+                   "decoded": 0, "end": 0.0, "discarded": 0}
     bar = None
     if progress:
         from tqdm import tqdm
@@ -446,6 +448,7 @@ def _run(container, src: Path, tmp: Path, dst: Path, network: _Network, scale: i
                         decoded.put(("audio", packet))
                     continue
                 packets += packet.size > 0
+                state["discarded"] += packet.is_discard
                 for frame in packet.decode():
                     planes = _yuv420(frame)
                     when = frame.time if frame.time is not None else last_time
@@ -581,7 +584,7 @@ def _run(container, src: Path, tmp: Path, dst: Path, network: _Network, scale: i
         if error is not None:
             raise VideoError(f"{src} -> {dst}: {type(error).__name__}: {error}") from error
         raise VideoError(f"{src}: no video frame could be decoded" + (f" ({problems[0]})" if problems else ""))
-    shortfall = _shortfall(container, in_video, state["decoded"], state["end"])
+    shortfall = _shortfall(container, in_video, state["decoded"], state["end"], state["discarded"])
     if shortfall is not None:
         problems.append(shortfall)
     return VideoResult(dst, state["frames"], seconds, not problems, "; ".join(problems) or None,

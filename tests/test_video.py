@@ -413,6 +413,27 @@ def test_a_whole_video_is_not_taken_for_a_cut_one(tmp_path):
     assert result.complete and result.stopped_at is None and result.frames == 30
 
 
+def test_an_mp4_trimmed_by_its_edit_list_is_not_taken_for_a_cut_one(tmp_path):
+    """Stream copy from a time (``ffmpeg -ss 1 -c copy``) keeps the frames from the keyframe before and an edit
+    list that hides them: the index counts them, the decoder drops them."""
+    whole = make_video(tmp_path / "whole.mp4", frames=40, audio=False)
+    src = tmp_path / "in.mp4"
+    with av.open(str(whole)) as i, av.open(str(src), "w") as o:
+        stream = o.add_stream_from_template(i.streams.video[0])
+        tick = round(1 / (i.streams.video[0].average_rate * i.streams.video[0].time_base))
+        for packet in i.demux(video=0):
+            if packet.dts is None:
+                continue
+            packet.pts -= 10 * tick  # the first 10 frames before the start: written, not shown
+            packet.dts -= 10 * tick
+            packet.stream = stream
+            o.mux(packet)
+    with av.open(str(src)) as c:
+        assert c.streams.video[0].frames == 40 and sum(1 for _ in c.decode(video=0)) == 30
+    result = upscale_video(src, tmp_path / "out.mp4", FastESPCN.from_pretrained(2), 2)
+    assert result.complete and result.stopped_at is None and result.frames == 30
+
+
 @pytest.mark.parametrize("name, content", [("photo.jpg", "JPEG"), ("photo.png", "PNG"), ("photo.mp4", "PNG")])
 def test_a_still_image_is_refused(tmp_path, capsys, name, content):
     from PIL import Image
