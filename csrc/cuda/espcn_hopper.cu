@@ -57,7 +57,9 @@ cudaError_t launch(const EspcnArgs& a, cudaStream_t stream) {
   }
   EncodeTiled encode = encode_tiled();
   if (encode == nullptr) return cudaErrorNotSupported;
-  const ImageMapShape s = image_map_shape(a);
+  const int64_t slots = int64_t(info.sms) * kHopperConsumers;
+  const int rows = hopper_strip_rows(a.n, a.h, a.w, slots);
+  const ImageMapShape s = image_map_shape(a, rows);
   const cuuint64_t dims[3] = {s.dims[0], s.dims[1], s.dims[2]};
   const cuuint64_t pitches[2] = {s.pitches[0], s.pitches[1]};
   const cuuint32_t box[3] = {s.box[0], s.box[1], s.box[2]};
@@ -68,8 +70,6 @@ cudaError_t launch(const EspcnArgs& a, cudaStream_t stream) {
                               CU_TENSOR_MAP_SWIZZLE_NONE, CU_TENSOR_MAP_L2_PROMOTION_L2_128B,
                               CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
   if (res != CUDA_SUCCESS) return cudaErrorInvalidValue;
-  const int64_t slots = int64_t(info.sms) * kHopperConsumers;
-  const int rows = hopper_strip_rows(a.n, a.h, a.w, slots);
   const int64_t strips = TileGrid(a.h, a.w, TileShape{rows, kHopperStripCols}).count(a.n);
   if (strips == 0) return cudaSuccess;
   const int64_t blocks = std::min<int64_t>((strips + kHopperConsumers - 1) / kHopperConsumers, info.sms);

@@ -41,7 +41,7 @@ struct HopperLayout {
   // TMA box: the strip with its 4-pixel halo (68 columns), widened to 72 so
   // that a box row is a multiple of 16 bytes in float32 and float16.
   static constexpr int kBoxCols = 72;
-  static constexpr int kBoxRows = kHopperMaxStripRows + 2 * kHalo;
+  static constexpr int kBoxRows = kHopperMaxStripRows + 2 * kHalo;  // at most (a launch's box: its strip rows + 8)
   static constexpr int kN3 = 16;  // layer 3's r^2 <= 16 outputs, padded
   static constexpr int kK1 = 32;  // layer 1's 25 taps, padded
 
@@ -71,7 +71,8 @@ struct HopperLayout {
 
 // The tensor map the launcher encodes for the image (and the emulator from
 // the same numbers): dims (w, h, n) in elements, row and image pitches in
-// bytes, the box (kBoxCols, kBoxRows, 1); zeros outside the image.
+// bytes, the box (kBoxCols, the launch's strip rows + 8, 1): a strip with its
+// halo, no more; zeros outside the image.
 struct ImageMapShape {
   uint64_t dims[3];
   uint64_t pitches[2];
@@ -79,11 +80,11 @@ struct ImageMapShape {
   int element_bytes;
 };
 
-inline ImageMapShape image_map_shape(const EspcnArgs& a) {
+inline ImageMapShape image_map_shape(const EspcnArgs& a, int strip_rows) {
   const int es = a.half_io ? 2 : 4;
   return {{uint64_t(a.w), uint64_t(a.h), uint64_t(a.n)},
           {uint64_t(a.w) * es, uint64_t(a.w) * a.h * es},
-          {HopperLayout<>::kBoxCols, HopperLayout<>::kBoxRows, 1},
+          {HopperLayout<>::kBoxCols, uint32_t(strip_rows + 2 * kHalo), 1},
           es};
 }
 
@@ -173,7 +174,7 @@ __global__ void __launch_bounds__(HopperLayout<ROWS>::kThreads, 1)
       if (i >= L::kStages) mbarrier_wait(&empty[stage], uint32_t((i / L::kStages - 1) & 1));
       int image, y0, x0;
       grid.locate(strip, shape, &image, &y0, &x0);
-      const uint32_t bytes = uint32_t(L::kBoxRows * L::kBoxCols * (a.half_io ? 2 : 4));
+      const uint32_t bytes = uint32_t((strip_rows + 2 * kHalo) * L::kBoxCols * (a.half_io ? 2 : 4));
       mbarrier_arrive_expect_tx(&full[stage], bytes);
       tma_load_3d(smem + L::kIn + stage * L::kStageBytes, &map, x0 - kHalo, y0 - kHalo, image, &full[stage]);
     }

@@ -144,10 +144,10 @@ static int layer(int argc, char** argv) {
 template <class P, int STEP_ROWS>
 static int run_hopper(const EspcnArgs& a, int blocks, int rows) {
   if (!hopper_takes(a)) return 3;
-  const ImageMapShape s = image_map_shape(a);
+  if (rows == 0) rows = hopper_strip_rows(a.n, a.h, a.w, int64_t(blocks) * kHopperConsumers);
+  const ImageMapShape s = image_map_shape(a, rows);
   emu::TensorMap map;
   if (!emu::encode_tiled(&map, a.x, s.element_bytes, s.dims, s.pitches, s.box)) return 3;
-  if (rows == 0) rows = hopper_strip_rows(a.n, a.h, a.w, int64_t(blocks) * kHopperConsumers);
   emu::launch(dim3(unsigned(blocks), 1, 1), HopperLayout<STEP_ROWS>::kThreads, HopperLayout<STEP_ROWS>::kBytes,
               [map, a, rows] { espcn_hopper_kernel<P, STEP_ROWS>(map, a, rows); });
   return 0;
