@@ -11,6 +11,7 @@ passes the budget is refused before any work.
 from __future__ import annotations
 
 import math
+import numbers
 import os
 import re
 
@@ -59,6 +60,17 @@ def parse_size(text: str) -> int:
     value = float(match.group(1)) * _UNITS[match.group(2).lower()]
     if value < 1:
         raise ValueError(f"a memory size must be positive, got {text!r}")
+    return int(value)
+
+
+def budget_bytes(value: object) -> int:
+    """A ``max_memory`` as bytes: a number of bytes (``4e9`` included), or a size as ``--max-memory``
+    takes it (``"4G"``); ValueError naming the value for anything else, zero and negatives included
+    (they would only refuse every image, with a message about the image)."""
+    if isinstance(value, str):
+        return parse_size(value)
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) or value < 1:
+        raise ValueError(f"max_memory must be a positive number of bytes or a size such as '4G', got {value!r}")
     return int(value)
 
 

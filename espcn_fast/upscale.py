@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from .color import rgb_to_ycbcr, ycbcr_to_rgb
-from .memory_budget import default_budget, plan_tile
+from .memory_budget import budget_bytes, default_budget, plan_tile
 from .model import SuperResolver
 from .quantize import to_uint8_
 from .resize import imresize
@@ -35,7 +35,7 @@ def upscale_image(
     ``device`` at a time. On a GPU, an image that does not fit is retried in
     tiles of ``OOM_FIRST_TILE``, then halves of that.
 
-    ``max_memory`` (bytes; default half the memory available at the call) bounds
+    ``max_memory`` (bytes, or a size such as ``"4G"``; default half the memory available at the call) bounds
     the host memory the upscale and the later write use: on the CPU the image is
     tiled by itself when the whole would pass it (see
     :mod:`espcn_fast.memory_budget`), and an image whose output alone would pass it
@@ -47,7 +47,7 @@ def upscale_image(
         )
     check_model_scale(model, scale, "upscale_image")
     device = torch.device(device) if device is not None else image.device
-    budget = max_memory if max_memory is not None else default_budget()
+    budget = budget_bytes(max_memory) if max_memory is not None else default_budget()
     planned = plan_tile(image.shape[0], image.shape[1], image.shape[2], scale, budget)
     if tile is None and device.type == "cpu":  # (a GPU holds the intermediates: its own fallback below)
         tile = planned

@@ -80,6 +80,18 @@ def test_upscale_image_tiles_by_itself_within_the_budget(monkeypatch):
         upscale_image(image, fast, 3, max_memory=2**20)
 
 
+def test_upscale_image_takes_max_memory_as_a_number_or_a_size_and_refuses_others():
+    fast = FastESPCN.from_reference(random_model(2, seed=3))
+    image = random_rgb(60, 80, seed=5)
+    whole = upscale_image(image, fast, 2, max_memory=2**30)
+    budget = fixed_bytes(3, 60, 80, 2) + WORK_BYTES * 4 * 30**2  # small enough to be tiled
+    for value in (float(budget), np.int64(budget), "1G"):
+        assert torch.equal(upscale_image(image, fast, 2, max_memory=value), whole), repr(value)
+    for value in (0, -5, 0.5, True, float("nan"), float("inf"), "lots", [4]):
+        with pytest.raises(ValueError, match=r"max_memory must be a positive number of bytes|not a memory size"):
+            upscale_image(image, fast, 2, max_memory=value)
+
+
 def test_cli_max_memory_option(tmp_path, capsys):
     src = tmp_path / "a.png"
     Image.fromarray(random_rgb(40, 60).permute(1, 2, 0).numpy()).save(src)
