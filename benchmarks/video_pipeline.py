@@ -33,35 +33,12 @@ if __name__ == "__main__":
     reexec_with_malloc_env()
 
 import av  # noqa: E402
-import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from espcn_fast.benchmark.machine import describe  # noqa: E402
 from espcn_fast import FastESPCN  # noqa: E402
+from espcn_fast.benchmark.synthetic_video import make_video  # noqa: E402
 from espcn_fast.video import _add_video_stream, _Network, _video_frame, _yuv420, upscale_video  # noqa: E402
-
-
-def make_input(path: Path, frames: int, h: int, w: int) -> None:
-    g = np.random.default_rng(0)
-    scene = torch.nn.functional.interpolate(torch.from_numpy(g.random((1, 3, h // 8 + 2, (w + 4 * frames) // 8 + 2),
-                                                                    dtype=np.float32)),
-                                            size=(h, w + 4 * frames), mode="bilinear", align_corners=False)[0]
-    scene = (scene.clamp(0, 1) * 255).to(torch.uint8).permute(1, 2, 0).numpy()
-    with av.open(str(path), "w") as out:
-        stream = out.add_stream("libx264", rate=30)
-        stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
-        stream.options = {"crf": "18", "preset": "veryfast"}
-        tone = out.add_stream("aac", rate=48000)
-        for i in range(frames):
-            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(scene[:, 4 * i:4 * i + w]), format="rgb24")
-            out.mux(stream.encode(frame))
-        out.mux(stream.encode(None))
-        for i in range(frames * 48000 // 30 // 1024):
-            samples = np.sin(np.arange(1024, dtype=np.float32)[None] * 0.03 + i).astype(np.float32)
-            af = av.AudioFrame.from_ndarray(samples, format="flt", layout="mono")
-            af.sample_rate, af.pts = 48000, i * 1024
-            out.mux(tone.encode(af))
-        out.mux(tone.encode(None))
 
 
 class Clock:
@@ -146,7 +123,8 @@ def main(argv: list[str] | None = None) -> int:
     n = args.frames
     with tempfile.TemporaryDirectory() as tmp:
         src, dst = Path(tmp) / "in.mp4", Path(tmp) / "out.mp4"
-        make_input(src, n, h, w)
+        make_video(src, n, h, w, rate=30, encoder_options={"crf": "18", "preset": "veryfast"}, audio_rate=48000,
+                   audio_frames=n * 48000 // 30 // 1024, step=4)
         frames, dec = decode(src)
         net = network_alone(model, frames, device, args.batch)
         planes, mid = network_stage(model, frames, args.scale, device, args.batch)

@@ -33,9 +33,7 @@ def rng() -> torch.Generator:
 
 
 def random_rgb(h: int, w: int, seed: int = 0) -> torch.Tensor:
-    """A smooth-ish random uint8 RGB image (never constant)."""
-    g = torch.Generator().manual_seed(seed)
-    base = torch.rand(3, h // 4 + 2, w // 4 + 2, generator=g)
-    img = torch.nn.functional.interpolate(base[None], size=(h, w), mode="bilinear", align_corners=False)[0]
-    img = img + 0.1 * torch.rand(3, h, w, generator=g)
-    return (img.clamp(0, 1) * 255).round().to(torch.uint8)
+    """A smooth-ish random uint8 RGB image (never constant), ``(3, h, w)``."""
+    from espcn_fast.benchmark.synthetic_video import scene
+
+    return torch.from_numpy(scene(h, w, seed)).permute(2, 0, 1).contiguous()

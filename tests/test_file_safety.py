@@ -150,7 +150,7 @@ sys.exit(main(sys.argv[1:]))
 
 def test_sigterm_during_video_leaves_no_temporary_file_and_the_old_output(tmp_path):
     pytest.importorskip("av")
-    from tests.test_video import make_video
+    from espcn_fast.benchmark.synthetic_video import make_video
 
     src = make_video(tmp_path / "in.mp4", frames=40, audio=False)
     out = tmp_path / "out"

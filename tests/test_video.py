@@ -18,38 +18,9 @@ from espcn_fast.cli import main  # noqa: E402
 from espcn_fast.metrics import psnr  # noqa: E402
 from espcn_fast.video import VideoError, upscale_video  # noqa: E402
 
+from espcn_fast.benchmark.synthetic_video import make_video  # noqa: E402
+
 from .conftest import random_rgb  # noqa: E402
-
-
-def make_video(path: Path, frames: int = 8, h: int = 36, w: int = 52, audio: bool = True, codec: str = "libx264",
-               pix_fmt: str = "yuv420p", pts: list[int] | None = None, time_base: Fraction | None = None,
-               rate: int = 25, options: dict[str, str] | None = None) -> Path:
-    """A pan across a smooth random image (lossless where the codec allows), optionally with a tone;
-    ``options`` go to the muxer (``{"movflags": "faststart"}``: an MP4 with its index first)."""
-    scene = random_rgb(h + 4, w + 2 * frames, seed=h * w).permute(1, 2, 0).numpy()
-    out = av.open(str(path), "w", options=options or {})
-    stream = out.add_stream(codec, rate=rate)
-    stream.width, stream.height, stream.pix_fmt = w, h, pix_fmt
-    if codec in ("libx264", "libx264rgb"):
-        stream.options = {"qp": "0"}
-    if time_base is not None:
-        stream.time_base = stream.codec_context.time_base = time_base
-    tone = out.add_stream("aac", rate=44100) if audio else None
-    for i in range(frames):
-        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(scene[2:2 + h, 2 * i:2 * i + w]), format="rgb24")
-        if pts is not None:
-            frame.pts, frame.time_base = pts[i], time_base
-        out.mux(stream.encode(frame.reformat(format=pix_fmt)))
-    out.mux(stream.encode(None))
-    if tone is not None:
-        for i in range(frames * 2):
-            samples = np.sin(np.arange(1024, dtype=np.float32)[None] * 0.05 + i).astype(np.float32)
-            af = av.AudioFrame.from_ndarray(samples, format="flt", layout="mono")
-            af.sample_rate, af.pts = 44100, i * 1024
-            out.mux(tone.encode(af))
-        out.mux(tone.encode(None))
-    out.close()
-    return path
 
 
 def decoded_y(path: Path) -> list[np.ndarray]:
