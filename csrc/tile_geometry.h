@@ -34,9 +34,8 @@ constexpr int kFusedMaxScale = 4;
 // tiles of rows x cols LR pixels, with all weights in shared memory for the
 // whole launch and both intermediates in shared memory. Larger tiles
 // recompute less halo (layer 2 computes (rows+2)(cols+2) pixels per
-// rows*cols kept) but need more shared memory. Chosen by
-// benchmarks/tile_sweep.cu on an H200 (2026-11-26, benchmarks/GPU_NOTES.md):
-// every shape ran one block per SM.
+// rows*cols kept) but need more shared memory. Chosen by the tile sweep
+// (benchmarks/tile_sweep.cu; its figures are in benchmarks/GPU_NOTES.md).
 struct TileShape {
   int rows, cols;
 };
@@ -50,13 +49,10 @@ struct FusedTiles {
 };
 constexpr int kFusedThreads = 256;
 // fp16/bf16 storage: 14x30 -> layer 2 over 16x32 = 32 m16 tiles (even across 8 warps), 177 KB;
-// the best or within 1% at x2, x4 and x3 batch 8. 16x30 (191 KB) won x3 batch 1 by 7%
-// (506 tiles in 4 rounds of 132 blocks instead of 572 in 5) and lost x4 batch 1 by 12%.
+// 16x30 (191 KB) is the alternate, for batches whose last round of blocks it fills better.
 // (KB here and in the tile sweep: 1024 bytes.)
 constexpr FusedTiles kFused16Tiles{{14, 30}, {16, 30}, {6, 14}};
-// fp32/tf32 storage (twice the bytes, and 100 KB of fp32 weights): 6x30 beat
-// 6x22 by 9-19% at every scale and batch, in both precisions; 8x22 was within
-// 1-6% either way (no alternate).
+// fp32/tf32 storage (twice the bytes, and 100 KB of fp32 weights): 6x30, no alternate.
 constexpr FusedTiles kFused32Tiles{{6, 30}, {6, 30}, {4, 14}};
 
 // Work of one warp in a fused stage: tensor-core stages take this many
@@ -127,10 +123,8 @@ ESPCN_HD int64_t fused_launch_work(int n, int h, int w, TileShape s, int64_t blo
 }
 
 // Whether the alternate tile shape should run instead of the first: by over
-// 5% less work for its busiest block. On the H200 the model ranked 14x30 and
-// 16x30 right at x2, x3 and x4, batch 1, but leaned about 2% towards 16x30
-// (x3 batch 1: 10% less work, 7% faster; x3 batch 8: 0.2% less, 1.7% slower),
-// so near-ties keep the measured default.
+// 5% less work for its busiest block (the margin keeps near-ties on the default,
+// which measured faster there; benchmarks/GPU_NOTES.md).
 ESPCN_HD bool prefer_alternate(int n, int h, int w, TileShape first, int64_t first_blocks, TileShape alt,
                                int64_t alt_blocks) {
   if (first_blocks < 1 || alt_blocks < 1) return false;

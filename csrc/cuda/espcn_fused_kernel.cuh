@@ -102,8 +102,7 @@ __global__ void __launch_bounds__(THREADS, MIN_BLOCKS) espcn_fused_kernel(EspcnA
   using P1 = Layer1Precision<P>;
   static_assert(sizeof(typename P1::Storage) == sizeof(Storage), "the same shared-memory layout");
   ESPCN_DYNAMIC_SHARED_MEMORY(smem);
-  // One group: the index maths of the kernel measured on the H200 (blockDim.x
-  // strides; a constant stride made ptxas take 7 more registers).
+  // One group: blockDim.x strides (a constant stride made ptxas take 7 more registers).
   const int group = GROUPS == 1 ? 0 : int(threadIdx.x / kGroupThreads);
   const unsigned tid = GROUPS == 1 ? threadIdx.x : threadIdx.x % kGroupThreads;
   const int stride = GROUPS == 1 ? int(blockDim.x) : kGroupThreads;
