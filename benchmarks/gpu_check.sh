@@ -13,7 +13,7 @@
 # for the video rows): `--stage-data` copies Set5 from the data folder and the
 # wheels from the local package index into ./gpu_data (ignored by git; about
 # 40 MB), and builds the tile sweep (benchmarks/tile_sweep.cu) there with nvcc;
-# pass gpu_data in the device tool's `carry` so that it travels with the
+# copy gpu_data along to the GPU machine so that it travels with the
 # working tree. With --stage-data the script stages and stops (run it here).
 #
 # --dry-run does everything that needs no GPU (CI runs it): checks the tools,
@@ -72,7 +72,7 @@ source benchmarks/gpu_check_lib.sh  # step, needs, publish
 for s in tests memcheck racecheck bench kernel_profile video bench_compile; do needs "$s" build; done
 needs video wheels
 needs tile_sweep tile_sweep_build
-# Under the device tool ($OUT, 8 files back, killed at its limit) the logs are
+# On a remote runner ($OUT, 8 files back, killed at its limit) the logs are
 # written elsewhere and published into $OUT after every step (publish).
 PUBLISH=0
 LOGDIR="$OUTDIR"
@@ -84,7 +84,7 @@ KEEP="gpu_check.json steps.tsv tests.log bench.json tile_sweep.json kernel_profi
 STATUS="$LOGDIR/steps.tsv"
 : > "$STATUS"
 START=$(date +%s)
-DEADLINE=${GPU_CHECK_SECONDS:-540}  # the device tool allows 600 s a command; leave time for the summary
+DEADLINE=${GPU_CHECK_SECONDS:-540}  # a remote runner allows 600 s a command; leave time for the summary
 
 # Data: Set5 and its x3 LR inputs, from gpu_data/ (carried) or the data folder.
 if [ "$STAGE" = 1 ]; then

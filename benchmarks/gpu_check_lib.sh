@@ -3,7 +3,7 @@
 #
 # The caller sets: STEPS (",a,b," or empty for all), DRY (0/1), DEADLINE and
 # START (seconds), LOGDIR (where every log goes), STATUS (steps.tsv), OUTDIR,
-# PUBLISH (1 under the device tool), KEEP (the files copied beside the
+# PUBLISH (1 on a remote runner), KEEP (the files copied beside the
 # archive), PY.
 
 KILL_AFTER=${KILL_AFTER:-10}  # seconds between timeout's SIGTERM and its SIGKILL
@@ -76,7 +76,7 @@ step() {
   return 0
 }
 
-# publish: under the device tool (PUBLISH=1), which brings back at most 8
+# publish: on a remote runner (PUBLISH=1), which brings back at most 8
 # files from $OUT and may kill the command at any moment, after every step:
 # gpu_check.json brought up to date, every log into OUTDIR/all.tar.gz
 # (replaced by a rename, so it is never half written), and the files read

@@ -139,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
         video = data.get("row") if isinstance(data, dict) else None
         if not isinstance(video, dict):
             unreadable["video.json"], video = why or "no row", None
-    # Everything the summary reads, in the one file the device tool surely brings back.
+    # Everything the summary reads, in the one file a remote runner surely brings back.
     (args.folder / "gpu_check.json").write_text(json.dumps(
         {"gpu": gpu, "steps": steps, "rows": rows, "video": video, "tile_sweep": sweep,
          "tile_sweep_note": sweep_heading.strip(), "unreadable": unreadable}, indent=2) + "\n")

@@ -102,7 +102,7 @@ def test_step_bookkeeping(tmp_path):
 
 
 def test_every_step_is_published_for_the_device_tool(tmp_path):
-    # Under the device tool (8 files back, killed at its limit) each step
+    # On a remote runner (8 files back, killed at its limit) each step
     # leaves $OUT holding all.tar.gz with every log so far, and the files read
     # first beside it; nothing else there is touched.
     (tmp_path / "out").mkdir()
