@@ -33,7 +33,17 @@ class MemoryBudgetError(MemoryError):
 
 
 def available_memory() -> int:
-    """Bytes the system can give without swapping (``MemAvailable``; free pages where that is missing)."""
+    """Bytes this process can get without swapping or being stopped: the system's (``MemAvailable``; free
+    pages where that is missing), or less where a limit of the process's own leaves less (a container's
+    or a batch job's memory cgroup, ``ulimit -v``), which ``/proc/meminfo`` does not show."""
+    have = _system_available()
+    for headroom in (_cgroup_headroom(), _address_space_headroom()):
+        if headroom is not None:
+            have = min(have, headroom)
+    return max(have, 0)
+
+
+def _system_available() -> int:
     try:
         with open("/proc/meminfo") as f:
             for line in f:
@@ -43,8 +53,70 @@ def available_memory() -> int:
         pass
     try:
         return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError):
+    except (ValueError, OSError, AttributeError):
         return 8 * 2**30  # a system that says nothing: assume a small machine
+
+
+CGROUP_ROOT = "/sys/fs/cgroup"
+
+
+def _read(path: str) -> str | None:
+    try:
+        with open(path) as f:
+            return f.read()
+    except (OSError, ValueError):
+        return None
+
+
+def _stat(text: str | None, key: str) -> int:
+    for line in (text or "").splitlines():
+        name, _, value = line.partition(" ")
+        if name == key and value.strip().isdigit():
+            return int(value)
+    return 0
+
+
+def _cgroup_headroom() -> int | None:
+    """The least memory left under the limits of this process's memory cgroups (v2, or v1's memory
+    controller), the file cache they may reclaim counted as free; None when none is set or readable.
+    Each folder from the process's own up to the mount is read: a limit may sit on a parent, and in a
+    container the process's path may not exist under its own view of the mount, whose root is its cgroup."""
+    own = _read("/proc/self/cgroup")
+    if own is None:
+        return None
+    headroom = None
+    for line in own.splitlines():
+        _, controllers, path = (line.split(":", 2) + ["", ""])[:3]
+        if controllers == "":  # v2
+            root, limit_file, usage_file, cache_key = CGROUP_ROOT, "memory.max", "memory.current", "inactive_file"
+        elif "memory" in controllers.split(","):
+            root = os.path.join(CGROUP_ROOT, "memory")
+            limit_file, usage_file, cache_key = "memory.limit_in_bytes", "memory.usage_in_bytes", "total_inactive_file"
+        else:
+            continue
+        parts = [p for p in path.strip().split("/") if p]
+        for depth in range(len(parts), -1, -1):
+            folder = os.path.join(root, *parts[:depth])
+            limit, usage = _read(os.path.join(folder, limit_file)), _read(os.path.join(folder, usage_file))
+            if limit is None or usage is None or not limit.strip().isdigit() or not usage.strip().isdigit():
+                continue  # "max" (none), or not there
+            cache = _stat(_read(os.path.join(folder, "memory.stat")), cache_key)
+            left = int(limit) - max(int(usage) - cache, 0)
+            headroom = left if headroom is None else min(headroom, left)
+    return headroom
+
+
+def _address_space_headroom() -> int | None:
+    """What ``ulimit -v`` (RLIMIT_AS) leaves above the process's address space now, or None without one."""
+    try:
+        import resource
+    except ImportError:  # Windows
+        return None
+    limit = resource.getrlimit(resource.RLIMIT_AS)[0]
+    if limit == resource.RLIM_INFINITY:
+        return None
+    match = re.search(r"^VmSize:\s+(\d+) kB", _read("/proc/self/status") or "", re.MULTILINE)
+    return limit - int(match.group(1)) * 1024 if match else None
 
 
 def default_budget() -> int:

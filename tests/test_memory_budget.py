@@ -4,6 +4,8 @@ refused before any work, and the peak of a real run stays under the budget."""
 from __future__ import annotations
 
 import struct
+import subprocess
+import sys
 import warnings
 import zlib
 
@@ -13,6 +15,7 @@ import torch
 from PIL import Image
 
 import espcn_fast.upscale as up
+from espcn_fast import memory_budget
 from espcn_fast import FastESPCN
 from espcn_fast.cli import main
 from espcn_fast.memory_budget import (MIN_TILE, WORK_BYTES, MemoryBudgetError, fixed_bytes, format_size, parse_size,
@@ -90,6 +93,47 @@ def test_upscale_image_takes_max_memory_as_a_number_or_a_size_and_refuses_others
     for value in (0, -5, 0.5, True, float("nan"), float("inf"), "lots", [4]):
         with pytest.raises(ValueError, match=r"max_memory must be a positive number of bytes|not a memory size"):
             upscale_image(image, fast, 2, max_memory=value)
+
+
+def test_the_default_budget_stays_under_ulimit_v():
+    """/proc/meminfo shows the machine's memory; a process under ``ulimit -v`` has only what the limit leaves
+    (there the untiled run of a 3000 x 3000 x2 image failed out of memory instead of tiling by itself)."""
+    code = ("import re, resource\n"
+            "from espcn_fast.memory_budget import available_memory\n"
+            "size = int(re.search(r'VmSize:\\s+(\\d+)', open('/proc/self/status').read()).group(1)) * 1024\n"
+            "resource.setrlimit(resource.RLIMIT_AS, (size + 2**30, resource.RLIM_INFINITY))\n"
+            "print(available_memory())\n")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert 0 < int(run.stdout) <= 2**30
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_the_default_budget_stays_under_a_memory_cgroup_limit(tmp_path, monkeypatch, version):
+    """A container's or a batch job's limit, on the process's cgroup or a parent's, with the file cache it may
+    reclaim counted as free: /proc/meminfo shows the whole machine, so without this a container was stopped
+    (SIGKILL) for an image the budget would have tiled."""
+    if version == 2:
+        own, limit, usage, stat = "0::/jobs/42\n", "memory.max", "memory.current", "inactive_file"
+        base = tmp_path
+    else:
+        own, limit, usage, stat = "4:memory:/jobs/42\n3:cpu,cpuacct:/jobs/42\n", "memory.limit_in_bytes", \
+            "memory.usage_in_bytes", "total_inactive_file"
+        base = tmp_path / "memory"
+    (base / "jobs" / "42").mkdir(parents=True)
+    (base / "jobs" / limit).write_text("max\n" if version == 2 else "9223372036854771712\n")
+    (base / "jobs" / "42" / limit).write_text(f"{2 * 2**30}\n")  # 2 GiB
+    (base / "jobs" / "42" / usage).write_text(f"{2**30}\n")
+    (base / "jobs" / "42" / "memory.stat").write_text(f"anon 1\n{stat} {2**29}\n")  # 0.5 GiB of it cache
+    real_read = memory_budget._read
+    monkeypatch.setattr(memory_budget, "_read", lambda path: own if path == "/proc/self/cgroup" else real_read(path))
+    monkeypatch.setattr(memory_budget, "CGROUP_ROOT", str(tmp_path))
+    monkeypatch.setattr(memory_budget, "_system_available", lambda: 64 * 2**30)
+    assert memory_budget.available_memory() == 2 * 2**30 - (2**30 - 2**29)
+    (base / "jobs" / limit).write_text(f"{2**30}\n")  # a parent's lower limit wins
+    (base / "jobs" / usage).write_text(f"{2**30 - 2**28}\n")
+    assert memory_budget.available_memory() == 2**28
+    assert memory_budget.default_budget() == 2**27
 
 
 def test_cli_max_memory_option(tmp_path, capsys):
