@@ -414,7 +414,7 @@ def _run(container, src: Path, tmp: Path, dst: Path, network: _Network, scale: i
     # "timestamps": False once the decoder meets a frame without one (set before that frame is queued,
     # so the encoder, which makes its stream on the first frame, sees it).
     state: dict = {"problems": [], "error": None, "frames": 0, "timestamps": True, "warnings": [],
-                   "decoded": 0, "end": 0.0, "discarded": 0}
+                   "decoded": 0, "end": 0.0, "discarded": 0, "packets": 0, "damaged": None}
     bar = None
     if progress:
         from tqdm import tqdm
@@ -434,10 +434,10 @@ def _run(container, src: Path, tmp: Path, dst: Path, network: _Network, scale: i
                 if packet.pts is not None and packet.time_base is not None:
                     end = float((packet.pts + (packet.duration or 0)) * packet.time_base)
                     state["end"] = max(state["end"], end)
-                if packet.is_corrupt and not state["problems"]:  # a cut file: the last packet is partial
+                if packet.is_corrupt and state["damaged"] is None:  # a cut file: the last packet is partial
                     where = float(packet.pts * packet.time_base) if packet.pts is not None else last_time
-                    state["problems"].append(f"damaged data at frame {packets} (t = {where:.2f} s): "
-                                             "the file is cut short or corrupt")
+                    state["damaged"] = (packet.stream.type, f"damaged data at frame {packets} (t = {where:.2f} s): "
+                                        "the file is cut short or corrupt")
                 if packet.stream.type == "audio":
                     if packet.dts is not None:
                         shift = timeline.place(packet.stream.index, packet.dts, packet.duration or 0,
@@ -481,7 +481,7 @@ def _run(container, src: Path, tmp: Path, dst: Path, network: _Network, scale: i
         except Exception as exc:  # noqa: BLE001  (raised by the caller)
             state["error"] = exc
         finally:
-            state["decoded"] = index
+            state["decoded"], state["packets"] = index, packets
             decoded.put(_END)
 
     def encode() -> None:
@@ -578,6 +578,12 @@ def _run(container, src: Path, tmp: Path, dst: Path, network: _Network, scale: i
 
     error = state["error"]
     problems = state["problems"]
+    if state["damaged"] is not None:
+        kind, damaged = state["damaged"]
+        # A video packet flagged damaged whose frame still came out is no loss: MPEG-TS files joined end to
+        # end flag the packet at each join (its continuity counter jumps), every frame decoding whole.
+        if kind != "video" or state["decoded"] < state["packets"] - state["discarded"]:
+            problems.append(damaged)
     if error is not None or state["frames"] == 0:
         if isinstance(error, (KeyboardInterrupt, VideoError)):
             raise error

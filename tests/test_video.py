@@ -469,6 +469,19 @@ def test_timestamps_that_start_again_are_made_to_follow_on(tmp_path, capsys):
     assert audio_packets(dst) == audio_packets(src) > 0
 
 
+def test_joined_mpeg_ts_files_are_not_called_damaged(tmp_path, capsys):
+    """The demuxer flags the packet at each join (its continuity counter jumps) though every frame decodes."""
+    part = make_video(tmp_path / "a.ts", frames=8)
+    src = concatenated(tmp_path / "in.ts", part, part)
+    with av.open(str(src)) as c:
+        assert any(p.is_corrupt for p in c.demux(video=0))
+    dst = tmp_path / "out.mkv"
+    assert main(["video", str(src), "-o", str(dst), "--scale", "2", "-q"]) == 0
+    err = capsys.readouterr().err
+    assert "damaged" not in err and "the timestamps go back" in err, err
+    assert len(frame_pts(dst)) == 16
+
+
 def test_sound_stays_with_the_picture_where_timestamps_start_again(tmp_path):
     """One shift for every stream at a restart: each stream shifted by its own gap would move the sound
     against the picture by up to a packet at every join."""
