@@ -22,12 +22,13 @@ from . import published
 from .data_dir import find_data_dir
 from .devices import device_problem
 from .evaluate import SetScore, evaluate_sets
-from .image_io import IMAGE_SUFFIXES, ImageReadError, list_images, read_image, read_image_and_profile, write_image
+from .image_io import IMAGE_SUFFIXES, ImageReadError, list_images, read_image, write_image
 from .atomic_write import replacing
 from .atomic_write import existing_output
 from .backends import BACKENDS, resolve
 from .fast import PRECISIONS, FastESPCN
-from .memory_budget import MemoryBudgetError, parse_size
+from .file_job import FileJobError, upscale_file
+from .memory_budget import parse_size
 from .model import ESPCN
 from .upscale import OOM_LAST_TILE, upscale_image
 from .weights import WeightsError, scale_of, load_weights
@@ -134,44 +135,17 @@ def cmd_upscale(args: argparse.Namespace) -> int:
             failed += 1
             continue
         try:
-            image, icc_profile = read_image_and_profile(src, mode="keep")
-        except ImageReadError as exc:
-            print(f"skipped: {exc}", file=sys.stderr)
-            failed += 1
-            continue
-        try:
-            result = upscale_image(image, model, args.scale, device, tile=args.tile, max_memory=args.max_memory)
-        except MemoryBudgetError as exc:
-            print(f"failed: {src}: {exc}", file=sys.stderr)
-            failed += 1
-            continue
-        except (MemoryError, RuntimeError) as exc:  # one image too large for memory: skip it, go on
-            if not _out_of_memory(exc):
-                raise
-            print(f"failed: {src} ({image.shape[2]}x{image.shape[1]}): out of memory; try --tile 512",
-                  file=sys.stderr)
-            failed += 1
-            continue
-        try:
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            write_image(result.cpu(), dst, icc_profile=icc_profile)
-        except OSError as exc:
-            print(f"failed: cannot write {dst}: {exc.strerror or exc}", file=sys.stderr)
+            width, height = upscale_file(src, dst, model, args.scale, device, args.tile, args.max_memory)
+        except FileJobError as exc:
+            print(f"{exc.kind}: {exc}", file=sys.stderr)
             failed += 1
             continue
         if not args.quiet:
-            print(f"{src} -> {dst} ({result.shape[2]}x{result.shape[1]})")
+            print(f"{src} -> {dst} ({width}x{height})")
     if failed:
         print(f"{failed} of {len(pairs)} image(s) failed", file=sys.stderr)
         return 1
     return 0
-
-
-def _out_of_memory(exc: BaseException) -> bool:
-    """Whether ``exc`` is an allocation failure (Python's, the CPU allocator's or the GPU's)."""
-    if isinstance(exc, (MemoryError, torch.OutOfMemoryError)):
-        return True
-    return isinstance(exc, RuntimeError) and ("can't allocate memory" in str(exc) or "out of memory" in str(exc))
 
 
 def _check_output_file(path: Path, option: str) -> None:

@@ -208,25 +208,25 @@ def test_output_paths_the_system_refuses_are_one_line_errors(tmp_path, capsys):
 
 
 def test_an_image_too_large_for_memory_is_skipped(tmp_path, capsys, monkeypatch):
-    import espcn_fast.cli as cli
+    import espcn_fast.file_job as file_job
 
     for name, size in (("big.png", 20), ("small.png", 8)):
         write_image(random_rgb(size, size, seed=size), tmp_path / name)
-    real = cli.upscale_image
+    real = file_job.upscale_image
 
     def upscale(image, *args, **kwargs):
         if image.shape[-1] == 20:
             raise RuntimeError("[enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: can't allocate memory")
         return real(image, *args, **kwargs)
 
-    monkeypatch.setattr(cli, "upscale_image", upscale)
+    monkeypatch.setattr(file_job, "upscale_image", upscale)
     out = tmp_path / "out"
     assert main(["upscale", str(tmp_path / "big.png"), str(tmp_path / "small.png"), "-o", str(out), "-q",
                  "--device", "cpu"]) == 1
     err = capsys.readouterr().err
     assert "big.png (20x20): out of memory; try --tile 512" in err and "1 of 2 image(s) failed" in err
     assert (out / "small.png").exists() and not (out / "big.png").exists()
-    monkeypatch.setattr(cli, "upscale_image", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("a real bug")))
+    monkeypatch.setattr(file_job, "upscale_image", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("a real bug")))
     with pytest.raises(RuntimeError, match="a real bug"):  # other errors are not swallowed
         main(["upscale", str(tmp_path / "small.png"), "-o", str(tmp_path / "o2"), "-q", "--device", "cpu"])
 
