@@ -41,6 +41,7 @@ import time
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -50,6 +51,14 @@ from .atomic_write import existing_output, replacing
 from .model import SuperResolver
 from .quantize import round_255, to_uint8_
 from .validation import check_model_scale
+
+if TYPE_CHECKING:
+    from av.container import InputContainer, OutputContainer
+    from av.packet import Packet
+    from av.stream import Stream
+    from av.video.frame import VideoFrame
+    from av.video.stream import VideoStream
+    from tqdm import tqdm
 
 _END = object()  # the last item on a queue
 
@@ -83,19 +92,19 @@ class _Frame:
     v: np.ndarray
 
 
-def _plane(frame, index: int) -> np.ndarray:
+def _plane(frame: VideoFrame, index: int) -> np.ndarray:
     """One plane of a decoded frame as (height, width) uint8 (line padding dropped)."""
     plane = frame.planes[index]
     rows = np.frombuffer(plane, np.uint8).reshape(plane.height, plane.line_size)
     return rows[:, : plane.width]
 
 
-def _full_range(frame) -> bool:
+def _full_range(frame: VideoFrame) -> bool:
     """Whether the frame's YUV uses the full 0-255 range (JPEG range, as phones and screen recorders write)."""
     return frame.color_range == 2 or frame.format.name.startswith("yuvj")  # 2: AVCOL_RANGE_JPEG
 
 
-def _yuv420(frame) -> _Frame:
+def _yuv420(frame: VideoFrame) -> _Frame:
     """The frame's 8-bit limited-range 4:2:0 planes, turned upright if it carries a rotation."""
     if _full_range(frame):
         # The network learnt limited-range luma, and the output is limited range
@@ -110,17 +119,17 @@ def _yuv420(frame) -> _Frame:
     return _Frame(frame.pts, *(np.ascontiguousarray(p) for p in planes))
 
 
-def _video_frame(y: np.ndarray, u: np.ndarray, v: np.ndarray):
+def _video_frame(y: np.ndarray, u: np.ndarray, v: np.ndarray) -> VideoFrame:
     """A yuv420p ``av.VideoFrame`` holding the planes (one copy each, into FFmpeg's buffers)."""
     import av
 
     frame = av.VideoFrame(y.shape[1], y.shape[0], "yuv420p")
-    for plane, pixels in zip(frame.planes, (y, u, v)):
+    for plane, pixels in zip(frame.planes, (y, u, v), strict=True):
         np.frombuffer(plane, np.uint8).reshape(plane.height, plane.line_size)[:, : plane.width] = pixels
     return frame
 
 
-def _frame_rate(in_video, timestamps: bool = True) -> Fraction:
+def _frame_rate(in_video: VideoStream, timestamps: bool = True) -> Fraction:
     """The input's frame rate (FFmpeg's guess where the container gives none; 25 where it can't guess).
 
     ``timestamps=False``, a stream without them (raw .h264): FFmpeg's guess
@@ -131,8 +140,15 @@ def _frame_rate(in_video, timestamps: bool = True) -> Fraction:
     return first or second or Fraction(25)
 
 
-def _add_video_stream(output, in_video, codec: str, size: tuple[int, int], crf: int | None, preset: str | None,
-                      timestamps: bool = True):
+def _add_video_stream(
+    output: OutputContainer,
+    in_video: VideoStream,
+    codec: str,
+    size: tuple[int, int],
+    crf: int | None,
+    preset: str | None,
+    timestamps: bool = True,
+) -> VideoStream:
     """The output's video stream: ``size`` (height, width) limited-range yuv420p, at the input's rate and
     time base, with its colour tags (matrix, primaries, transfer)."""
     stream = output.add_stream(codec, rate=_frame_rate(in_video, timestamps))
@@ -170,7 +186,7 @@ def _check_paths(src: Path, dst: Path, overwrite: bool) -> None:
         raise VideoError(f"cannot write {dst}: no permission to write in {dst.parent}")
 
 
-def _open_input(src: Path):
+def _open_input(src: Path) -> InputContainer:
     import av
 
     try:
@@ -217,9 +233,14 @@ def _letterbox(y: np.ndarray, u: np.ndarray, v: np.ndarray, size: tuple[int, int
     fitted = []
     for plane, black, sub in ((y, 16, 1), (u, 128, 2), (v, 128, 2)):
         canvas = np.full((height // sub, width // sub), black, np.uint8)
-        scaled = F.interpolate(torch.from_numpy(plane)[None, None].float(), size=(h // sub, w // sub),
-                               mode="bilinear", align_corners=False, antialias=True)
-        canvas[top // sub:(top + h) // sub, left // sub:(left + w) // sub] = round_255(scaled)[0, 0].to(torch.uint8)
+        scaled = F.interpolate(
+            torch.from_numpy(plane)[None, None].float(),
+            size=(h // sub, w // sub),
+            mode="bilinear",
+            align_corners=False,
+            antialias=True,
+        )
+        canvas[top // sub : (top + h) // sub, left // sub : (left + w) // sub] = round_255(scaled)[0, 0].to(torch.uint8)
         fitted.append(canvas)
     return tuple(fitted)
 
@@ -268,7 +289,9 @@ class _Timeline:
 _DECLARED_DURATION = {"matroska", "webm", "mov", "mp4", "avi"}
 
 
-def _shortfall(container, in_video, frames: int, end: float, discarded: int = 0) -> str | None:
+def _shortfall(
+    container: InputContainer, in_video: VideoStream, frames: int, end: float, discarded: int = 0
+) -> str | None:
     """Why ``frames`` decoded up to ``end`` seconds fall clearly short of what the container
     declares (its frame count, else its duration), or None. ``discarded``: packets the demuxer
     marked as outside the edit list (an MP4 trimmed without re-encoding), counted in the declared
@@ -333,7 +356,7 @@ class _Network:
         with torch.cuda.stream(self.stream):
             y_dev, c_dev = self._compute(y, c)
             host = tuple(torch.empty(t.shape, dtype=t.dtype, pin_memory=True) for t in (y_dev, c_dev))
-            for h, d in zip(host, (y_dev, c_dev)):
+            for h, d in zip(host, (y_dev, c_dev), strict=True):
                 h.copy_(d, non_blocking=True)
             done = torch.cuda.Event()
             done.record(self.stream)
@@ -349,6 +372,286 @@ class _Network:
         y_hr, c_hr = y_hr.numpy(), c_hr.numpy()
         self.seconds += time.perf_counter() - start
         return [(f.pts, y_hr[i], c_hr[i, 0], c_hr[i, 1]) for i, f in enumerate(frames)]
+
+
+@dataclass
+class _PipelineState:
+    """What the pipeline's threads share; the caller reads it once they have ended.
+
+    The decoder writes where the input stopped (``decoded``, ``packets``,
+    ``discarded``, ``end``, ``damaged``, ``problems``), ``size``, ``timestamps``
+    and the warnings; the encoder ``frames``; a stage that fails ``error`` and
+    ``stop``.
+    """
+
+    stop: threading.Event = field(default_factory=threading.Event)  # set on an error: the decoder reads no more
+    error: BaseException | None = None
+    problems: list[str] = field(default_factory=list)  # where the input fell short, one line each
+    warnings: list[str] = field(default_factory=list)  # one line each: size changes, timestamps shifted
+    damaged: tuple[str, str] | None = None  # (stream type, message) for the first packet flagged damaged
+    frames: int = 0  # frames encoded
+    decoded: int = 0  # frames decoded, set when decoding ends
+    packets: int = 0  # video packets with data, set when decoding ends
+    discarded: int = 0  # packets the demuxer marked as outside the edit list
+    end: float = 0.0  # seconds: how far the demuxed packets reach
+    size: tuple[int, int] | None = None  # the output's (height, width), from the first frame
+    # False once the decoder meets a frame without a timestamp (set before that frame is queued,
+    # so the encoder, which makes its stream on the first frame, sees it).
+    timestamps: bool = True
+
+    def fail(self, exc: BaseException) -> None:
+        """Keep ``exc`` unless an error is kept already: the first is what went wrong."""
+        if self.error is None:
+            self.error = exc
+
+
+class _Decoder:
+    """The first stage, on its own thread: the input demuxed and decoded into timed 4:2:0 planes, put on
+    ``out`` with the audio packets in input order, then ``_END`` whatever happens."""
+
+    def __init__(
+        self,
+        container: InputContainer,
+        in_video: VideoStream,
+        in_audio: list[Stream],
+        scale: int,
+        state: _PipelineState,
+        out: queue.Queue,
+    ) -> None:
+        self.container, self.in_video, self.in_audio, self.scale = container, in_video, in_audio, scale
+        self.state, self.out = state, out
+        self.index = 0  # frames decoded
+        self.packets = 0  # video packets with data
+        self.last_time = 0.0  # seconds: the last frame's time
+        self.anchor = (0, 0)  # (index, pts) of the last frame with a timestamp
+        self.size: tuple[int, ...] | None = None  # the picture size of the frames now coming
+        self.timeline = _Timeline()
+        self.tick = 1  # a frame, in time-base units: set in run, where an unreadable rate is caught
+
+    def run(self) -> None:
+        """The thread's body. A decoding error ends the input there (the frames so far are kept); any
+        other error is left in the state, for the caller to raise."""
+        import av
+
+        try:
+            self.tick = max(1, round(1 / (_frame_rate(self.in_video) * self.in_video.time_base)))
+            self._demux()
+        except av.FFmpegError as exc:  # corrupt part-way: keep what is done
+            where = f"decoding stopped after frame {self.index} (t = {self.last_time:.2f} s)"
+            self.state.problems.insert(0, f"{where}: {exc}")
+        except Exception as exc:  # noqa: BLE001  (raised by the caller)
+            self.state.error = exc
+        finally:
+            self.state.decoded, self.state.packets = self.index, self.packets
+            self.out.put(_END)
+
+    def _demux(self) -> None:
+        """Every packet, until the input ends or another stage has failed."""
+        for packet in self.container.demux(self.in_video, *self.in_audio):
+            if self.state.stop.is_set():
+                break
+            self._note(packet)
+            if packet.stream.type == "audio":
+                self._pass_audio(packet)
+                continue
+            self.packets += packet.size > 0
+            self.state.discarded += packet.is_discard
+            for frame in packet.decode():
+                self._pass_frame(frame)
+
+    def _note(self, packet: Packet) -> None:
+        """How far the packets reach, and the first one flagged damaged (a cut file: its last is partial)."""
+        if packet.pts is not None and packet.time_base is not None:
+            self.state.end = max(self.state.end, float((packet.pts + (packet.duration or 0)) * packet.time_base))
+        if packet.is_corrupt and self.state.damaged is None:
+            where = float(packet.pts * packet.time_base) if packet.pts is not None else self.last_time
+            message = f"damaged data at frame {self.packets} (t = {where:.2f} s): the file is cut short or corrupt"
+            self.state.damaged = (packet.stream.type, message)
+
+    def _pass_audio(self, packet: Packet) -> None:
+        """An audio packet onto the queue, moved on with the picture where timestamps start again (one
+        without a dts has no place in the output: dropped)."""
+        if packet.dts is None:
+            return
+        duration = packet.duration or 0
+        placed = self.timeline.place(packet.stream.index, packet.dts, duration, packet.time_base, max(duration, 1))
+        shift = placed[0] - packet.dts
+        packet.dts += shift
+        if packet.pts is not None:
+            packet.pts += shift
+        self.out.put(("audio", packet))
+
+    def _pass_frame(self, frame: VideoFrame) -> None:
+        """A decoded frame onto the queue as timed 4:2:0 planes."""
+        planes = _yuv420(frame)
+        when = frame.time if frame.time is not None else self.last_time
+        self._check_size(planes.y.shape, when)
+        self._place(planes, when)
+        self.out.put(("video", planes))
+        self.index += 1
+        self.last_time = when
+
+    def _check_size(self, shape: tuple[int, ...], when: float) -> None:
+        """The output's size from the first frame; a warning where the picture size changes."""
+        if self.size is None:
+            self.state.size = (_even(shape[0] * self.scale), _even(shape[1] * self.scale))
+        elif shape != self.size:
+            (h, w), (out_h, out_w) = shape, self.state.size
+            self.state.warnings.append(
+                f"frame {self.index} (t = {when:.2f} s): the picture changes from {self.size[1]}x{self.size[0]} "
+                f"to {w}x{h}; upscaled at its size and fitted into the output's {out_w}x{out_h}, "
+                "the aspect ratio kept (black bars)"
+            )
+        self.size = shape
+
+    def _place(self, planes: _Frame, when: float) -> None:
+        """``planes.pts`` on the output's timeline: counted at the stream's rate where the stream has no
+        timestamps, else made to follow on where they go back (with a warning)."""
+        if planes.pts is None:  # a raw stream (.h264) has none: count frames at the stream's rate
+            self.state.timestamps = False
+            step = 1 / (_frame_rate(self.in_video, timestamps=False) * self.in_video.time_base)  # in time-base units
+            planes.pts = self.anchor[1] + round((self.index - self.anchor[0]) * step)
+            return
+        video = self.in_video
+        planes.pts, back = self.timeline.place(video.index, planes.pts, self.tick, video.time_base, self.tick)
+        if back is not None:
+            self.state.warnings.append(
+                f"frame {self.index} (t = {when:.2f} s): the timestamps go back by {back:.2f} s; "
+                "the frames from here are timed to follow on"
+            )
+        self.anchor = (self.index, planes.pts)
+
+
+class _Upscaler:
+    """The middle stage, on the caller's thread: the decoded items from ``inbox`` through the network, a
+    batch of frames of one size at a time, onto ``out`` in input order (audio packets keep their place)."""
+
+    def __init__(self, network: _Network, batch: int, inbox: queue.Queue, out: queue.Queue) -> None:
+        self.network, self.batch, self.inbox, self.out = network, batch, inbox, out
+        self.pending: list[tuple[str, Any]] = []  # frames and audio packets in input order, up to `batch` frames
+        self.in_flight: list[tuple[tuple | None, list]] = []  # (network handle or None, items) not yet handed on
+        self.shape: tuple[int, ...] | None = None  # of the frames pending: a batch holds frames of one size
+
+    def run(self) -> None:
+        """Every item up to ``_END``, then the batches still pending or in flight."""
+        for item in iter(self.inbox.get, _END):
+            self._add(item)
+        self._flush()
+        while self.in_flight:
+            self._hand_on(*self.in_flight.pop(0))
+
+    def _add(self, item: tuple[str, Any]) -> None:
+        """``item`` into the pending batch, which is submitted when full or before a frame of another size."""
+        kind, payload = item
+        if kind == "video":
+            if self.shape is not None and payload.y.shape != self.shape:
+                self._flush()
+            self.shape = payload.y.shape
+        self.pending.append(item)
+        if sum(k == "video" for k, _ in self.pending) >= self.batch:
+            self._flush()
+
+    def _flush(self) -> None:
+        """The pending items submitted as one batch, and the batches before it handed on."""
+        frames = [p for kind, p in self.pending if kind == "video"]
+        self.in_flight.append((self.network.submit(frames) if frames else None, list(self.pending)))
+        self.pending.clear()
+        while len(self.in_flight) > 1:  # one batch in flight while the next is submitted
+            self._hand_on(*self.in_flight.pop(0))
+
+    def _hand_on(self, handle: tuple | None, items: list[tuple[str, Any]]) -> None:
+        """A submitted batch's items onto ``out``, its frames replaced by the network's results."""
+        done = iter(self.network.finish(handle)) if handle is not None else iter(())
+        for kind, p in items:
+            self.out.put(("video", next(done)) if kind == "video" else (kind, p))
+
+
+class _Encoder:
+    """The last stage, on its own thread: the upscaled planes from ``inbox`` encoded into ``output``, the
+    audio packets muxed untouched, up to ``_END``."""
+
+    def __init__(
+        self,
+        output: OutputContainer,
+        in_video: VideoStream,
+        in_audio: list[Stream],
+        state: _PipelineState,
+        inbox: queue.Queue,
+        bar: tqdm | None,
+        *,
+        codec: str,
+        crf: int | None,
+        preset: str | None,
+    ) -> None:
+        self.output, self.in_video, self.in_audio, self.state, self.inbox = output, in_video, in_audio, state, inbox
+        self.bar, self.codec, self.crf, self.preset = bar, codec, crf, preset
+        self.video: VideoStream | None = None  # the output's video stream, made on the first frame
+        self.size: tuple[int, ...] | None = None  # of the output's frames
+        self.audio: dict[int, Stream] = {}  # the input's audio stream index -> the output's stream
+        self.early_audio: list[Packet] = []  # audio before the first frame: the streams exist only then
+
+    def run(self) -> None:
+        """The thread's body. On an error: keep it in the state, stop the decoder, and take what the network
+        stage still puts up to ``_END``, so that it never blocks on a full queue."""
+        ended = False  # _END taken: the caller puts no other
+        try:
+            for kind, payload in iter(self.inbox.get, _END):
+                if kind == "audio":
+                    self._mux_audio(payload)
+                else:
+                    self._encode(*payload)
+            ended = True
+            if self.video is not None:
+                self.output.mux(self.video.encode(None))
+        except Exception as exc:  # noqa: BLE001
+            self.state.fail(exc)
+            self.state.stop.set()
+            if not ended:
+                for _ in iter(self.inbox.get, _END):
+                    pass
+
+    def close(self) -> None:
+        """The progress bar and the output closed, once the thread has ended (an error closing the output,
+        where a full disk shows, is kept in the state)."""
+        if self.bar is not None:
+            self.bar.close()
+        try:
+            self.output.close()
+        except Exception as exc:  # noqa: BLE001
+            self.state.fail(exc)
+
+    def _open(self, size: tuple[int, ...]) -> None:
+        """The output's streams, the video's of ``size``, and the audio that came before the first frame."""
+        self.video = _add_video_stream(
+            self.output, self.in_video, self.codec, size, self.crf, self.preset, self.state.timestamps
+        )
+        self.size = size
+        for stream in self.in_audio:
+            self.audio[stream.index] = self.output.add_stream_from_template(stream)
+        for packet in self.early_audio:
+            packet.stream = self.audio[packet.stream.index]
+            self.output.mux(packet)
+
+    def _mux_audio(self, packet: Packet) -> None:
+        """An audio packet into the output, or kept until the first frame has made the streams."""
+        if self.video is None:
+            self.early_audio.append(packet)
+            return
+        packet.stream = self.audio[packet.stream.index]
+        self.output.mux(packet)
+
+    def _encode(self, pts: int, y: np.ndarray, u: np.ndarray, v: np.ndarray) -> None:
+        """One upscaled frame into the output, fitted into its size if the input changed size part-way."""
+        if self.video is None:
+            self._open(y.shape)
+        if y.shape != self.size:
+            y, u, v = _letterbox(y, u, v, self.size)
+        frame = _video_frame(y, u, v)
+        frame.pts, frame.time_base = pts, self.in_video.time_base
+        self.output.mux(self.video.encode(frame))
+        self.state.frames += 1
+        if self.bar is not None:
+            self.bar.update(1)
 
 
 def upscale_video(
@@ -394,204 +697,126 @@ def upscale_video(
         container.close()
 
 
-def _run(container, src: Path, tmp: Path, dst: Path, network: _Network, scale: int, codec: str, crf: int | None,
-         preset: str | None, batch: int, progress: bool, queue_size: int) -> VideoResult:
+def _run(
+    container: InputContainer,
+    src: Path,
+    tmp: Path,
+    dst: Path,
+    network: _Network,
+    scale: int,
+    codec: str,
+    crf: int | None,
+    preset: str | None,
+    batch: int,
+    progress: bool,
+    queue_size: int,
+) -> VideoResult:
     """The pipeline of :func:`upscale_video` from the open input ``container`` into ``tmp``; raises
     (so that ``tmp`` is removed) unless at least one frame was written."""
-    import av
-
     in_video = container.streams.video[0]
     in_video.thread_type = "AUTO"
     in_audio = list(container.streams.audio)
+    output = _open_output(tmp, dst)
+    state = _PipelineState()
+    # Bounded, so that a stage running ahead waits: memory holds a few frames, not the video.
+    decoded: queue.Queue = queue.Queue(queue_size)
+    upscaled: queue.Queue = queue.Queue(queue_size)
+    bar = _progress_bar(in_video, scale) if progress else None
+    start = time.perf_counter()
+    _run_stages(
+        _Decoder(container, in_video, in_audio, scale, state, decoded),
+        _Upscaler(network, batch, decoded, upscaled),
+        _Encoder(output, in_video, in_audio, state, upscaled, bar, codec=codec, crf=crf, preset=preset),
+        state,
+    )
+    seconds = time.perf_counter() - start
+    return _result(container, in_video, src, dst, state, network.seconds, seconds)
+
+
+def _open_output(tmp: Path, dst: Path) -> OutputContainer:
+    """The output container at ``tmp``; a :class:`VideoError` naming ``dst`` if FFmpeg can't make it."""
+    import av
+
     try:
-        output = av.open(str(tmp), "w")
+        return av.open(str(tmp), "w")
     except (av.FFmpegError, ValueError) as exc:
         raise VideoError(f"cannot write {dst}: {exc}") from None
 
-    decoded: queue.Queue = queue.Queue(queue_size)
-    encoded_in: queue.Queue = queue.Queue(queue_size)
-    stop = threading.Event()
-    # "timestamps": False once the decoder meets a frame without one (set before that frame is queued,
-    # so the encoder, which makes its stream on the first frame, sees it).
-    state: dict = {"problems": [], "error": None, "frames": 0, "timestamps": True, "warnings": [],
-                   "decoded": 0, "end": 0.0, "discarded": 0, "packets": 0, "damaged": None}
-    bar = None
-    if progress:
-        from tqdm import tqdm
 
-        bar = tqdm(total=in_video.frames or None, unit="frame", desc=f"video x{scale}")
+def _progress_bar(in_video: VideoStream, scale: int) -> tqdm:
+    """A bar counting the frames encoded, out of those the container declares (if it does)."""
+    from tqdm import tqdm
 
-    def decode() -> None:
-        index, packets, last_time = 0, 0, 0.0
-        anchor = (0, 0)  # (index, pts) of the last frame with a timestamp
-        size = None  # the picture size of the frames now coming
-        timeline = _Timeline()
-        tick = max(1, round(1 / (_frame_rate(in_video) * in_video.time_base)))  # a frame, in time-base units
-        try:
-            for packet in container.demux(in_video, *in_audio):
-                if stop.is_set():
-                    break
-                if packet.pts is not None and packet.time_base is not None:
-                    end = float((packet.pts + (packet.duration or 0)) * packet.time_base)
-                    state["end"] = max(state["end"], end)
-                if packet.is_corrupt and state["damaged"] is None:  # a cut file: the last packet is partial
-                    where = float(packet.pts * packet.time_base) if packet.pts is not None else last_time
-                    state["damaged"] = (packet.stream.type, f"damaged data at frame {packets} (t = {where:.2f} s): "
-                                        "the file is cut short or corrupt")
-                if packet.stream.type == "audio":
-                    if packet.dts is not None:
-                        shift = timeline.place(packet.stream.index, packet.dts, packet.duration or 0,
-                                               packet.time_base, max(packet.duration or 0, 1))[0] - packet.dts
-                        packet.dts += shift
-                        if packet.pts is not None:
-                            packet.pts += shift
-                        decoded.put(("audio", packet))
-                    continue
-                packets += packet.size > 0
-                state["discarded"] += packet.is_discard
-                for frame in packet.decode():
-                    planes = _yuv420(frame)
-                    when = frame.time if frame.time is not None else last_time
-                    if size is not None and planes.y.shape != size:
-                        h, w = planes.y.shape
-                        out_h, out_w = state["size"]
-                        state["warnings"].append(
-                            f"frame {index} (t = {when:.2f} s): the picture changes from {size[1]}x{size[0]} to "
-                            f"{w}x{h}; upscaled at its size and fitted into the output's {out_w}x{out_h}, "
-                            "the aspect ratio kept (black bars)")
-                    if size is None:
-                        state["size"] = (_even(planes.y.shape[0] * scale), _even(planes.y.shape[1] * scale))
-                    size = planes.y.shape
-                    if planes.pts is None:  # a raw stream (.h264) has none: count frames at the stream's rate
-                        state["timestamps"] = False
-                        step = 1 / (_frame_rate(in_video, timestamps=False) * in_video.time_base)  # a frame, in time-base units
-                        planes.pts = anchor[1] + round((index - anchor[0]) * step)
-                    else:
-                        planes.pts, back = timeline.place(in_video.index, planes.pts, tick, in_video.time_base, tick)
-                        if back is not None:
-                            state["warnings"].append(
-                                f"frame {index} (t = {when:.2f} s): the timestamps go back by {back:.2f} s; "
-                                "the frames from here are timed to follow on")
-                        anchor = (index, planes.pts)
-                    decoded.put(("video", planes))
-                    index += 1
-                    last_time = when
-        except av.FFmpegError as exc:  # corrupt part-way: keep what is done
-            state["problems"].insert(0, f"decoding stopped after frame {index} (t = {last_time:.2f} s): {exc}")
-        except Exception as exc:  # noqa: BLE001  (raised by the caller)
-            state["error"] = exc
-        finally:
-            state["decoded"], state["packets"] = index, packets
-            decoded.put(_END)
+    return tqdm(total=in_video.frames or None, unit="frame", desc=f"video x{scale}")
 
-    def encode() -> None:
-        streams: dict = {}
-        early_audio: list = []  # audio before the first frame: the streams exist only then
-        ended = False  # _END taken: the caller puts no other
-        try:
-            for kind, payload in iter(encoded_in.get, _END):
-                if kind == "audio":
-                    if "video" not in streams:
-                        early_audio.append(payload)
-                        continue
-                    payload.stream = streams[payload.stream.index]
-                    output.mux(payload)
-                    continue
-                pts, y, u, v = payload
-                if "video" not in streams:
-                    streams["video"] = _add_video_stream(output, in_video, codec, y.shape, crf, preset,
-                                                         state["timestamps"])
-                    streams["size"] = y.shape
-                    for a in in_audio:
-                        streams[a.index] = output.add_stream_from_template(a)
-                    for packet in early_audio:
-                        packet.stream = streams[packet.stream.index]
-                        output.mux(packet)
-                if y.shape != streams["size"]:  # the input changed size part-way
-                    y, u, v = _letterbox(y, u, v, streams["size"])
-                frame = _video_frame(y, u, v)
-                frame.pts, frame.time_base = pts, in_video.time_base
-                output.mux(streams["video"].encode(frame))
-                state["frames"] += 1
-                if bar is not None:
-                    bar.update(1)
-            ended = True
-            if "video" in streams:
-                output.mux(streams["video"].encode(None))
-        except Exception as exc:  # noqa: BLE001
-            state["error"] = state["error"] or exc
-            stop.set()
-            if not ended:
-                for _ in iter(encoded_in.get, _END):  # keep the network stage from blocking
-                    pass
 
-    start = time.perf_counter()
-    decoder = threading.Thread(target=decode, name="espcn-decode", daemon=True)
-    encoder = threading.Thread(target=encode, name="espcn-encode", daemon=True)
-    decoder.start()
-    encoder.start()
+def _run_stages(decoder: _Decoder, upscaler: _Upscaler, encoder: _Encoder, state: _PipelineState) -> None:
+    """The decoder and the encoder on threads of their own, the network on this one; returns once every
+    stage has ended and the output is closed, whatever fails (the error kept in ``state``).
+
+    The queues are bounded: a stage that stops early must take what the stage
+    before it still puts, and every stage must end the queue after it, or
+    another would wait for ever.
+    """
+    decoding = threading.Thread(target=decoder.run, name="espcn-decode", daemon=True)
+    encoding = threading.Thread(target=encoder.run, name="espcn-encode", daemon=True)
+    decoding.start()
+    encoding.start()
     try:
-        pending: list = []  # frames and audio packets in input order, up to `batch` frames
-        in_flight: list = []  # (network handle or None, items) submitted and not yet handed on
-
-        def hand_on(handle, items: list) -> None:
-            done = iter(network.finish(handle)) if handle is not None else iter(())
-            for kind, p in items:
-                encoded_in.put(("video", next(done)) if kind == "video" else (kind, p))
-
-        def flush() -> None:
-            frames = [p for kind, p in pending if kind == "video"]
-            in_flight.append((network.submit(frames) if frames else None, list(pending)))
-            pending.clear()
-            while len(in_flight) > 1:  # one batch in flight while the next is submitted
-                hand_on(*in_flight.pop(0))
-
-        shape = None  # of the frames pending: a batch holds frames of one size
-        for item in iter(decoded.get, _END):
-            if item[0] == "video":
-                if shape is not None and item[1].y.shape != shape:
-                    flush()
-                shape = item[1].y.shape
-            pending.append(item)
-            if sum(kind == "video" for kind, _ in pending) >= batch:
-                flush()
-        flush()
-        while in_flight:
-            hand_on(*in_flight.pop(0))
+        upscaler.run()
     except BaseException as exc:
-        state["error"] = state["error"] or exc
-        stop.set()
+        state.fail(exc)
+        state.stop.set()
         # Let the decoder finish; the error may come after _END was taken (the
         # last batches), so don't wait for another.
-        _drain(decoded, decoder)
+        _drain(upscaler.inbox, decoding)
     finally:
-        encoded_in.put(_END)
-        encoder.join()
-        decoder.join()
-        if bar is not None:
-            bar.close()
-        try:
-            output.close()
-        except Exception as exc:  # noqa: BLE001
-            state["error"] = state["error"] or exc
-    seconds = time.perf_counter() - start
+        upscaler.out.put(_END)
+        encoding.join()
+        decoding.join()
+        encoder.close()
 
-    error = state["error"]
-    problems = state["problems"]
-    if state["damaged"] is not None:
-        kind, damaged = state["damaged"]
+
+def _result(
+    container: InputContainer,
+    in_video: VideoStream,
+    src: Path,
+    dst: Path,
+    state: _PipelineState,
+    network_seconds: float,
+    seconds: float,
+) -> VideoResult:
+    """What the run did, with where the input fell short; raises what ended it, or when no frame was written."""
+    problems = state.problems
+    if state.damaged is not None:
+        kind, damaged = state.damaged
         # A video packet flagged damaged whose frame still came out is no loss: MPEG-TS files joined end to
         # end flag the packet at each join (its continuity counter jumps), every frame decoding whole.
-        if kind != "video" or state["decoded"] < state["packets"] - state["discarded"]:
+        if kind != "video" or state.decoded < state.packets - state.discarded:
             problems.append(damaged)
-    if error is not None or state["frames"] == 0:
-        if isinstance(error, (KeyboardInterrupt, VideoError)):
-            raise error
-        if error is not None:
-            raise VideoError(f"{src} -> {dst}: {type(error).__name__}: {error}") from error
-        raise VideoError(f"{src}: no video frame could be decoded" + (f" ({problems[0]})" if problems else ""))
-    shortfall = _shortfall(container, in_video, state["decoded"], state["end"], state["discarded"])
+    _raise_failure(state, src, dst)
+    shortfall = _shortfall(container, in_video, state.decoded, state.end, state.discarded)
     if shortfall is not None:
         problems.append(shortfall)
-    return VideoResult(dst, state["frames"], seconds, not problems, "; ".join(problems) or None,
-                       {"network": network.seconds, "total": seconds}, state["warnings"])
+    return VideoResult(
+        dst,
+        state.frames,
+        seconds,
+        not problems,
+        "; ".join(problems) or None,
+        {"network": network_seconds, "total": seconds},
+        state.warnings,
+    )
+
+
+def _raise_failure(state: _PipelineState, src: Path, dst: Path) -> None:
+    """Raise the error that ended the run (an interrupt or a :class:`VideoError` as it is, any other as a
+    :class:`VideoError`), or one saying that no frame was written."""
+    error, problems = state.error, state.problems
+    if error is None and state.frames > 0:
+        return
+    if isinstance(error, (KeyboardInterrupt, VideoError)):
+        raise error
+    if error is not None:
+        raise VideoError(f"{src} -> {dst}: {type(error).__name__}: {error}") from error
+    raise VideoError(f"{src}: no video frame could be decoded" + (f" ({problems[0]})" if problems else ""))
