@@ -37,8 +37,8 @@ def upscale_image(
 
     ``max_memory`` (bytes, or a size such as ``"4G"``; default half the memory available at the call) bounds
     the host memory the upscale and the later write use: on the CPU the image is
-    tiled by itself when the whole would pass it (see
-    :mod:`espcn_fast.memory_budget`), and an image whose output alone would pass it
+    tiled by itself when the whole would pass it, and in smaller tiles than ``tile``
+    when that would (see :mod:`espcn_fast.memory_budget`); an image whose output alone would pass it
     raises :class:`~espcn_fast.memory_budget.MemoryBudgetError` before any work.
     """
     if image.dtype != torch.uint8 or image.dim() != 3 or not 1 <= image.shape[0] <= 4:
@@ -49,8 +49,8 @@ def upscale_image(
     device = torch.device(device) if device is not None else image.device
     budget = budget_bytes(max_memory) if max_memory is not None else default_budget()
     planned = plan_tile(image.shape[0], image.shape[1], image.shape[2], scale, budget)
-    if tile is None and device.type == "cpu":  # (a GPU holds the intermediates: its own fallback below)
-        tile = planned
+    if planned is not None and device.type == "cpu":  # (a GPU holds the intermediates: its own fallback below)
+        tile = planned if tile is None else min(tile, planned)  # a larger tile asked for would pass the budget
 
     def tiled(size: int) -> torch.Tensor:
         return run_tiled(lambda crop: _upscale(crop, model, device), image, scale, size, device=device)

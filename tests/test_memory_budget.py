@@ -77,6 +77,12 @@ def test_upscale_image_tiles_by_itself_within_the_budget(monkeypatch):
     assert torch.equal(upscale_image(image, fast, 3, max_memory=budget), whole)
     assert used == [52]  # 60 - 2 x 4 halo pixels
     used.clear()
+    assert torch.equal(upscale_image(image, fast, 3, tile=120, max_memory=budget), whole)
+    assert used == [52]  # a tile asked for that would pass the budget is made smaller
+    used.clear()
+    assert torch.equal(upscale_image(image, fast, 3, tile=20, max_memory=budget), whole)
+    assert used == [20]
+    used.clear()
     assert torch.equal(upscale_image(image, fast, 3, max_memory=2**30), whole)
     assert used == []  # it fits whole: not tiled
     with pytest.raises(MemoryBudgetError, match="for its output alone"):
