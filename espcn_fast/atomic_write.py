@@ -161,6 +161,25 @@ def replacing(path: str | os.PathLike, suffix: str = "",
             pass
 
 
+_TEMPORARY = re.compile(r"\.(?P<stem>.+)\.[0-9a-f]{12}\.tmp(?P<suffix>.*)", re.DOTALL)
+
+
+def leftover_temporaries(path: str | os.PathLike) -> list[Path]:
+    """The temporary files of writes of ``path`` by :func:`replacing` that never finished (a process
+    killed while writing): never a complete output, safe to delete once no writer of ``path`` runs."""
+    path = Path(path)
+    try:
+        names = os.listdir(path.parent)
+    except OSError:
+        return []
+    found = []
+    for name in names:
+        match = _TEMPORARY.fullmatch(name)
+        if match and match["stem"] == _head(path.name, _NAME_BYTES - len(os.fsencode(match["suffix"]))):
+            found.append(path.parent / name)
+    return found
+
+
 def existing_output(path: str | os.PathLike, overwrite: bool) -> str | None:
     """Why ``path`` must not be written (it exists and ``overwrite`` was not given), or None: the one
     rule for every output of the command line (an existing file is replaced only when asked)."""

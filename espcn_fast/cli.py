@@ -113,6 +113,8 @@ def _plan_outputs(inputs: list[Path], out: Path) -> list[tuple[Path, Path]]:
 def cmd_upscale(args: argparse.Namespace) -> int:
     """``espcn-fast upscale``: images or folders in, PNGs out; a bad file, or an existing output
     without ``--overwrite``, is reported and skipped."""
+    if args.cluster is not None:
+        return _upscale_on_cluster(args)
     device = _default_device(args.device)
     model = _load_model(args.scale, args.weights, device, args.backend, args.precision)
     pairs = _plan_outputs(args.inputs, args.output)
@@ -154,6 +156,29 @@ def _check_output_file(path: Path, option: str) -> None:
         raise CliError(f"{option} {path} is a folder; give a file name")
     if not path.parent.is_dir():
         raise CliError(f"{option} {path}: the folder {path.parent} does not exist")
+
+
+def _upscale_on_cluster(args: argparse.Namespace) -> int:
+    """``espcn-fast upscale --cluster``: the same outputs from a pool of Ray workers; outputs already
+    there are complete (written whole or not at all) and are not redone, so a rerun resumes."""
+    from .cluster import ClusterError, collect, upscale_images
+
+    device = _default_device(args.device)
+    _load_reference(args.scale, args.weights)  # bad weights: one line here, not in every worker
+    try:
+        pairs = [pair for item in args.inputs for pair in collect(item, args.output)]
+        if len({dst for _, dst in pairs}) != len(pairs):
+            raise CliError("two inputs would write the same output name; upscale them separately")
+        summary = upscale_images(pairs, args.output, args.scale, cluster=args.cluster, weights=args.weights,
+                                 device=device, backend=args.backend, precision=args.precision,
+                                 overwrite=args.overwrite, workers=args.workers, batch=args.batch,
+                                 max_memory=args.max_memory, progress=not args.quiet)
+    except ClusterError as exc:
+        raise CliError(str(exc)) from None
+    for src, reason in summary.failed:
+        print(f"failed: {reason}", file=sys.stderr)
+    print(summary.line(), file=sys.stderr if summary.failed else sys.stdout)
+    return 0 if summary.ok else 1
 
 
 def cmd_video(args: argparse.Namespace) -> int:
@@ -285,6 +310,20 @@ def _add_precision(sub: argparse.ArgumentParser) -> None:
                      help="arithmetic of the GPU backends: fp32, or tf32/fp16/bf16 on the tensor cores (default fp32)")
 
 
+def _positive(option: str):
+    """An argparse type: a whole number >= 1, or a one-line error naming ``option``."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{option} takes a whole number, got {text!r}") from None
+        if value < 1:
+            raise argparse.ArgumentTypeError(f"{option} must be at least 1, got {value}")
+        return value
+
+    return parse
+
+
 def _memory_size(text: str) -> int:
     try:
         return parse_size(text)
@@ -337,6 +376,14 @@ def build_parser() -> argparse.ArgumentParser:
                     help="host memory an image may use, e.g. 4G (default: half of what is available); "
                     "larger images are tiled by themselves, and one whose output alone is larger is skipped")
     up.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    up.add_argument("--cluster", metavar="auto|local|ADDRESS",
+                    help="run on a Ray cluster: auto joins $RAY_ADDRESS's or starts one here, local starts one "
+                    "here, or a cluster's address; inputs may also be a glob pattern or a text file of paths; "
+                    "outputs already there are kept (a rerun resumes)")
+    up.add_argument("--workers", type=_positive("--workers"), help="with --cluster: how many workers (default: "
+                    "one per GPU, or one per 2 CPUs)")
+    up.add_argument("--batch", type=_positive("--batch"), default=4,
+                    help="with --cluster: images sent to a worker at a time (default 4)")
     up.add_argument("-q", "--quiet", action="store_true", help="print errors only")
     up.set_defaults(func=cmd_upscale)
 
