@@ -101,7 +101,11 @@ def _low_bytes(img: PIL.Image.Image, path: Path) -> PIL.Image.Image | None:
         low = Image.open(path)
         low.tile = [t._replace(args=r if isinstance(t.args, str) else (r, *t.args[1:]))
                     for t, r in zip(img.tile, swapped)]
-        low.load()
+        try:
+            low.load()
+        except Exception:
+            low.close()  # the file it opened: not left for the garbage collector
+            raise
         return low
     except Exception:  # noqa: BLE001  (any failure: the high bytes, as Pillow reads them)
         return None

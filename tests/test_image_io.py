@@ -379,3 +379,17 @@ def test_reading_a_large_16_bit_png_holds_at_most_twice_its_decoded_size(tmp_pat
     decoded = h * w * 3 * 2
     assert values == h * w * 3
     assert grown <= 2 * decoded, f"the read grew the process by {grown / decoded:.2f}x the decoded size"
+
+
+def test_a_16_bit_grey_and_alpha_png_leaves_no_file_open(tmp_path):
+    """Its second decode, for the low bytes, fails (Pillow has no rawmode for it): the file it opened is closed."""
+    import gc
+
+    values = (np.arange(5 * 7 * 2).reshape(5, 7, 2) * 900).astype(">u2")
+    rows = b"".join(b"\x00" + row.tobytes() for row in values)
+    _png(tmp_path / "la.png", struct.pack(">IIBBBBB", 7, 5, 16, 4, 0, 0, 0), rows)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert read_image(tmp_path / "la.png", mode="keep").shape[1:] == (5, 7)
+        gc.collect()
+    assert not [w for w in caught if issubclass(w.category, ResourceWarning)], [str(w.message) for w in caught]
