@@ -38,8 +38,14 @@ def read_steps(folder: Path) -> list[dict]:
         fields = line.split("\t")
         if len(fields) < 3 or not fields[2].isdigit():
             continue  # a line cut short by a kill
-        steps.append({"step": fields[0], "result": fields[1], "seconds": int(fields[2]),
-                      "note": fields[3] if len(fields) > 3 else ""})
+        steps.append(
+            {
+                "step": fields[0],
+                "result": fields[1],
+                "seconds": int(fields[2]),
+                "note": fields[3] if len(fields) > 3 else "",
+            }
+        )
     return steps
 
 
@@ -69,9 +75,15 @@ def gpu_name(folder: Path, rows: list[dict]) -> str | None:
 
 
 # How steps.tsv's results read in the table (other exit codes: FAILED).
-RESULT_WORDS = {"0": "ok", "124": "TIMED OUT", "137": "TIMED OUT (killed)", "no-time": "not run (out of time)",
-                "cut": "cut (the script's deadline)", "unsupported": "unsupported here",
-                "not-asked": "not asked (--steps)"}
+RESULT_WORDS = {
+    "0": "ok",
+    "124": "TIMED OUT",
+    "137": "TIMED OUT (killed)",
+    "no-time": "not run (out of time)",
+    "cut": "cut (the script's deadline)",
+    "unsupported": "unsupported here",
+    "not-asked": "not asked (--steps)",
+}
 NOT_FAILURES = ("0", "dry-run", "absent", "no-time", "cut", "unsupported", "not-asked")
 
 
@@ -87,8 +99,10 @@ def tile_sweep_lines(rows: list[dict]) -> list[str]:
     (Ranked by the geometric mean of the times: a shape that wins one scale
     by filling the last wave of blocks can lose another by more.)
     """
-    lines = ["| precision | today's tile: mean us | best tile | its mean us | its x2 / x3 / x4 / x3 b8 us |",
-             "|---|---:|---|---:|---|"]
+    lines = [
+        "| precision | today's tile: mean us | best tile | its mean us | its x2 / x3 / x4 / x3 b8 us |",
+        "|---|---:|---|---:|---|",
+    ]
     for precision in dict.fromkeys(r["precision"] for r in rows):
         mine = [r for r in rows if r["precision"] == precision]
         today = next((r for r in mine if r["tile"] == "today's"), None)
@@ -97,8 +111,10 @@ def tile_sweep_lines(rows: list[dict]) -> list[str]:
             lines.append(f"| {precision} | | no correct shape | | |")
             continue
         best = min(ok, key=geomean_us)
-        lines.append(f"| {precision} | {f'{geomean_us(today):.1f}' if today else ''} | {best['tile']} | "
-                     f"{geomean_us(best):.1f} | {' / '.join(str(t) for t in best['us'].values())} |")
+        lines.append(
+            f"| {precision} | {f'{geomean_us(today):.1f}' if today else ''} | {best['tile']} | "
+            f"{geomean_us(best):.1f} | {' / '.join(str(t) for t in best['us'].values())} |"
+        )
     return lines
 
 
@@ -115,7 +131,7 @@ def sweep_rows(folder: Path, unreadable: dict[str, str]) -> tuple[list[dict], st
         text = part.read_text(errors="replace")
         cut = text.rfind("}}")
         try:
-            data = json.loads(text[:cut + 2] + "\n]}") if cut >= 0 else {}
+            data = json.loads(text[: cut + 2] + "\n]}") if cut >= 0 else {}
         except ValueError:
             data = {}
         rows = data.get("rows", []) if isinstance(data, dict) else []
@@ -140,9 +156,21 @@ def main(argv: list[str] | None = None) -> int:
         if not isinstance(video, dict):
             unreadable["video.json"], video = why or "no row", None
     # Everything the summary reads, in the one file a remote runner surely brings back.
-    (args.folder / "gpu_check.json").write_text(json.dumps(
-        {"gpu": gpu, "steps": steps, "rows": rows, "video": video, "tile_sweep": sweep,
-         "tile_sweep_note": sweep_heading.strip(), "unreadable": unreadable}, indent=2) + "\n")
+    (args.folder / "gpu_check.json").write_text(
+        json.dumps(
+            {
+                "gpu": gpu,
+                "steps": steps,
+                "rows": rows,
+                "video": video,
+                "tile_sweep": sweep,
+                "tile_sweep_note": sweep_heading.strip(),
+                "unreadable": unreadable,
+            },
+            indent=2,
+        )
+        + "\n"
+    )
     if not args.dry_run:
         print(f"\nGPU: {gpu or 'unknown (no name from nvidia-smi in gpu.txt, none in bench.json)'}")
     print("\n| step | result | s |\n|---|---|---:|")
@@ -155,12 +183,16 @@ def main(argv: list[str] | None = None) -> int:
         for r in rows:
             try:
                 if r["status"] != "ok":
-                    print(f"| {r['scale']} | {r['batch']} | {r['name']} | {r['precision']} | {r['status']}: "
-                          f"{str(r.get('reason', ''))[:60]} | | |")
+                    print(
+                        f"| {r['scale']} | {r['batch']} | {r['name']} | {r['precision']} | {r['status']}: "
+                        f"{str(r.get('reason', ''))[:60]} | | |"
+                    )
                     continue
                 speed = r.get("speedup_vs_eager")
-                print(f"| {r['scale']} | {r['batch']} | {r['name']} | {r['precision']} | {r['ms_per_frame']:.4f} | "
-                      f"{'' if speed is None else f'{speed:.2f}x'} | {r.get('extra', {}).get('x_floor', '')} |")
+                print(
+                    f"| {r['scale']} | {r['batch']} | {r['name']} | {r['precision']} | {r['ms_per_frame']:.4f} | "
+                    f"{'' if speed is None else f'{speed:.2f}x'} | {r.get('extra', {}).get('x_floor', '')} |"
+                )
             except (KeyError, TypeError, ValueError, AttributeError) as exc:  # a row of another shape: said, not fatal
                 print(f"| ? | ? | {str(r)[:60]} | | unreadable row ({type(exc).__name__}) | | |")
     elif not args.dry_run:
@@ -168,8 +200,10 @@ def main(argv: list[str] | None = None) -> int:
     if sweep or sweep_heading:
         print("\n" + sweep_heading + "\n".join(tile_sweep_lines(sweep)))
     if video:
-        print(f"\nvideo {video['input']} -> {video['output']}: pipeline {video['pipeline_fps']} fps, network alone "
-              f"{video['network_fps']} fps ({100 * video['overhead']:+.0f}%)")
+        print(
+            f"\nvideo {video['input']} -> {video['output']}: pipeline {video['pipeline_fps']} fps, network alone "
+            f"{video['network_fps']} fps ({100 * video['overhead']:+.0f}%)"
+        )
     for name, why in unreadable.items():
         print(f"\n{name} unreadable: {why[:200]}")
     if failed:

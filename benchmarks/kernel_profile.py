@@ -85,8 +85,10 @@ def main(argv: list[str] | None = None) -> int:
     h, w = FRAME[0] // args.scale, FRAME[1] // args.scale
     x = torch.rand(args.batch, 1, h, w, generator=torch.Generator().manual_seed(0)).to(device)
     rows = []
-    print(f"x{args.scale}, batch {args.batch}, {h}x{w} -> {h * args.scale}x{w * args.scale}, "
-          f"{args.calls} calls profiled per row, times per call (a call = the whole batch)")
+    print(
+        f"x{args.scale}, batch {args.batch}, {h}x{w} -> {h * args.scale}x{w * args.scale}, "
+        f"{args.calls} calls profiled per row, times per call (a call = the whole batch)"
+    )
     print("| backend | precision | kernel | launches | us | share |")
     print("|---|---|---|---:|---:|---:|")
     for cand in candidates(device, torch.get_num_threads()):
@@ -101,18 +103,34 @@ def main(argv: list[str] | None = None) -> int:
         kernels = kernel_times(fn, x, args.calls)
         total = sum(k["us_per_call"] for k in kernels)
         for k in kernels[: args.top]:
-            print(f"| {cand.name} | {cand.precision} | `{short(k['kernel'])}` | {k['launches_per_call']:g} | "
-                  f"{k['us_per_call']:.1f} | {k['us_per_call'] / total:.0%} |")
-        print(f"| {cand.name} | {cand.precision} | **all {len(kernels)}** | "
-              f"{sum(k['launches_per_call'] for k in kernels):g} | **{total:.1f}** | |", flush=True)
+            print(
+                f"| {cand.name} | {cand.precision} | `{short(k['kernel'])}` | {k['launches_per_call']:g} | "
+                f"{k['us_per_call']:.1f} | {k['us_per_call'] / total:.0%} |"
+            )
+        print(
+            f"| {cand.name} | {cand.precision} | **all {len(kernels)}** | "
+            f"{sum(k['launches_per_call'] for k in kernels):g} | **{total:.1f}** | |",
+            flush=True,
+        )
         rows.append({"backend": cand.name, "precision": cand.precision, "us_per_call": total, "kernels": kernels})
     choices = triton_choices()
     for key, config in choices.items():  # which of kernels.CONFIGS won, per layer shape
         print(f"triton autotune {key}: {config}")
     if args.json:
-        args.json.write_text(json.dumps({"device": str(device), "scale": args.scale, "batch": args.batch,
-                                         "input_hw": [h, w], "rows": rows, "triton_autotune": choices},
-                                        indent=1) + "\n")
+        args.json.write_text(
+            json.dumps(
+                {
+                    "device": str(device),
+                    "scale": args.scale,
+                    "batch": args.batch,
+                    "input_hw": [h, w],
+                    "rows": rows,
+                    "triton_autotune": choices,
+                },
+                indent=1,
+            )
+            + "\n"
+        )
     return 0
 
 

@@ -67,7 +67,7 @@ void add(std::vector<Candidate>& c, Precision p) {
 // 32-bit storage (100 KB of weights) up to the 227 KB limit. (The H200 run
 // of 2026-11-26 dropped the smallest: 6x14 and 6x22 16-bit, 4x14 and 2x30
 // 32-bit, 30-90% slower.) With one block of 8 warps per SM the 16-bit
-// kernel ran at a fifth of mma.sync's rate (benchmarks/GPU_NOTES.md), so
+// kernel ran at a fifth of mma.sync's rate (docs/gpu-notes.md), so
 // two ways to more warps: the best shapes in blocks of twice the threads
 // (128 registers a thread), and 16-bit shapes of at most 113 KB with the
 // registers capped for two blocks per SM (each block its own copy of the

@@ -35,8 +35,8 @@ if __name__ == "__main__":
 import av  # noqa: E402
 import torch  # noqa: E402
 
-from espcn_fast.benchmark.machine import describe  # noqa: E402
 from espcn_fast import FastESPCN  # noqa: E402
+from espcn_fast.benchmark.machine import describe  # noqa: E402
 from espcn_fast.benchmark.synthetic_video import make_video  # noqa: E402
 from espcn_fast.video import _add_video_stream, _Network, _video_frame, _yuv420, upscale_video  # noqa: E402
 
@@ -44,7 +44,7 @@ from espcn_fast.video import _add_video_stream, _Network, _video_frame, _yuv420,
 class Clock:
     """Wall and process CPU seconds (all threads) of a block of work."""
 
-    def __enter__(self) -> "Clock":
+    def __enter__(self) -> Clock:
         self.wall, self.cpu = time.perf_counter(), time.process_time()
         return self
 
@@ -67,7 +67,7 @@ def sync(device: torch.device) -> None:
 def network_alone(model: FastESPCN, frames: list, device: torch.device, batch: int) -> Clock:
     """The floor: FastESPCN on the decoded Y planes already on the device, in the pipeline's batches."""
     ys = [torch.from_numpy(f.y) for f in frames]
-    batches = [torch.stack(ys[i:i + batch])[:, None].to(device).float().div_(255) for i in range(0, len(ys), batch)]
+    batches = [torch.stack(ys[i : i + batch])[:, None].to(device).float().div_(255) for i in range(0, len(ys), batch)]
     with torch.no_grad():
         model(batches[0])  # warm-up
         sync(device)
@@ -85,7 +85,7 @@ def network_stage(model: FastESPCN, frames: list, scale: int, device: torch.devi
     out: list = []
     with Clock() as clock:
         for i in range(0, len(frames), batch):
-            out += stage.finish(stage.submit(frames[i:i + batch]))
+            out += stage.finish(stage.submit(frames[i : i + batch]))
     return out, clock
 
 
@@ -123,8 +123,17 @@ def main(argv: list[str] | None = None) -> int:
     n = args.frames
     with tempfile.TemporaryDirectory() as tmp:
         src, dst = Path(tmp) / "in.mp4", Path(tmp) / "out.mp4"
-        make_video(src, n, h, w, rate=30, encoder_options={"crf": "18", "preset": "veryfast"}, audio_rate=48000,
-                   audio_frames=n * 48000 // 30 // 1024, step=4)
+        make_video(
+            src,
+            n,
+            h,
+            w,
+            rate=30,
+            encoder_options={"crf": "18", "preset": "veryfast"},
+            audio_rate=48000,
+            audio_frames=n * 48000 // 30 // 1024,
+            step=4,
+        )
         frames, dec = decode(src)
         net = network_alone(model, frames, device, args.batch)
         planes, mid = network_stage(model, frames, args.scale, device, args.batch)
@@ -139,11 +148,18 @@ def main(argv: list[str] | None = None) -> int:
     # spread over every core: the network alone keeps this machine's cores busy.
     bound = max(max(c.wall for c in stages.values()), stage_cpu / cores)
     row = {
-        "frames": result.frames, "input": f"{w}x{h}", "output": f"{w * args.scale}x{h * args.scale}",
-        "network_fps": round(n / net.wall, 2), "pipeline_fps": round(result.fps, 2),
-        "network_s": round(net.wall, 3), "pipeline_s": round(result.seconds, 3),
-        "overhead": round(result.seconds / net.wall - 1, 3), "batch": args.batch, "preset": args.preset,
-        "backend": model.backend_for(torch.empty(1, 1, 1, 1, device=device)), "precision": args.precision,
+        "frames": result.frames,
+        "input": f"{w}x{h}",
+        "output": f"{w * args.scale}x{h * args.scale}",
+        "network_fps": round(n / net.wall, 2),
+        "pipeline_fps": round(result.fps, 2),
+        "network_s": round(net.wall, 3),
+        "pipeline_s": round(result.seconds, 3),
+        "overhead": round(result.seconds / net.wall - 1, 3),
+        "batch": args.batch,
+        "preset": args.preset,
+        "backend": model.backend_for(torch.empty(1, 1, 1, 1, device=device)),
+        "precision": args.precision,
         "cores": cores,
         "ms_per_frame": {
             "network alone": {"wall": ms(net.wall, n), "cpu": ms(net.cpu, n)},
@@ -155,21 +171,34 @@ def main(argv: list[str] | None = None) -> int:
         "pipeline_vs_best_overlap": round(result.seconds / bound, 3),
     }
     machine = describe(device, cores)
-    print(f"device: {machine.get('gpu') or machine['cpu']}, {cores} cores, torch {torch.__version__}, "
-          f"{n} frames {row['input']} -> {row['output']}, batch {args.batch}, x264 {args.preset}")
+    print(
+        f"device: {machine.get('gpu') or machine['cpu']}, {cores} cores, torch {torch.__version__}, "
+        f"{n} frames {row['input']} -> {row['output']}, batch {args.batch}, x264 {args.preset}"
+    )
     print("| ms per frame | wall | CPU (all threads) |")
     print("|---|---:|---:|")
     for name, t in row["ms_per_frame"].items():
         print(f"| {name} | {t['wall']:.1f} | {t['cpu']:.1f} |" if "cpu" in t else f"| {name} | {t['wall']:.1f} | |")
-    print(f"network alone {row['network_fps']:.1f} fps, pipeline {row['pipeline_fps']:.1f} fps: "
-          f"the pipeline adds {100 * row['overhead']:+.0f}% to the network's time (target <= +25%); "
-          f"{row['pipeline_vs_best_overlap']:.2f}x the best overlap possible here")
+    print(
+        f"network alone {row['network_fps']:.1f} fps, pipeline {row['pipeline_fps']:.1f} fps: "
+        f"the pipeline adds {100 * row['overhead']:+.0f}% to the network's time (target <= +25%); "
+        f"{row['pipeline_vs_best_overlap']:.2f}x the best overlap possible here"
+    )
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({
-            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-            "command": "python benchmarks/video_pipeline.py " + " ".join(sys.argv[1:] if argv is None else argv),
-            "machine": machine, "row": row}, indent=2) + "\n")
+        args.json.write_text(
+            json.dumps(
+                {
+                    "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+                    "command": "python benchmarks/video_pipeline.py "
+                    + " ".join(sys.argv[1:] if argv is None else argv),
+                    "machine": machine,
+                    "row": row,
+                },
+                indent=2,
+            )
+            + "\n"
+        )
     return 0
 
 

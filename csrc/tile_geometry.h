@@ -35,7 +35,7 @@ constexpr int kFusedMaxScale = 4;
 // whole launch and both intermediates in shared memory. Larger tiles
 // recompute less halo (layer 2 computes (rows+2)(cols+2) pixels per
 // rows*cols kept) but need more shared memory. Chosen by the tile sweep
-// (benchmarks/tile_sweep.cu; its figures are in benchmarks/GPU_NOTES.md).
+// (benchmarks/tile_sweep.cu; its figures are in docs/gpu-notes.md).
 struct TileShape {
   int rows, cols;
 };
@@ -124,7 +124,7 @@ ESPCN_HD int64_t fused_launch_work(int n, int h, int w, TileShape s, int64_t blo
 
 // Whether the alternate tile shape should run instead of the first: by over
 // 5% less work for its busiest block (the margin keeps near-ties on the default,
-// which measured faster there; benchmarks/GPU_NOTES.md).
+// which measured faster there; docs/gpu-notes.md).
 ESPCN_HD bool prefer_alternate(int n, int h, int w, TileShape first, int64_t first_blocks, TileShape alt,
                                int64_t alt_blocks) {
   if (first_blocks < 1 || alt_blocks < 1) return false;

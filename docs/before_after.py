@@ -33,7 +33,7 @@ SIZE, ZOOM, LABEL = 120, 2, 22
 
 
 def _panel(image: torch.Tensor, top: int, left: int) -> Image.Image:
-    crop = image[:, top:top + SIZE, left:left + SIZE].permute(1, 2, 0).contiguous().numpy()
+    crop = image[:, top : top + SIZE, left : left + SIZE].permute(1, 2, 0).contiguous().numpy()
     return Image.fromarray(crop).resize((SIZE * ZOOM, SIZE * ZOOM), Image.NEAREST)
 
 
@@ -52,8 +52,9 @@ def make_figure(data: Path) -> Image.Image:
             x = 8 + col * (side + 8)
             figure.paste(_panel(image, top, left), (x, y))
             crop = (slice(None), slice(top, top + SIZE), slice(left, left + SIZE))
-            score = "" if title == "original" else \
-                f"  {psnr(rgb_to_y(image[crop]) * 255, rgb_to_y(hr[crop]) * 255):.2f} dB"
+            score = (
+                "" if title == "original" else f"  {psnr(rgb_to_y(image[crop]) * 255, rgb_to_y(hr[crop]) * 255):.2f} dB"
+            )
             draw.text((x + 2, y + side + 4), f"{name}: {title}{score}", fill="black")
     return figure
 

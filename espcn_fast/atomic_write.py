@@ -7,9 +7,9 @@ import os
 import re
 import stat
 import uuid
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 # Bytes of the target's name kept in the temporary one: with the rest of that name
 # (".", ".<12 hex>.tmp" and the suffix) it must fit where the target's 255 do.
@@ -26,12 +26,12 @@ def _head(name: str, size: int) -> str:
     raw = os.fsencode(name)
     if len(raw) <= size:
         return name
-    head = raw[:max(size, 0)]
+    head = raw[: max(size, 0)]
     end = len(head)
     while end and head[end - 1] & 0xC0 == 0x80:  # continuation bytes of the last character
         end -= 1
     if end and head[end - 1] >= 0xC0 and len(head) - end + 1 < _utf8_length(head[end - 1]):
-        head = head[:end - 1]  # its lead byte, the character incomplete
+        head = head[: end - 1]  # its lead byte, the character incomplete
     return os.fsdecode(head)
 
 
@@ -133,8 +133,9 @@ def write_error(path: str | os.PathLike, exc: BaseException) -> WriteError:
 
 
 @contextmanager
-def replacing(path: str | os.PathLike, suffix: str = "",
-              errors: tuple[type[BaseException], ...] = ()) -> Iterator[Path]:
+def replacing(
+    path: str | os.PathLike, suffix: str = "", errors: tuple[type[BaseException], ...] = ()
+) -> Iterator[Path]:
     """Yields a temporary path beside ``path`` to write to; renames it over ``path`` when the block
     ends without an error, and removes it in every case, so that a crash or a failed write (disk
     full, a folder in the way, an interrupt) leaves ``path`` as it was and nothing else behind. The

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
-from typing import Mapping
+from collections.abc import Mapping
 
 import torch
 
@@ -77,7 +77,9 @@ def resolve(backend: str, device: torch.device, reasons: Mapping[str, str | None
     if backend == "cpu" and device.type != "cpu":
         raise RuntimeError(f"backend 'cpu' runs CPU tensors, but the input is on {device}")
     if backend == "triton" and device.type != "cuda" and not triton_interpreted():
-        raise RuntimeError(f"backend 'triton' runs CUDA tensors (CPU ones with TRITON_INTERPRET=1), but the input is on {device}")
+        raise RuntimeError(
+            f"backend 'triton' runs CUDA tensors (CPU ones with TRITON_INTERPRET=1), but the input is on {device}"
+        )
     if backend == "cuda" and device.type != "cuda":
         raise RuntimeError(f"backend 'cuda' runs CUDA tensors, but the input is on {device}")
     return backend

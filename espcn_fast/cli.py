@@ -1,10 +1,10 @@
 """``espcn-fast``: super-resolve images and reproduce the paper's table.
 
-    espcn-fast upscale IMAGE_OR_FOLDER... -o OUT --scale 3
-    espcn-fast video IN.mp4 -o OUT.mp4 --scale 3
-    espcn-fast eval --scale 3 --sets Set5 Set14
-    espcn-fast export --scale 3 -o espcn_x3.onnx
-    espcn-fast demo
+espcn-fast upscale IMAGE_OR_FOLDER... -o OUT --scale 3
+espcn-fast video IN.mp4 -o OUT.mp4 --scale 3
+espcn-fast eval --scale 3 --sets Set5 Set14
+espcn-fast export --scale 3 -o espcn_x3.onnx
+espcn-fast demo
 """
 
 from __future__ import annotations
@@ -19,19 +19,18 @@ from typing import NoReturn
 import torch
 
 from . import published
+from .atomic_write import existing_output, replacing
+from .backends import BACKENDS, resolve
 from .data_dir import find_data_dir
 from .devices import device_problem
 from .evaluate import SetScore, evaluate_sets
-from .image_io import IMAGE_SUFFIXES, ImageReadError, list_images, read_image, write_image
-from .atomic_write import replacing
-from .atomic_write import existing_output
-from .backends import BACKENDS, resolve
 from .fast import PRECISIONS, FastESPCN
 from .file_job import FileJobError, upscale_file
+from .image_io import IMAGE_SUFFIXES, ImageReadError, list_images, read_image, write_image
 from .memory_budget import parse_size
 from .model import ESPCN
 from .upscale import OOM_LAST_TILE, upscale_image
-from .weights import WeightsError, scale_of, load_weights
+from .weights import WeightsError, load_weights, scale_of
 
 
 class CliError(Exception):
@@ -60,8 +59,9 @@ def _load_reference(scale: int, weights: Path | None) -> ESPCN:
     return reference
 
 
-def _load_model(scale: int, weights: Path | None, device: str, backend: str = "auto",
-                precision: str = "fp32") -> FastESPCN:
+def _load_model(
+    scale: int, weights: Path | None, device: str, backend: str = "auto", precision: str = "fp32"
+) -> FastESPCN:
     reference = _load_reference(scale, weights)
     try:
         model = FastESPCN.from_reference(reference, backend=backend, precision=precision)
@@ -89,8 +89,10 @@ def _check_output_suffix(out: Path) -> None:
     suffix = out.suffix.lower()
     if suffix in IMAGE_SUFFIXES or suffix not in Image.registered_extensions() or out.is_dir():
         return
-    raise CliError(f"-o {out}: {out.suffix} is not a format espcn-fast writes; give a file ending in "
-                   f"{', '.join(IMAGE_SUFFIXES)}, or a folder")
+    raise CliError(
+        f"-o {out}: {out.suffix} is not a format espcn-fast writes; give a file ending in "
+        f"{', '.join(IMAGE_SUFFIXES)}, or a folder"
+    )
 
 
 def _plan_outputs(inputs: list[Path], out: Path) -> list[tuple[Path, Path]]:
@@ -169,13 +171,24 @@ def _upscale_on_cluster(args: argparse.Namespace) -> int:
         pairs = [pair for item in args.inputs for pair in collect(item, args.output)]
         if len({dst for _, dst in pairs}) != len(pairs):
             raise CliError("two inputs would write the same output name; upscale them separately")
-        summary = upscale_images(pairs, args.output, args.scale, cluster=args.cluster, weights=args.weights,
-                                 device=device, backend=args.backend, precision=args.precision,
-                                 overwrite=args.overwrite, workers=args.workers, batch=args.batch,
-                                 max_memory=args.max_memory, progress=not args.quiet)
+        summary = upscale_images(
+            pairs,
+            args.output,
+            args.scale,
+            cluster=args.cluster,
+            weights=args.weights,
+            device=device,
+            backend=args.backend,
+            precision=args.precision,
+            overwrite=args.overwrite,
+            workers=args.workers,
+            batch=args.batch,
+            max_memory=args.max_memory,
+            progress=not args.quiet,
+        )
     except ClusterError as exc:
         raise CliError(str(exc)) from None
-    for src, reason in summary.failed:
+    for _src, reason in summary.failed:
         print(f"failed: {reason}", file=sys.stderr)
     print(summary.line(), file=sys.stderr if summary.failed else sys.stdout)
     return 0 if summary.ok else 1
@@ -193,20 +206,35 @@ def cmd_video(args: argparse.Namespace) -> int:
     device = _default_device(args.device)
     model = _load_model(args.scale, args.weights, device, args.backend, args.precision)
     try:
-        result = upscale_video(args.input, args.output, model, args.scale, device, codec=args.codec, crf=args.crf,
-                               preset=args.preset, batch=args.batch, overwrite=args.overwrite,
-                               progress=not args.quiet)
+        result = upscale_video(
+            args.input,
+            args.output,
+            model,
+            args.scale,
+            device,
+            codec=args.codec,
+            crf=args.crf,
+            preset=args.preset,
+            batch=args.batch,
+            overwrite=args.overwrite,
+            progress=not args.quiet,
+        )
     except VideoError as exc:
         raise CliError(str(exc)) from None
     for warning in result.warnings:
         print(f"espcn-fast: warning: {warning}", file=sys.stderr)
     if not result.complete:
-        print(f"espcn-fast: error: {args.input} is corrupt: {result.stopped_at}; "
-              f"kept the {result.frames} frame(s) done in {result.output}", file=sys.stderr)
+        print(
+            f"espcn-fast: error: {args.input} is corrupt: {result.stopped_at}; "
+            f"kept the {result.frames} frame(s) done in {result.output}",
+            file=sys.stderr,
+        )
         return 1
     if not args.quiet:
-        print(f"{args.input} -> {result.output}: {result.frames} frames in {result.seconds:.1f} s "
-              f"({result.fps:.1f} fps; the network alone {result.timings['network']:.1f} s)")
+        print(
+            f"{args.input} -> {result.output}: {result.frames} frames in {result.seconds:.1f} s "
+            f"({result.fps:.1f} fps; the network alone {result.timings['network']:.1f} s)"
+        )
     return 0
 
 
@@ -219,12 +247,13 @@ def cmd_export(args: argparse.Namespace) -> int:
     problem = existing_output(args.output, args.overwrite)
     if problem:
         raise CliError(problem)
-    export_model(_load_reference(args.scale, args.weights), args.output, fmt, opset=args.opset,
-                 clamp=not args.no_clamp)
+    export_model(_load_reference(args.scale, args.weights), args.output, fmt, opset=args.opset, clamp=not args.no_clamp)
     if not args.quiet:
-        print(f"wrote {args.output}: ESPCN x{args.scale} as {fmt}"
-              + (f" (opset {args.opset})" if fmt == "onnx" else "")
-              + "; input x, output y: (N, 1, H, W) float32 Y on [0, 1]")
+        print(
+            f"wrote {args.output}: ESPCN x{args.scale} as {fmt}"
+            + (f" (opset {args.opset})" if fmt == "onnx" else "")
+            + "; input x, output y: (N, 1, H, W) float32 Y on [0, 1]"
+        )
     return 0
 
 
@@ -261,8 +290,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if args.json:
         payload = {
             f"x{scale}": {
-                s.name: {"psnr": s.psnr, "ssim": s.ssim,
-                         "images": {i.name: {"psnr": i.psnr, "ssim": i.ssim} for i in s.images}}
+                s.name: {
+                    "psnr": s.psnr,
+                    "ssim": s.ssim,
+                    "images": {i.name: {"psnr": i.psnr, "ssim": i.ssim} for i in s.images},
+                }
                 for s in sets
             }
             for scale, sets in scores.items()
@@ -289,8 +321,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
         try:
             from skimage import data as skdata  # a bundled image: no download
         except ImportError:
-            raise CliError("no data folder (../shared/data or --data DIR) and no scikit-image for a sample "
-                           "image: pass --data DIR or pip install scikit-image") from None
+            raise CliError(
+                "no data folder (../shared/data or --data DIR) and no scikit-image for a sample "
+                "image: pass --data DIR or pip install scikit-image"
+            ) from None
 
         sample = Path("skimage.data.astronaut")
         image = torch.from_numpy(skdata.astronaut()).permute(2, 0, 1).contiguous()
@@ -306,12 +340,17 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _add_precision(sub: argparse.ArgumentParser) -> None:
-    sub.add_argument("--precision", choices=PRECISIONS, default="fp32",
-                     help="arithmetic of the GPU backends: fp32, or tf32/fp16/bf16 on the tensor cores (default fp32)")
+    sub.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default="fp32",
+        help="arithmetic of the GPU backends: fp32, or tf32/fp16/bf16 on the tensor cores (default fp32)",
+    )
 
 
 def _positive(option: str):
     """An argparse type: a whole number >= 1, or a one-line error naming ``option``."""
+
     def parse(text: str) -> int:
         try:
             value = int(text)
@@ -358,38 +397,67 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    up = sub.add_parser("upscale", help="super-resolve images or folders of images",
-                        description="Super-resolve Y with ESPCN, Cb/Cr by bicubic; PNG out.")
+    up = sub.add_parser(
+        "upscale",
+        help="super-resolve images or folders of images",
+        description="Super-resolve Y with ESPCN, Cb/Cr by bicubic; PNG out.",
+    )
     up.add_argument("inputs", nargs="+", type=Path, metavar="IMAGE", help="image files or folders")
-    up.add_argument("-o", "--output", type=Path, required=True,
-                    help="output folder, or an output file for a single image")
+    up.add_argument(
+        "-o", "--output", type=Path, required=True, help="output folder, or an output file for a single image"
+    )
     up.add_argument("--scale", type=int, default=3, choices=(2, 3, 4), help="upscaling factor (default 3)")
     up.add_argument("--weights", type=Path, help="weights file (default: the shipped weights)")
     up.add_argument("--device", help="cpu or cuda (default: cuda when present)")
-    up.add_argument("--backend", choices=BACKENDS, default="auto",
-                    help="kernels to run (default auto: the fastest here; torch = the reference layers)")
+    up.add_argument(
+        "--backend",
+        choices=BACKENDS,
+        default="auto",
+        help="kernels to run (default auto: the fastest here; torch = the reference layers)",
+    )
     _add_precision(up)
-    up.add_argument("--tile", type=_tile_size, metavar="N",
-                    help="process in N x N LR tiles (4-pixel halo; identical pixels, bounded memory); "
-                    "on a GPU an image that does not fit is tiled anyway")
-    up.add_argument("--max-memory", type=_memory_size, metavar="SIZE",
-                    help="host memory an image may use, e.g. 4G (default: half of what is available); "
-                    "larger images are tiled by themselves, and one whose output alone is larger is skipped")
+    up.add_argument(
+        "--tile",
+        type=_tile_size,
+        metavar="N",
+        help="process in N x N LR tiles (4-pixel halo; identical pixels, bounded memory); "
+        "on a GPU an image that does not fit is tiled anyway",
+    )
+    up.add_argument(
+        "--max-memory",
+        type=_memory_size,
+        metavar="SIZE",
+        help="host memory an image may use, e.g. 4G (default: half of what is available); "
+        "larger images are tiled by themselves, and one whose output alone is larger is skipped",
+    )
     up.add_argument("--overwrite", action="store_true", help="replace existing output files")
-    up.add_argument("--cluster", metavar="auto|local|ADDRESS",
-                    help="run on a Ray cluster: auto joins $RAY_ADDRESS's or starts one here, local starts one "
-                    "here, or a cluster's address; inputs may also be a glob pattern or a text file of paths; "
-                    "outputs already there are kept (a rerun resumes)")
-    up.add_argument("--workers", type=_positive("--workers"), help="with --cluster: how many workers (default: "
-                    "one per GPU, or one per 2 CPUs)")
-    up.add_argument("--batch", type=_positive("--batch"), default=4,
-                    help="with --cluster: images sent to a worker at a time (default 4)")
+    up.add_argument(
+        "--cluster",
+        metavar="auto|local|ADDRESS",
+        help="run on a Ray cluster: auto joins $RAY_ADDRESS's or starts one here, local starts one "
+        "here, or a cluster's address; inputs may also be a glob pattern or a text file of paths; "
+        "outputs already there are kept (a rerun resumes)",
+    )
+    up.add_argument(
+        "--workers",
+        type=_positive("--workers"),
+        help="with --cluster: how many workers (default: one per GPU, or one per 2 CPUs)",
+    )
+    up.add_argument(
+        "--batch",
+        type=_positive("--batch"),
+        default=4,
+        help="with --cluster: images sent to a worker at a time (default 4)",
+    )
     up.add_argument("-q", "--quiet", action="store_true", help="print errors only")
     up.set_defaults(func=cmd_upscale)
 
-    vid = sub.add_parser("video", help="super-resolve a video (Y by ESPCN, chroma bicubic; audio copied)",
-                         description="Decode, super-resolve Y with ESPCN and Cb/Cr by bicubic, encode; the input's "
-                         "timestamps kept and its audio copied. Decoding, the network and encoding overlap.")
+    vid = sub.add_parser(
+        "video",
+        help="super-resolve a video (Y by ESPCN, chroma bicubic; audio copied)",
+        description="Decode, super-resolve Y with ESPCN and Cb/Cr by bicubic, encode; the input's "
+        "timestamps kept and its audio copied. Decoding, the network and encoding overlap.",
+    )
     vid.add_argument("input", type=Path, help="video file")
     vid.add_argument("-o", "--output", type=Path, required=True, help="output video file (.mp4, .mkv, ...)")
     vid.add_argument("--scale", type=int, default=3, choices=(2, 3, 4), help="upscaling factor (default 3)")
@@ -405,8 +473,11 @@ def build_parser() -> argparse.ArgumentParser:
     vid.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     vid.set_defaults(func=cmd_video)
 
-    ev = sub.add_parser("eval", help="PSNR/SSIM on Set5/Set14 with the standard LR inputs",
-                        description="The SR papers' protocol: Y channel, scale-pixel border shaved.")
+    ev = sub.add_parser(
+        "eval",
+        help="PSNR/SSIM on Set5/Set14 with the standard LR inputs",
+        description="The SR papers' protocol: Y channel, scale-pixel border shaved.",
+    )
     ev.add_argument("--scale", type=int, nargs="+", default=[3], choices=(2, 3, 4))
     ev.add_argument("--sets", nargs="+", default=["Set5", "Set14"])
     ev.add_argument("--data", type=Path, help="data folder (default: $ESPCN_FAST_DATA or ../shared/data)")
@@ -418,13 +489,19 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     ev.set_defaults(func=cmd_eval)
 
-    ex = sub.add_parser("export", help="write the network as ONNX or TorchScript (FFmpeg, VapourSynth, ...)",
-                        description="One channel (Y) in and out, batch, height and width free; input x, output y. "
-                        "See docs/exports.md for FFmpeg and VapourSynth.")
+    ex = sub.add_parser(
+        "export",
+        help="write the network as ONNX or TorchScript (FFmpeg, VapourSynth, ...)",
+        description="One channel (Y) in and out, batch, height and width free; input x, output y. "
+        "See docs/exports.md for FFmpeg and VapourSynth.",
+    )
     ex.add_argument("-o", "--output", type=Path, required=True, help="output file (.onnx, .pt)")
     ex.add_argument("--scale", type=int, default=3, choices=(2, 3, 4), help="upscaling factor (default 3)")
-    ex.add_argument("--format", choices=("onnx", "torchscript"),
-                    help="file format (default: from the output's suffix: .onnx, or .pt/.pth/.ts)")
+    ex.add_argument(
+        "--format",
+        choices=("onnx", "torchscript"),
+        help="file format (default: from the output's suffix: .onnx, or .pt/.pth/.ts)",
+    )
     ex.add_argument("--weights", type=Path, help="weights file (default: the shipped weights)")
     ex.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17; 11 at least)")
     ex.add_argument("--no-clamp", action="store_true", help="leave the output unclamped (default: clipped to [0, 1])")

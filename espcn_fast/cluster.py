@@ -48,8 +48,10 @@ class ClusterSummary:
 
     def line(self) -> str:
         """One line for the end of a run."""
-        return (f"{len(self.done)} done, {len(self.already_done)} already done, {len(self.failed)} failed, "
-                f"on {self.workers} worker(s) in {self.seconds:.1f} s")
+        return (
+            f"{len(self.done)} done, {len(self.already_done)} already done, {len(self.failed)} failed, "
+            f"on {self.workers} worker(s) in {self.seconds:.1f} s"
+        )
 
 
 def collect(source: str | os.PathLike, output: str | os.PathLike) -> list[tuple[Path, Path]]:
@@ -149,10 +151,21 @@ def _resources(resources: dict[str, float]) -> str:
 
 
 def upscale_images(
-    source: str | os.PathLike | list[tuple[Path, Path]], output: str | os.PathLike, scale: int = 3, *,
-    cluster: str = "auto", weights: str | os.PathLike | None = None, device: str = "cpu", backend: str = "auto",
-    precision: str = "fp32", overwrite: bool = False, workers: int | None = None, batch: int = 4,
-    max_memory: int | None = None, progress: bool = True, schedule_timeout: float = 60.0,
+    source: str | os.PathLike | list[tuple[Path, Path]],
+    output: str | os.PathLike,
+    scale: int = 3,
+    *,
+    cluster: str = "auto",
+    weights: str | os.PathLike | None = None,
+    device: str = "cpu",
+    backend: str = "auto",
+    precision: str = "fp32",
+    overwrite: bool = False,
+    workers: int | None = None,
+    batch: int = 4,
+    max_memory: int | None = None,
+    progress: bool = True,
+    schedule_timeout: float = 60.0,
 ) -> ClusterSummary:
     """Upscale every image of ``source`` into ``output`` on a Ray cluster; returns what was done.
 
@@ -175,10 +188,23 @@ def upscale_images(
         count, cpus, gpus = pool_shape(ray.cluster_resources(), workers, device)
         count = max(1, min(count, -(-len(todo) // max(1, batch)))) if todo else 0
         summary.workers = count
-        pool = _start_pool(count, cpus, gpus, schedule_timeout, dict(
-            scale=scale, weights=None if weights is None else str(weights), device=device, backend=backend,
-            precision=precision, max_memory=max_memory, overwrite=overwrite, job_started=started))
-        chunks = [todo[i:i + batch] for i in range(0, len(todo), batch)]
+        pool = _start_pool(
+            count,
+            cpus,
+            gpus,
+            schedule_timeout,
+            dict(
+                scale=scale,
+                weights=None if weights is None else str(weights),
+                device=device,
+                backend=backend,
+                precision=precision,
+                max_memory=max_memory,
+                overwrite=overwrite,
+                job_started=started,
+            ),
+        )
+        chunks = [todo[i : i + batch] for i in range(0, len(todo), batch)]
         _run(pool, chunks, summary, progress)
     finally:
         _remove_leftovers(pairs)
@@ -204,7 +230,8 @@ def _start_pool(count: int, cpus: float, gpus: float, timeout: float, settings: 
         raise ClusterError(
             f"only {len(ready)} of {count} workers ({cpus:g} CPU{' + 1 GPU' if gpus else ''} each) could start "
             f"within {timeout:g} s; the cluster has {_resources(ray.cluster_resources())}, "
-            f"{_resources(ray.available_resources())} free: ask for fewer workers")
+            f"{_resources(ray.available_resources())} free: ask for fewer workers"
+        )
     try:
         ray.get(ready)
     except ray.exceptions.RayError as exc:
@@ -263,8 +290,18 @@ def _remove_leftovers(pairs: list[tuple[Path, Path]]) -> None:
 class _Worker:
     """A Ray actor: the model loaded once, then chunks of images through ``file_job.upscale_file``."""
 
-    def __init__(self, scale: int, weights: str | None, device: str, backend: str, precision: str,
-                 max_memory: int | None, overwrite: bool, job_started: float, threads: int) -> None:
+    def __init__(
+        self,
+        scale: int,
+        weights: str | None,
+        device: str,
+        backend: str,
+        precision: str,
+        max_memory: int | None,
+        overwrite: bool,
+        job_started: float,
+        threads: int,
+    ) -> None:
         import torch
 
         from .fast import FastESPCN

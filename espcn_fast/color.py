@@ -30,9 +30,7 @@ def _as_float(x: torch.Tensor) -> torch.Tensor:
 
 def _check_channels(x: torch.Tensor, what: str) -> None:
     if x.dim() < 3 or x.shape[-3] != 3:
-        raise ValueError(
-            f"{what} expects a tensor of shape (..., 3, H, W), got {tuple(x.shape)}"
-        )
+        raise ValueError(f"{what} expects a tensor of shape (..., 3, H, W), got {tuple(x.shape)}")
 
 
 def _apply(x: torch.Tensor, matrix: torch.Tensor, offset: torch.Tensor) -> torch.Tensor:

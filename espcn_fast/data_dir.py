@@ -23,6 +23,7 @@ def find_data_dir(explicit: str | os.PathLike | None = None) -> Path:
         if path.is_dir():
             return path.resolve()
     raise FileNotFoundError(
-        "data folder not found; looked in " + ", ".join(str(p) for p in candidates)
+        "data folder not found; looked in "
+        + ", ".join(str(p) for p in candidates)
         + " (pass --data DIR or set ESPCN_FAST_DATA)"
     )

@@ -6,9 +6,9 @@ Used by training (validation), ``espcn-fast eval`` and the benchmarks.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable
 
 import torch
 
@@ -83,8 +83,10 @@ def evaluate_folder(
     lr_dir = Path(lr_dir) if lr_dir is not None and Path(lr_dir).is_dir() else None
     missing = [p.name for p in paths if lr_dir is not None and not (lr_dir / p.name).is_file()]
     if missing:
-        raise ValueError(f"the LR folder {lr_dir} lacks {', '.join(missing)}: give every LR input there, "
-                         "or remove the folder to make them all with the bicubic resize")
+        raise ValueError(
+            f"the LR folder {lr_dir} lacks {', '.join(missing)}: give every LR input there, "
+            "or remove the folder to make them all with the bicubic resize"
+        )
     result = SetScore(name or hr_dir.name)
     iterator: Iterable[Path] = paths
     if progress:
@@ -110,7 +112,4 @@ def evaluate_sets(
 ) -> list[SetScore]:
     """Score the standard sets with their standard LR inputs (``LR_bicubic/<set>/x<r>``)."""
     root = find_data_dir(data_dir)
-    return [
-        evaluate_folder(model, root / s, scale, root / "LR_bicubic" / s / f"x{scale}", s, progress)
-        for s in sets
-    ]
+    return [evaluate_folder(model, root / s, scale, root / "LR_bicubic" / s / f"x{scale}", s, progress) for s in sets]

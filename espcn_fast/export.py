@@ -50,13 +50,16 @@ def format_of(path: str | os.PathLike, fmt: str | None = None) -> str:
         return fmt
     suffix = Path(path).suffix.lower()
     if suffix not in SUFFIXES:
-        raise ValueError(f"cannot tell the format from {Path(path).name!r}: give --format "
-                         f"({' or '.join(FORMATS)}) or a name ending in {', '.join(SUFFIXES)}")
+        raise ValueError(
+            f"cannot tell the format from {Path(path).name!r}: give --format "
+            f"({' or '.join(FORMATS)}) or a name ending in {', '.join(SUFFIXES)}"
+        )
     return SUFFIXES[suffix]
 
 
-def export_model(model: ESPCN, path: str | os.PathLike, fmt: str | None = None, opset: int = DEFAULT_OPSET,
-                 clamp: bool = True) -> Path:
+def export_model(
+    model: ESPCN, path: str | os.PathLike, fmt: str | None = None, opset: int = DEFAULT_OPSET, clamp: bool = True
+) -> Path:
     """Write ``model`` (a one-channel :class:`~espcn_fast.ESPCN`) to ``path`` as ONNX or TorchScript.
 
     ``fmt`` is ``"onnx"`` or ``"torchscript"`` (default: from the suffix, see
@@ -65,8 +68,10 @@ def export_model(model: ESPCN, path: str | os.PathLike, fmt: str | None = None, 
     if not isinstance(model, ESPCN):
         raise TypeError(f"export_model takes an ESPCN model, got {type(model).__name__}")
     if model.in_channels != 1 or model.out_channels != 1:
-        raise ValueError(f"export_model exports one-channel (Y) models; this one has {model.in_channels} in, "
-                         f"{model.out_channels} out")
+        raise ValueError(
+            f"export_model exports one-channel (Y) models; this one has {model.in_channels} in, "
+            f"{model.out_channels} out"
+        )
     fmt = format_of(path, fmt)
     if fmt == "onnx" and (isinstance(opset, bool) or not isinstance(opset, int) or opset < MIN_OPSET):
         raise ValueError(f"opset must be an integer >= {MIN_OPSET} (DepthToSpace's CRD mode), got {opset!r}")
@@ -79,10 +84,19 @@ def export_model(model: ESPCN, path: str | os.PathLike, fmt: str | None = None, 
         if fmt == "onnx":
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # the TorchScript-based exporter's deprecation notice
-                torch.onnx.export(graph, (example,), str(tmp), input_names=["x"], output_names=["y"],
-                                  opset_version=opset, dynamo=False,
-                                  dynamic_axes={"x": {0: "batch", 2: "height", 3: "width"},
-                                                "y": {0: "batch", 2: "out_height", 3: "out_width"}})
+                torch.onnx.export(
+                    graph,
+                    (example,),
+                    str(tmp),
+                    input_names=["x"],
+                    output_names=["y"],
+                    opset_version=opset,
+                    dynamo=False,
+                    dynamic_axes={
+                        "x": {0: "batch", 2: "height", 3: "width"},
+                        "y": {0: "batch", 2: "out_height", 3: "out_width"},
+                    },
+                )
         else:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # TorchScript's deprecation notice: FFmpeg still reads it

@@ -90,28 +90,34 @@ class FastESPCN(ESPCN):
         self._graphs: dict[tuple, tuple[torch.cuda.CUDAGraph, torch.Tensor, torch.Tensor]] = {}
 
     @classmethod
-    def from_pretrained(cls, scale: int, device: str | torch.device = "cpu", **kwargs) -> "FastESPCN":  # type: ignore[override]
+    def from_pretrained(cls, scale: int, device: str | torch.device = "cpu", **kwargs) -> FastESPCN:  # type: ignore[override]
         """The shipped weights (see :meth:`ESPCN.from_pretrained`) on the fast path."""
         return cls.from_reference(ESPCN.from_pretrained(scale), **kwargs).to(device)
 
     @classmethod
-    def from_reference(cls, model: ESPCN, **kwargs) -> "FastESPCN":
+    def from_reference(cls, model: ESPCN, **kwargs) -> FastESPCN:
         """A FastESPCN with the weights, scale and shape of a reference ``model``."""
-        fast = cls(model.scale, in_channels=model.in_channels, out_channels=model.out_channels,
-                   channels=model.feature_maps[0].out_channels, **kwargs)
+        fast = cls(
+            model.scale,
+            in_channels=model.in_channels,
+            out_channels=model.out_channels,
+            channels=model.feature_maps[0].out_channels,
+            **kwargs,
+        )
         fast.load_state_dict(model.state_dict())
         first = next(model.parameters())
         return fast.to(first.device, first.dtype).eval()
 
     def extra_repr(self) -> str:
-        return (f"scale={self.scale}, backend={self.backend!r}, precision={self.precision!r}, clamp={self.clamp}"
-                + (", cuda_graph=True" if self.cuda_graph else "") + (f", tile={self.tile}" if self.tile else ""))
+        return (
+            f"scale={self.scale}, backend={self.backend!r}, precision={self.precision!r}, clamp={self.clamp}"
+            + (", cuda_graph=True" if self.cuda_graph else "")
+            + (f", tile={self.tile}" if self.tile else "")
+        )
 
     def backend_for(self, x: torch.Tensor) -> str:
         """The backend that :meth:`forward` uses for ``x``."""
-        wants_grad = torch.is_grad_enabled() and (
-            x.requires_grad or any(p.requires_grad for p in self.parameters())
-        )
+        wants_grad = torch.is_grad_enabled() and (x.requires_grad or any(p.requires_grad for p in self.parameters()))
         if wants_grad:
             return "torch"
         if self.backend == "auto" and x.dtype not in _INPUT_DTYPES:
@@ -134,9 +140,12 @@ class FastESPCN(ESPCN):
         layout = torch.channels_last if channels_last else torch.contiguous_format
 
         def convert() -> list[torch.Tensor]:
-            return [t.detach().to(device, wdtype if i % 2 == 0 else torch.float32)
-                    .contiguous(memory_format=layout if i % 2 == 0 else torch.contiguous_format)
-                    for i, t in enumerate(params)]
+            return [
+                t.detach()
+                .to(device, wdtype if i % 2 == 0 else torch.float32)
+                .contiguous(memory_format=layout if i % 2 == 0 else torch.contiguous_format)
+                for i, t in enumerate(params)
+            ]
 
         if torch.compiler.is_compiling():
             return convert()
@@ -239,6 +248,11 @@ class FastESPCN(ESPCN):
             from .triton_backend import ops as _  # noqa: F401  (registers espcn_fast_triton::*)
 
             out = torch.ops.espcn_fast_triton.espcn_forward(
-                xin, *self._weights(x.device, self.precision, channels_last=True), self.scale, self.clamp, self.precision)
+                xin,
+                *self._weights(x.device, self.precision, channels_last=True),
+                self.scale,
+                self.clamp,
+                self.precision,
+            )
             return out.to(x.dtype)
         raise RuntimeError(f"backend {backend!r} is not implemented yet")  # pragma: no cover

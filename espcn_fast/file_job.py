@@ -29,8 +29,15 @@ def out_of_memory(exc: BaseException) -> bool:
     return isinstance(exc, RuntimeError) and ("can't allocate memory" in str(exc) or "out of memory" in str(exc))
 
 
-def upscale_file(src: Path, dst: Path, model: SuperResolver, scale: int, device: torch.device | str,
-                 tile: int | None = None, max_memory: int | None = None) -> tuple[int, int]:
+def upscale_file(
+    src: Path,
+    dst: Path,
+    model: SuperResolver,
+    scale: int,
+    device: torch.device | str,
+    tile: int | None = None,
+    max_memory: int | None = None,
+) -> tuple[int, int]:
     """Upscale the image file ``src`` into ``dst`` (written whole or not at all); returns the output's
     (width, height). Raises :class:`FileJobError` for a problem of this file; anything else propagates."""
     try:
@@ -44,8 +51,9 @@ def upscale_file(src: Path, dst: Path, model: SuperResolver, scale: int, device:
     except (MemoryError, RuntimeError) as exc:  # one image too large for memory: skip it, go on
         if not out_of_memory(exc):
             raise
-        raise FileJobError("failed", f"{src} ({image.shape[2]}x{image.shape[1]}): out of memory; "
-                           "try --tile 512") from None
+        raise FileJobError(
+            "failed", f"{src} ({image.shape[2]}x{image.shape[1]}): out of memory; try --tile 512"
+        ) from None
     try:
         dst.parent.mkdir(parents=True, exist_ok=True)
         write_image(result.cpu(), dst, icc_profile=icc_profile)

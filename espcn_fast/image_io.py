@@ -6,8 +6,9 @@ import contextlib
 import os
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -99,8 +100,9 @@ def _low_bytes(img: PIL.Image.Image, path: Path) -> PIL.Image.Image | None:
             return None
         swapped = [r[:-1] + _SWAPPED_16[r[-1]] for r in rawmodes]
         low = Image.open(path)
-        low.tile = [t._replace(args=r if isinstance(t.args, str) else (r, *t.args[1:]))
-                    for t, r in zip(img.tile, swapped)]
+        low.tile = [
+            t._replace(args=r if isinstance(t.args, str) else (r, *t.args[1:])) for t, r in zip(img.tile, swapped)
+        ]
         try:
             low.load()
         except Exception:
@@ -123,8 +125,15 @@ def _orientation(img: PIL.Image.Image) -> int:
 def _orient(array: np.ndarray, orientation: int) -> np.ndarray:
     """A ``(C, H, W)`` array as EXIF ``orientation`` says to show it (views; 1 leaves it as stored)."""
     t = array.transpose(0, 2, 1)
-    return {2: array[:, :, ::-1], 3: array[:, ::-1, ::-1], 4: array[:, ::-1, :], 5: t,
-            6: t[:, :, ::-1], 7: t[:, ::-1, ::-1], 8: t[:, ::-1, :]}.get(orientation, array)
+    return {
+        2: array[:, :, ::-1],
+        3: array[:, ::-1, ::-1],
+        4: array[:, ::-1, :],
+        5: t,
+        6: t[:, :, ::-1],
+        7: t[:, ::-1, ::-1],
+        8: t[:, ::-1, :],
+    }.get(orientation, array)
 
 
 def _copy_rows(out: np.ndarray, block_of: Callable[[tuple[int, int, int, int]], np.ndarray]) -> None:
@@ -140,7 +149,7 @@ def _copy_rows(out: np.ndarray, block_of: Callable[[tuple[int, int, int, int]], 
         box = (0, y0, width, min(height, y0 + step))
         block = block_of(box)
         block = (block[:, :, None] if block.ndim == 2 else block).transpose(2, 0, 1)
-        out[:, box[1]:box[3]] = block[: out.shape[0]] if block.shape[0] >= out.shape[0] else block[:1]
+        out[:, box[1] : box[3]] = block[: out.shape[0]] if block.shape[0] >= out.shape[0] else block[:1]
 
 
 def read_image(path: str | os.PathLike, mode: str = "RGB") -> torch.Tensor:
@@ -168,9 +177,11 @@ def read_image_and_profile(path: str | os.PathLike, mode: str = "RGB") -> tuple[
     try:
         with _no_pillow_limit(Image), Image.open(path) as img:
             if img.width * img.height > MAX_PIXELS:  # the header's claim, before anything is decoded
-                raise ImageReadError(f"cannot read {path}: it claims {img.width}x{img.height} = "
-                                     f"{img.width * img.height} pixels, over the limit of {MAX_PIXELS} "
-                                     "(espcn_fast.image_io.MAX_PIXELS)")
+                raise ImageReadError(
+                    f"cannot read {path}: it claims {img.width}x{img.height} = "
+                    f"{img.width * img.height} pixels, over the limit of {MAX_PIXELS} "
+                    "(espcn_fast.image_io.MAX_PIXELS)"
+                )
             if img.format == "PNG":  # Pillow fills the rows of a stream cut short with zeros
                 missing = short_rows(path)
                 if missing is not None:
@@ -180,7 +191,9 @@ def read_image_and_profile(path: str | os.PathLike, mode: str = "RGB") -> tuple[
             img.load()
             orientation = _orientation(img)  # (a PNG's EXIF may follow its pixels: read once loaded)
             if img.mode == "F":
-                raise ImageReadError(f"cannot read {path}: floating-point images are not supported; save it with 8 or 16 bits")
+                raise ImageReadError(
+                    f"cannot read {path}: floating-point images are not supported; save it with 8 or 16 bits"
+                )
             grey = img.mode in ("L", "1", "LA", "La") or img.mode.startswith("I")
             if low is not None:  # 16-bit colour: the alpha it has, no palette or key colour
                 alpha = mode == "keep" and "A" in img.mode
@@ -192,8 +205,12 @@ def read_image_and_profile(path: str | os.PathLike, mode: str = "RGB") -> tuple[
                 _copy_rows(out, lambda box: _to_8_bits(np.asarray(img.crop(box)), path))
             elif low is not None:
                 with low:
-                    _copy_rows(out, lambda box: _to_8_bits(
-                        np.asarray(img.crop(box)).astype(np.uint16) << 8 | np.asarray(low.crop(box)), path))
+                    _copy_rows(
+                        out,
+                        lambda box: _to_8_bits(
+                            np.asarray(img.crop(box)).astype(np.uint16) << 8 | np.asarray(low.crop(box)), path
+                        ),
+                    )
             else:
                 target = ("L" if grey else "RGB") + ("A" if alpha else "")  # grey is repeated into RGB as copied
                 if img.mode != target:

@@ -170,7 +170,8 @@ def plan_tile(channels: int, height: int, width: int, scale: int, budget: int) -
     if fixed > budget:
         raise MemoryBudgetError(
             f"a {width}x{height} image at x{scale} needs about {format_size(fixed)} for its output alone, "
-            f"over the memory budget of {format_size(budget)} (--max-memory / max_memory)")
+            f"over the memory budget of {format_size(budget)} (--max-memory / max_memory)"
+        )
     left = budget - fixed
     if WORK_BYTES * height * width * scale * scale <= left:
         return None

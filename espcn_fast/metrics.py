@@ -59,5 +59,3 @@ def ssim(sr: torch.Tensor, hr: torch.Tensor, shave: int = 0, data_range: float =
     num = (2 * mu_x * mu_y + c1) * (2 * cov + c2)
     den = (mu_x**2 + mu_y**2 + c1) * (var_x + var_y + c2)
     return (num / den).mean().item()
-
-

@@ -37,9 +37,7 @@ class ESPCN(nn.Module):
     ESPCN-PyTorch (``feature_maps.0.weight`` ... ``sub_pixel.0.bias``).
     """
 
-    def __init__(
-        self, scale: int, in_channels: int = 1, out_channels: int = 1, channels: int = 64
-    ) -> None:
+    def __init__(self, scale: int, in_channels: int = 1, out_channels: int = 1, channels: int = 64) -> None:
         super().__init__()
         self.scale = check_scale(scale)
         self.in_channels = in_channels
@@ -73,12 +71,18 @@ class ESPCN(nn.Module):
         check_image_batch(x, self.in_channels, "ESPCN")
         weight = self.feature_maps[0].weight
         if x.dtype != weight.dtype and not torch.is_autocast_enabled(x.device.type):
-            raise TypeError(f"ESPCN: x is {x.dtype} but the parameters are {weight.dtype}; convert one "
-                            f"(model.to({x.dtype}) or x.to({weight.dtype}))")
+            raise TypeError(
+                f"ESPCN: x is {x.dtype} but the parameters are {weight.dtype}; convert one "
+                f"(model.to({x.dtype}) or x.to({weight.dtype}))"
+            )
         return self.sub_pixel(self.feature_maps(x))
 
-    def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True,  # type: ignore[override]
-                        assign: bool = False) -> Any:
+    def load_state_dict(
+        self,
+        state_dict: Mapping[str, Any],
+        strict: bool = True,  # type: ignore[override]
+        assign: bool = False,
+    ) -> Any:
         """Load weights, with a clear error when they belong to another scale or shape."""
         from .weights import check_state_dict
 
@@ -86,16 +90,16 @@ class ESPCN(nn.Module):
         return super().load_state_dict(state_dict, strict=strict, assign=assign)
 
     @classmethod
-    def from_pretrained(cls, scale: int, device: str | torch.device = "cpu") -> "ESPCN":
+    def from_pretrained(cls, scale: int, device: str | torch.device = "cpu") -> ESPCN:
         """The weights shipped in the package, trained on T91 (x2, x3, x4)."""
-        from .weights import pretrained_path, load_weights
+        from .weights import load_weights, pretrained_path
 
         model = cls(scale)
         model.load_state_dict(load_weights(pretrained_path(scale)))
         return model.to(device).eval()
 
     @classmethod
-    def from_file(cls, path: str | os.PathLike, scale: int | None = None) -> "ESPCN":
+    def from_file(cls, path: str | os.PathLike, scale: int | None = None) -> ESPCN:
         """Load a ``.safetensors`` file or an ESPCN-PyTorch checkpoint (``.pth``/``.pth.tar``).
 
         The shape is read from the weights: input channels and width from the

@@ -18,16 +18,20 @@ PRECISIONS = ("fp32", "tf32", "fp16", "bf16")
 
 def check_precision(op: str, precision: str) -> None:
     """A precision of ``PRECISIONS``."""
-    torch._check(precision in PRECISIONS, lambda: f"{op}: unknown precision '{precision}'; choose "
-                 f"{', '.join(PRECISIONS[:-1])} or {PRECISIONS[-1]}")
+    torch._check(
+        precision in PRECISIONS,
+        lambda: f"{op}: unknown precision '{precision}'; choose {', '.join(PRECISIONS[:-1])} or {PRECISIONS[-1]}",
+    )
 
 
 def check_input(op: str, x: torch.Tensor) -> None:
     """A 4-D ``(N, C, H, W)`` image batch with at least one pixel per image."""
-    torch._check(x.dim() == 4, lambda: f"{op}: x must be a 4-D (N, C, H, W) tensor, got {x.dim()}-D shape "
-                 f"{list(x.shape)}")
-    torch._check(x.shape[2] >= 1 and x.shape[3] >= 1,
-                 lambda: f"{op}: x must have H and W >= 1, got shape {list(x.shape)}")
+    torch._check(
+        x.dim() == 4, lambda: f"{op}: x must be a 4-D (N, C, H, W) tensor, got {x.dim()}-D shape {list(x.shape)}"
+    )
+    torch._check(
+        x.shape[2] >= 1 and x.shape[3] >= 1, lambda: f"{op}: x must have H and W >= 1, got shape {list(x.shape)}"
+    )
 
 
 def check_layers(op: str, x: torch.Tensor, layers: Sequence[tuple[str, torch.Tensor]], scale: int | None) -> None:
@@ -37,14 +41,26 @@ def check_layers(op: str, x: torch.Tensor, layers: Sequence[tuple[str, torch.Ten
     channels = x.shape[1]
     for name, w in layers:
         # (Defaults bind this layer's values into the messages.)
-        torch._check(w.dim() == 4, lambda name=name, w=w: f"{op}: {name} must be 4-D (out_channels, in_channels, "
-                     f"k, k), got shape {list(w.shape)}")
-        torch._check(w.shape[1] == channels, lambda name=name, w=w, c=channels:
-                     f"{op}: {name} expects {w.shape[1]} input channel(s) but its input has {c}")
+        torch._check(
+            w.dim() == 4,
+            lambda name=name, w=w: (
+                f"{op}: {name} must be 4-D (out_channels, in_channels, k, k), got shape {list(w.shape)}"
+            ),
+        )
+        torch._check(
+            w.shape[1] == channels,
+            lambda name=name, w=w, c=channels: (
+                f"{op}: {name} expects {w.shape[1]} input channel(s) but its input has {c}"
+            ),
+        )
         channels = w.shape[0]
     if scale is not None:
         torch._check(scale >= 1, lambda: f"{op}: scale must be >= 1, got {scale}")
         name = layers[-1][0]
-        torch._check(channels % scale == 0 and (channels // scale) % scale == 0,
-                     lambda: f"{op}: {name} has {channels} output channels, not a multiple of scale^2 = "
-                     f"{scale * scale if scale < 2**31 else f'{scale}^2'}")
+        torch._check(
+            channels % scale == 0 and (channels // scale) % scale == 0,
+            lambda: (
+                f"{op}: {name} has {channels} output channels, not a multiple of scale^2 = "
+                f"{scale * scale if scale < 2**31 else f'{scale}^2'}"
+            ),
+        )

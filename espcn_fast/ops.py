@@ -8,11 +8,12 @@ shapes, so that ``torch.compile`` traces through the ops.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 
-from .op_checks import PRECISIONS, check_layers, check_precision
+from .op_checks import PRECISIONS as PRECISIONS  # (re-exported: the ops' precisions)
+from .op_checks import check_layers, check_precision
 
 try:
     from . import _C  # noqa: F401  (loading the library registers the ops)
@@ -20,8 +21,7 @@ try:
     EXTENSION_ERROR: str | None = None
 except ImportError as exc:  # a source checkout without a build
     EXTENSION_ERROR = (
-        f"the C++ extension espcn_fast._C is not built ({exc}); "
-        "build it with `pip install --no-build-isolation -e .`"
+        f"the C++ extension espcn_fast._C is not built ({exc}); build it with `pip install --no-build-isolation -e .`"
     )
 
 HAVE_EXTENSION = EXTENSION_ERROR is None
@@ -52,14 +52,24 @@ def fake_kernels(namespace: str) -> dict[str, Callable[..., torch.Tensor]]:
         check_layers(f"{namespace}::conv2d_tanh", x, [("weight", weight)], None)
         return x.new_empty((x.shape[0], weight.shape[0], x.shape[2], x.shape[3]))
 
-    def conv2d_pixel_shuffle(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, scale: int,
-                             clamp: bool) -> torch.Tensor:
+    def conv2d_pixel_shuffle(
+        x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, scale: int, clamp: bool
+    ) -> torch.Tensor:
         check_layers(f"{namespace}::conv2d_pixel_shuffle", x, [("weight", weight)], scale)
         return x.new_empty((x.shape[0], weight.shape[0] // (scale * scale), x.shape[2] * scale, x.shape[3] * scale))
 
-    def espcn_forward(x: torch.Tensor, w1: torch.Tensor, b1: torch.Tensor, w2: torch.Tensor, b2: torch.Tensor,
-                      w3: torch.Tensor, b3: torch.Tensor, scale: int, clamp: bool,
-                      precision: str = "fp32") -> torch.Tensor:
+    def espcn_forward(
+        x: torch.Tensor,
+        w1: torch.Tensor,
+        b1: torch.Tensor,
+        w2: torch.Tensor,
+        b2: torch.Tensor,
+        w3: torch.Tensor,
+        b3: torch.Tensor,
+        scale: int,
+        clamp: bool,
+        precision: str = "fp32",
+    ) -> torch.Tensor:
         op = f"{namespace}::espcn_forward"
         check_precision(op, precision)
         check_layers(op, x, [("w1", w1), ("w2", w2), ("w3", w3)], scale)
@@ -93,8 +103,16 @@ def conv2d_pixel_shuffle(
 
 
 def espcn_forward(
-    x: torch.Tensor, w1: torch.Tensor, b1: torch.Tensor, w2: torch.Tensor, b2: torch.Tensor,
-    w3: torch.Tensor, b3: torch.Tensor, scale: int, clamp: bool = False, precision: str = "fp32",
+    x: torch.Tensor,
+    w1: torch.Tensor,
+    b1: torch.Tensor,
+    w2: torch.Tensor,
+    b2: torch.Tensor,
+    w3: torch.Tensor,
+    b3: torch.Tensor,
+    scale: int,
+    clamp: bool = False,
+    precision: str = "fp32",
 ) -> torch.Tensor:
     """The whole ESPCN in one op: conv-tanh, conv-tanh, conv-pixel-shuffle (optionally clamped).
 

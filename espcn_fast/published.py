@@ -7,7 +7,10 @@ PAPER = {("Set5", 3): 32.55, ("Set14", 3): 29.08}
 PAPER_IMAGENET = {("Set5", 4): 30.90, ("Set14", 4): 27.73}
 
 ESPCN_PYTORCH = {  # the ESPCN-PyTorch repository's README (T91; its own LR images and scoring)
-    ("Set5", 2): 36.64, ("Set14", 2): 32.35,
-    ("Set5", 3): 32.55, ("Set14", 3): 29.20,
-    ("Set5", 4): 30.26, ("Set14", 4): 27.41,
+    ("Set5", 2): 36.64,
+    ("Set14", 2): 32.35,
+    ("Set5", 3): 32.55,
+    ("Set14", 3): 29.20,
+    ("Set5", 4): 30.26,
+    ("Set14", 4): 27.41,
 }

@@ -93,9 +93,7 @@ def _contributions(
     return idx[:, keep].contiguous(), weights[:, keep].contiguous()
 
 
-def _resize_axis(
-    x: torch.Tensor, dim: int, out_len: int, scale: float, antialias: bool
-) -> torch.Tensor:
+def _resize_axis(x: torch.Tensor, dim: int, out_len: int, scale: float, antialias: bool) -> torch.Tensor:
     """Resize along ``dim`` (-2: height, -1: width).
 
     Tap by tap, in a fixed order, with separate multiplies and adds: each

@@ -10,7 +10,7 @@ stitched result is bit-identical to it (tested at tile edges and corners).
 
 from __future__ import annotations
 
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 import torch
 
@@ -36,8 +36,13 @@ def tiles(h: int, w: int, tile: int, halo: int = HALO) -> Iterator[tuple[slice, 
 
 
 def run_tiled(
-    fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, scale: int, tile: int,
-    out: torch.Tensor | None = None, halo: int = HALO, device: torch.device | str | None = None,
+    fn: Callable[[torch.Tensor], torch.Tensor],
+    x: torch.Tensor,
+    scale: int,
+    tile: int,
+    out: torch.Tensor | None = None,
+    halo: int = HALO,
+    device: torch.device | str | None = None,
 ) -> torch.Tensor:
     """``fn`` (LR ``(..., h, w)`` -> HR ``(..., h*scale, w*scale)``) over tiles of ``x``, stitched.
 
@@ -51,15 +56,17 @@ def run_tiled(
         hr = fn(crop if device is None else crop.to(device))
         expected = (crop.shape[-2] * scale, crop.shape[-1] * scale)
         if tuple(hr.shape[-2:]) != expected:  # a model of another scale would stitch wrong crops
-            raise ValueError(f"run_tiled: a {crop.shape[-2]}x{crop.shape[-1]} tile came back "
-                             f"{hr.shape[-2]}x{hr.shape[-1]}, not x{scale} ({expected[0]}x{expected[1]})")
+            raise ValueError(
+                f"run_tiled: a {crop.shape[-2]}x{crop.shape[-1]} tile came back "
+                f"{hr.shape[-2]}x{hr.shape[-1]}, not x{scale} ({expected[0]}x{expected[1]})"
+            )
         if out is None:
             out = torch.empty((*x.shape[:-2], h * scale, w * scale), dtype=hr.dtype, device=x.device)
         top, left = (own_rows.start - rows.start) * scale, (own_cols.start - cols.start) * scale
         th, tw = (own_rows.stop - own_rows.start) * scale, (own_cols.stop - own_cols.start) * scale
-        out[..., own_rows.start * scale:own_rows.stop * scale, own_cols.start * scale:own_cols.stop * scale] = (
-            hr[..., top:top + th, left:left + tw].to(out.device)
-        )
+        out[..., own_rows.start * scale : own_rows.stop * scale, own_cols.start * scale : own_cols.stop * scale] = hr[
+            ..., top : top + th, left : left + tw
+        ].to(out.device)
     if out is None:  # an empty image: no tiles
         out = torch.empty((*x.shape[:-2], h * scale, w * scale), dtype=x.dtype, device=x.device)
     return out

@@ -21,8 +21,12 @@ OOM_LAST_TILE = 16
 
 @torch.no_grad()
 def upscale_image(
-    image: torch.Tensor, model: SuperResolver, scale: int, device: torch.device | str | None = None,
-    tile: int | None = None, max_memory: int | None = None,
+    image: torch.Tensor,
+    model: SuperResolver,
+    scale: int,
+    device: torch.device | str | None = None,
+    tile: int | None = None,
+    max_memory: int | None = None,
 ) -> torch.Tensor:
     """Super-resolve a ``(C, H, W)`` uint8 image (C = 3 colour, C = 1 grey; 4 and 2 with alpha last) by ``scale``.
 
@@ -42,9 +46,7 @@ def upscale_image(
     raises :class:`~espcn_fast.memory_budget.MemoryBudgetError` before any work.
     """
     if image.dtype != torch.uint8 or image.dim() != 3 or not 1 <= image.shape[0] <= 4:
-        raise ValueError(
-            f"upscale_image expects a (1 to 4, H, W) uint8 image, got {image.dtype} {tuple(image.shape)}"
-        )
+        raise ValueError(f"upscale_image expects a (1 to 4, H, W) uint8 image, got {image.dtype} {tuple(image.shape)}")
     check_model_scale(model, scale, "upscale_image")
     device = torch.device(device) if device is not None else image.device
     budget = budget_bytes(max_memory) if max_memory is not None else default_budget()

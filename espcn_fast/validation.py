@@ -18,9 +18,7 @@ def check_image_batch(x: object, channels: int, where: str = "ESPCN") -> torch.T
             f"{x.dtype}; convert with x.float() / 255 for 8-bit images"
         )
     if x.dim() != 4:
-        raise ValueError(
-            f"{where} expects a 4-D tensor (N, {channels}, H, W), got {x.dim()}-D shape {tuple(x.shape)}"
-        )
+        raise ValueError(f"{where} expects a 4-D tensor (N, {channels}, H, W), got {x.dim()}-D shape {tuple(x.shape)}")
     if x.shape[1] != channels:
         raise ValueError(
             f"{where} expects {channels} input channel(s) (the Y channel), got {x.shape[1]} "

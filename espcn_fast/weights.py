@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 import torch
 
@@ -33,9 +33,7 @@ def pretrained_path(scale: int) -> Path:
     path = PRETRAINED_DIR / f"espcn_x{scale}.safetensors"
     if not path.is_file():
         shipped = sorted(p.stem for p in PRETRAINED_DIR.glob("espcn_x*.safetensors"))
-        raise WeightsError(
-            f"no shipped weights for scale {scale}; the package has: {', '.join(shipped) or 'none'}"
-        )
+        raise WeightsError(f"no shipped weights for scale {scale}; the package has: {', '.join(shipped) or 'none'}")
     return path
 
 
@@ -107,8 +105,10 @@ def scale_of(state: Mapping[str, torch.Tensor], out_channels: int = 1) -> int:
         raise WeightsError("these are not ESPCN weights: 'sub_pixel.0.weight' is missing")
     w = state["sub_pixel.0.weight"]
     if not isinstance(w, torch.Tensor) or w.dim() != 4:
-        raise WeightsError(f"sub_pixel.0.weight has shape {tuple(getattr(w, 'shape', ()))}, not a 4-D convolution "
-                           "weight: not ESPCN weights")
+        raise WeightsError(
+            f"sub_pixel.0.weight has shape {tuple(getattr(w, 'shape', ()))}, not a 4-D convolution "
+            "weight: not ESPCN weights"
+        )
     n = w.shape[0] // out_channels
     r = math.isqrt(n)
     if r * r != n:
@@ -128,9 +128,7 @@ def check_state_dict(state: Mapping[str, torch.Tensor], model: torch.nn.Module, 
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]
     if strict and (missing or unexpected):
-        raise WeightsError(
-            f"weights do not match ESPCN: missing keys {missing}, unexpected keys {unexpected}"
-        )
+        raise WeightsError(f"weights do not match ESPCN: missing keys {missing}, unexpected keys {unexpected}")
     scale = getattr(model, "scale", None)
     out_channels = getattr(model, "out_channels", 1)
     w = state.get("sub_pixel.0.weight")
@@ -140,9 +138,11 @@ def check_state_dict(state: Mapping[str, torch.Tensor], model: torch.nn.Module, 
         except WeightsError:
             theirs = f"{w.shape[0]} output channels"
         # The facts too: out_channels x scale^2 outputs can be read two ways.
-        raise WeightsError(f"weights are for {theirs} but the model is for scale {scale} (sub_pixel.0.weight has "
-                           f"{w.shape[0]} output channels; the model's {expected['sub_pixel.0.weight'].shape[0]} are "
-                           f"{scale}^2 x {out_channels} output channel(s))")
+        raise WeightsError(
+            f"weights are for {theirs} but the model is for scale {scale} (sub_pixel.0.weight has "
+            f"{w.shape[0]} output channels; the model's {expected['sub_pixel.0.weight'].shape[0]} are "
+            f"{scale}^2 x {out_channels} output channel(s))"
+        )
     for key, value in expected.items():
         if key in state and state[key].shape != value.shape:
             raise WeightsError(
@@ -150,7 +150,9 @@ def check_state_dict(state: Mapping[str, torch.Tensor], model: torch.nn.Module, 
             )
 
 
-def save_weights(state: Mapping[str, torch.Tensor], path: str | os.PathLike, metadata: dict[str, str] | None = None) -> None:
+def save_weights(
+    state: Mapping[str, torch.Tensor], path: str | os.PathLike, metadata: dict[str, str] | None = None
+) -> None:
     """Write a state dict as safetensors, atomically (temporary file, then rename); a failed write
     raises a one-line :class:`~espcn_fast.atomic_write.WriteError` naming the file."""
     from safetensors import SafetensorError

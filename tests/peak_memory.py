@@ -22,8 +22,9 @@ print("PEAK_GROWTH", _status("VmHWM") - _before)
 def peak_growth(setup: str, measured: str, *args: str, timeout: float = 600) -> tuple[int, str]:
     """Runs ``setup`` then ``measured`` in a new interpreter (``sys.argv[3:]`` = ``args``); returns the
     bytes the process grew by at its peak during ``measured``, and what it printed."""
-    run = subprocess.run([sys.executable, "-c", _RUNNER, setup, measured, *args], capture_output=True, text=True,
-                         timeout=timeout)
+    run = subprocess.run(
+        [sys.executable, "-c", _RUNNER, setup, measured, *args], capture_output=True, text=True, timeout=timeout
+    )
     assert run.returncode == 0, run.stderr[-3000:]
     lines = run.stdout.splitlines()
     growth = int(lines[-1].split()[1])

@@ -17,8 +17,22 @@ REPO = Path(__file__).resolve().parent.parent
 @pytest.mark.skipif(not ops.HAVE_EXTENSION, reason=f"{ops.EXTENSION_ERROR}")
 def test_quick_run_writes_complete_json(tmp_path):
     out = tmp_path / "bench.json"
-    cmd = [sys.executable, "benchmarks/run.py", "--quick", "--device", "cpu", "--budget", "0.05",
-           "--backends", "espcn_fast:cpu", "espcn_fast:cpu-layers", "eager", "onnxruntime", "--json", str(out)]
+    cmd = [
+        sys.executable,
+        "benchmarks/run.py",
+        "--quick",
+        "--device",
+        "cpu",
+        "--budget",
+        "0.05",
+        "--backends",
+        "espcn_fast:cpu",
+        "espcn_fast:cpu-layers",
+        "eager",
+        "onnxruntime",
+        "--json",
+        str(out),
+    ]
     result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-2000:]
     data = json.loads(out.read_text())
@@ -42,8 +56,13 @@ def test_quick_run_writes_complete_json(tmp_path):
 def test_pytest_benchmark_suite_runs_once_each():
     """`pytest benchmarks/` with timing off: every op case runs once and checks its output."""
     pytest.importorskip("pytest_benchmark")
-    result = subprocess.run([sys.executable, "-m", "pytest", "benchmarks/", "--benchmark-disable", "-q",
-                             "-p", "no:cacheprovider"], cwd=REPO, capture_output=True, text=True, timeout=600)
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "benchmarks/", "--benchmark-disable", "-q", "-p", "no:cacheprovider"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     assert " passed" in result.stdout
 
@@ -53,15 +72,34 @@ def test_video_pipeline_writes_complete_json(tmp_path):
     """benchmarks/video_pipeline.py (also the GPU check's video step) on a few frames."""
     pytest.importorskip("av")
     out = tmp_path / "video.json"
-    cmd = [sys.executable, "benchmarks/video_pipeline.py", "--device", "cpu", "--frames", "4", "--batch", "2",
-           "--preset", "ultrafast", "--json", str(out)]
+    cmd = [
+        sys.executable,
+        "benchmarks/video_pipeline.py",
+        "--device",
+        "cpu",
+        "--frames",
+        "4",
+        "--batch",
+        "2",
+        "--preset",
+        "ultrafast",
+        "--json",
+        str(out),
+    ]
     result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-2000:]
     row = json.loads(out.read_text())["row"]
     assert row["frames"] == 4 and row["output"] == "1920x1080" and row["network_fps"] > 0 and row["pipeline_fps"] > 0
     stages = row["ms_per_frame"]
-    assert set(stages) == {"network alone", "decode", "network stage", "encode", "stages one after another",
-                           "best overlap possible", "pipeline"}
+    assert set(stages) == {
+        "network alone",
+        "decode",
+        "network stage",
+        "encode",
+        "stages one after another",
+        "best overlap possible",
+        "pipeline",
+    }
     assert all(t["wall"] > 0 for t in stages.values())
     assert "| pipeline |" in result.stdout
 
@@ -85,8 +123,20 @@ def test_rows_are_checked_against_float64():
 
 def test_kernel_profile_lists_where_the_time_goes(tmp_path):
     out = tmp_path / "profile.json"
-    cmd = [sys.executable, "benchmarks/kernel_profile.py", "--device", "cpu", "--scale", "4", "--calls", "2",
-           "--backends", "eager", "--json", str(out)]
+    cmd = [
+        sys.executable,
+        "benchmarks/kernel_profile.py",
+        "--device",
+        "cpu",
+        "--scale",
+        "4",
+        "--calls",
+        "2",
+        "--backends",
+        "eager",
+        "--json",
+        str(out),
+    ]
     run = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr
     data = json.loads(out.read_text())
@@ -117,13 +167,17 @@ def test_run_writes_json_after_each_row_and_fails_on_a_wrong_row_of_ours(tmp_pat
     def wrong(model, x):
         return (lambda inp: model(inp) + 1), 0.0
 
-    fake = [Candidate("eager", "fp32", peers.eager), Candidate("looker", "fp32", look_at_json),
-            Candidate("espcn_fast:wrong", "fp32", wrong, ours=True)]
+    fake = [
+        Candidate("eager", "fp32", peers.eager),
+        Candidate("looker", "fp32", look_at_json),
+        Candidate("espcn_fast:wrong", "fp32", wrong, ours=True),
+    ]
     monkeypatch.setattr(cli, "candidates", lambda device, threads: fake)
     torch_threads = torch.get_num_threads()
     try:
-        rc = cli.main(["--quick", "--device", "cpu", "--budget", "0.02", "--no-memory", "--threads", "1",
-                       "--json", str(out)])
+        rc = cli.main(
+            ["--quick", "--device", "cpu", "--budget", "0.02", "--no-memory", "--threads", "1", "--json", str(out)]
+        )
     finally:
         torch.set_num_threads(torch_threads)
     assert seen == [["eager"]]
@@ -134,8 +188,18 @@ def test_run_writes_json_after_each_row_and_fails_on_a_wrong_row_of_ours(tmp_pat
 
 
 def test_run_rejects_unknown_backends(tmp_path):
-    cmd = [sys.executable, "benchmarks/run.py", "--quick", "--device", "cpu", "--backends", "eager", "egaer",
-           "--json", str(tmp_path / "x.json")]
+    cmd = [
+        sys.executable,
+        "benchmarks/run.py",
+        "--quick",
+        "--device",
+        "cpu",
+        "--backends",
+        "eager",
+        "egaer",
+        "--json",
+        str(tmp_path / "x.json"),
+    ]
     run = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
     assert run.returncode != 0 and "--backends: unknown on cpu: 'egaer'" in run.stderr, run.stderr
     assert "'espcn_fast:cpu'" in run.stderr and "'eager channels_last'" in run.stderr
@@ -191,5 +255,7 @@ def test_frame_label_names_the_sizes_run():
     from espcn_fast.benchmark.report import frame_label
 
     assert frame_label([Row("a", "fp32", 3, 1, (90, 160)), Row("b", "fp32", 3, 8, (90, 160))]) == "270x480 frames"
-    assert frame_label([Row("a", "fp32", 2, 1, (540, 960)), Row("a", "fp32", 4, 1, (67, 120))]) == \
-        "268x480, 1080x1920 output frames"
+    assert (
+        frame_label([Row("a", "fp32", 2, 1, (540, 960)), Row("a", "fp32", 4, 1, (67, 120))])
+        == "268x480, 1080x1920 output frames"
+    )

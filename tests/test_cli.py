@@ -76,8 +76,18 @@ def test_refuses_to_overwrite_input(tmp_path, capsys):
 def test_upscale_with_weights_file_of_other_scale(tmp_path, capsys):
     save_weights(ESPCN(2).state_dict(), tmp_path / "x2.safetensors")
     write_image(random_rgb(12, 10), tmp_path / "a.png")
-    code = main(["upscale", str(tmp_path / "a.png"), "-o", str(tmp_path / "o.png"), "--scale", "3",
-                 "--weights", str(tmp_path / "x2.safetensors")])
+    code = main(
+        [
+            "upscale",
+            str(tmp_path / "a.png"),
+            "-o",
+            str(tmp_path / "o.png"),
+            "--scale",
+            "3",
+            "--weights",
+            str(tmp_path / "x2.safetensors"),
+        ]
+    )
     assert code == 2
     assert "weights for scale 2, not --scale 3" in capsys.readouterr().err
 
@@ -123,8 +133,19 @@ def test_demo(tmp_path, capsys):
 def test_upscale_backends_agree(tmp_path):
     write_image(random_rgb(20, 24), tmp_path / "a.png")
     for backend in ("torch", "auto"):
-        code = main(["upscale", str(tmp_path / "a.png"), "-o", str(tmp_path / f"{backend}.png"), "--scale", "2",
-                     "--backend", backend, "-q"])
+        code = main(
+            [
+                "upscale",
+                str(tmp_path / "a.png"),
+                "-o",
+                str(tmp_path / f"{backend}.png"),
+                "--scale",
+                "2",
+                "--backend",
+                backend,
+                "-q",
+            ]
+        )
         assert code == 0
     difference = read_image(tmp_path / "torch.png").int() - read_image(tmp_path / "auto.png").int()
     assert difference.abs().max() <= 1
@@ -163,11 +184,14 @@ def test_upscale_in_tiles_gives_the_same_image(tmp_path, capsys):
     assert "--tile must be at least 16 LR pixels, got 8" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("device, match", [
-    ("gpu", "--device gpu: not a device name"),
-    ("mps", "--device mps: only cpu and cuda are supported"),
-    ("cuda:7", "--device cuda:7: (no CUDA GPU is available here|this machine has)"),
-])
+@pytest.mark.parametrize(
+    "device, match",
+    [
+        ("gpu", "--device gpu: not a device name"),
+        ("mps", "--device mps: only cpu and cuda are supported"),
+        ("cuda:7", "--device cuda:7: (no CUDA GPU is available here|this machine has)"),
+    ],
+)
 def test_bad_device_is_a_one_line_error(tmp_path, capsys, device, match):
     import re
 
@@ -181,8 +205,21 @@ def test_bad_device_is_a_one_line_error(tmp_path, capsys, device, match):
 def test_backend_for_another_device_fails_before_the_job(tmp_path, capsys, monkeypatch):
     monkeypatch.delenv("TRITON_INTERPRET", raising=False)
     write_image(random_rgb(12, 10), tmp_path / "a.png")
-    assert main(["upscale", str(tmp_path / "a.png"), "-o", str(tmp_path / "o.png"), "--device", "cpu",
-                 "--backend", "triton"]) == 2
+    assert (
+        main(
+            [
+                "upscale",
+                str(tmp_path / "a.png"),
+                "-o",
+                str(tmp_path / "o.png"),
+                "--device",
+                "cpu",
+                "--backend",
+                "triton",
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err
     assert "backend 'triton' runs CUDA tensors" in err or "backend 'triton' is not available" in err, err
 
@@ -221,8 +258,12 @@ def test_an_image_too_large_for_memory_is_skipped(tmp_path, capsys, monkeypatch)
 
     monkeypatch.setattr(file_job, "upscale_image", upscale)
     out = tmp_path / "out"
-    assert main(["upscale", str(tmp_path / "big.png"), str(tmp_path / "small.png"), "-o", str(out), "-q",
-                 "--device", "cpu"]) == 1
+    assert (
+        main(
+            ["upscale", str(tmp_path / "big.png"), str(tmp_path / "small.png"), "-o", str(out), "-q", "--device", "cpu"]
+        )
+        == 1
+    )
     err = capsys.readouterr().err
     assert "big.png (20x20): out of memory; try --tile 512" in err and "1 of 2 image(s) failed" in err
     assert (out / "small.png").exists() and not (out / "big.png").exists()

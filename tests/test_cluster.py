@@ -89,12 +89,18 @@ def test_manifests_and_glob_patterns(tmp_path):
     manifest = tmp_path / "list.txt"
     manifest.write_text("# a dataset manifest\ndata/x/one.png\n\n  data/y/three.png  \n")
     pairs = collect(manifest, tmp_path / "out")
-    assert pairs == [(tmp_path / "data/x/one.png", tmp_path / "out/data/x/one.png"),
-                     (tmp_path / "data/y/three.png", tmp_path / "out/data/y/three.png")]
-    assert [d for _, d in collect(str(src / "x" / "*.png"), tmp_path / "o")] == [tmp_path / "o/one.png",
-                                                                                  tmp_path / "o/two.png"]
-    assert [d for _, d in collect(str(src / "**" / "t*.png"), tmp_path / "o")] == [tmp_path / "o/x/two.png",
-                                                                                    tmp_path / "o/y/three.png"]
+    assert pairs == [
+        (tmp_path / "data/x/one.png", tmp_path / "out/data/x/one.png"),
+        (tmp_path / "data/y/three.png", tmp_path / "out/data/y/three.png"),
+    ]
+    assert [d for _, d in collect(str(src / "x" / "*.png"), tmp_path / "o")] == [
+        tmp_path / "o/one.png",
+        tmp_path / "o/two.png",
+    ]
+    assert [d for _, d in collect(str(src / "**" / "t*.png"), tmp_path / "o")] == [
+        tmp_path / "o/x/two.png",
+        tmp_path / "o/y/three.png",
+    ]
     summary = upscale_images(manifest, tmp_path / "out", 2, workers=1, progress=False)
     assert summary.ok and len(summary.done) == 2
     with pytest.raises(ClusterError, match="no images in pattern"):
@@ -130,7 +136,7 @@ def test_a_worker_killed_mid_job_is_replaced_and_nothing_is_lost_or_written_twic
 
     def watch() -> None:  # kills a worker once outputs appear, and notes each output's first inode
         while not stop.is_set():
-            for p in (out.iterdir() if out.is_dir() else []):
+            for p in out.iterdir() if out.is_dir() else []:
                 if not p.name.startswith("."):
                     first_write.setdefault(p.name, p.stat().st_ino)
             if first_write and not killed:
@@ -162,10 +168,27 @@ def test_pools_are_sized_from_the_cluster_and_a_pool_that_cannot_start_says_why(
     with pytest.raises(ClusterError, match="a GPU job, but the cluster has no GPU"):
         pool_shape({"CPU": 2.0}, None, "cuda")
     start = time.monotonic()
-    with pytest.raises(ClusterError, match=r"only 0 of 1 workers \(64 CPU each\) could start within 3 s; "
-                                           r"the cluster has CPU 2"):
-        _start_pool(1, 64.0, 0.0, 3.0, dict(scale=2, weights=None, device="cpu", backend="auto", precision="fp32",
-                                          max_memory=None, overwrite=False, job_started=time.time()))
+    with pytest.raises(
+        ClusterError,
+        match=r"only 0 of 1 workers \(64 CPU each\) could start within 3 s; "
+        r"the cluster has CPU 2",
+    ):
+        _start_pool(
+            1,
+            64.0,
+            0.0,
+            3.0,
+            dict(
+                scale=2,
+                weights=None,
+                device="cpu",
+                backend="auto",
+                precision="fp32",
+                max_memory=None,
+                overwrite=False,
+                job_started=time.time(),
+            ),
+        )
     assert time.monotonic() - start < 30
 
 

@@ -140,11 +140,28 @@ def test_cli_export(tmp_path, capsys):
     assert out.read_bytes() != before
     # Weights of a file, checked against --scale; a format named where the suffix says nothing.
     save_weights(random_model(4, seed=1).state_dict(), tmp_path / "w.safetensors")
-    assert main(["export", "--scale", "3", "--weights", str(tmp_path / "w.safetensors"), "-o",
-                 str(tmp_path / "w.onnx")]) == 2
+    assert (
+        main(["export", "--scale", "3", "--weights", str(tmp_path / "w.safetensors"), "-o", str(tmp_path / "w.onnx")])
+        == 2
+    )
     assert "holds weights for scale 4, not --scale 3" in capsys.readouterr().err
-    assert main(["export", "--scale", "4", "--weights", str(tmp_path / "w.safetensors"), "--format",
-                 "torchscript", "-o", str(tmp_path / "w.bin"), "-q"]) == 0
+    assert (
+        main(
+            [
+                "export",
+                "--scale",
+                "4",
+                "--weights",
+                str(tmp_path / "w.safetensors"),
+                "--format",
+                "torchscript",
+                "-o",
+                str(tmp_path / "w.bin"),
+                "-q",
+            ]
+        )
+        == 0
+    )
     assert (tmp_path / "w.bin").stat().st_size > 0
     assert main(["export", "-o", str(tmp_path / "nowhere" / "m.onnx")]) == 2
     assert "does not exist" in capsys.readouterr().err

@@ -57,8 +57,12 @@ def test_from_pretrained_and_clamp():
 def test_shapes_layouts_and_empty_batch():
     ref = _random_reference(3)
     fast = FastESPCN.from_reference(ref)
-    cases = [torch.rand(1, 1, 1, 1), torch.rand(3, 1, 70, 5), torch.rand(2, 1, 8, 9)[..., ::2],
-             torch.rand(2, 1, 8, 9).to(memory_format=torch.channels_last)]
+    cases = [
+        torch.rand(1, 1, 1, 1),
+        torch.rand(3, 1, 70, 5),
+        torch.rand(2, 1, 8, 9)[..., ::2],
+        torch.rand(2, 1, 8, 9).to(memory_format=torch.channels_last),
+    ]
     ref64 = copy.deepcopy(ref).double()
     with torch.no_grad():
         for x in cases:
@@ -333,9 +337,15 @@ def test_cuda_graph_bookkeeping_with_a_fake_graph(monkeypatch):
         def wait_stream(self, other):
             pass
 
-    for name, value in [("CUDAGraph", FakeGraph), ("graph", graph), ("Stream", Stream),
-                        ("current_stream", lambda *a: Stream()), ("stream", lambda s: contextlib.nullcontext()),
-                        ("device", lambda d: contextlib.nullcontext()), ("is_current_stream_capturing", lambda: False)]:
+    for name, value in [
+        ("CUDAGraph", FakeGraph),
+        ("graph", graph),
+        ("Stream", Stream),
+        ("current_stream", lambda *a: Stream()),
+        ("stream", lambda s: contextlib.nullcontext()),
+        ("device", lambda d: contextlib.nullcontext()),
+        ("is_current_stream_capturing", lambda: False),
+    ]:
         monkeypatch.setattr(torch.cuda, name, value)
     monkeypatch.setattr(fast_module.ops, "espcn_forward", recording_op)
 

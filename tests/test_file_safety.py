@@ -123,8 +123,21 @@ def test_sigterm_during_upscale_leaves_no_temporary_file_and_the_old_output(tmp_
     write_image(random_rgb(40, 48), src)
     dst.parent.mkdir()
     dst.write_bytes(b"the previous output")
-    command = [sys.executable, "-c", _SLOW_IMAGE_WRITE, "upscale", str(src), "-o", str(dst), "--scale", "2",
-               "--device", "cpu", "-q", "--overwrite"]
+    command = [
+        sys.executable,
+        "-c",
+        _SLOW_IMAGE_WRITE,
+        "upscale",
+        str(src),
+        "-o",
+        str(dst),
+        "--scale",
+        "2",
+        "--device",
+        "cpu",
+        "-q",
+        "--overwrite",
+    ]
     result = terminated(command, dst.parent, ".big.png.*.tmp")
     assert result.returncode == 143, result.stderr
     assert result.stderr.strip().splitlines()[-1] == "espcn-fast: terminated"
@@ -157,8 +170,23 @@ def test_sigterm_during_video_leaves_no_temporary_file_and_the_old_output(tmp_pa
     out.mkdir()
     dst = out / "clip.mp4"
     dst.write_bytes(b"the previous output")
-    command = [sys.executable, "-c", _SLOW_VIDEO, "video", str(src), "-o", str(dst), "--scale", "2",
-               "--device", "cpu", "--batch", "1", "-q", "--overwrite"]
+    command = [
+        sys.executable,
+        "-c",
+        _SLOW_VIDEO,
+        "video",
+        str(src),
+        "-o",
+        str(dst),
+        "--scale",
+        "2",
+        "--device",
+        "cpu",
+        "--batch",
+        "1",
+        "-q",
+        "--overwrite",
+    ]
     result = terminated(command, out, ".clip*")
     assert result.returncode == 143, result.stderr
     assert result.stderr.strip().splitlines()[-1] == "espcn-fast: terminated"

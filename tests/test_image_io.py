@@ -64,8 +64,9 @@ def _png(path, header: bytes, raw: bytes) -> None:
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw))
-                     + chunk(b"IEND", b""))
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b"")
+    )
 
 
 def _png16(path, values: np.ndarray) -> None:
@@ -167,8 +168,22 @@ def test_cli_keeps_alpha_and_orientation(tmp_path):
     exif = Image.Exif()
     exif[0x0112] = 6
     Image.fromarray(rgba).save(tmp_path / "in.png", exif=exif.tobytes())
-    assert main(["upscale", str(tmp_path / "in.png"), "-o", str(tmp_path / "out.png"), "--scale", "2",
-                 "--device", "cpu", "-q"]) == 0
+    assert (
+        main(
+            [
+                "upscale",
+                str(tmp_path / "in.png"),
+                "-o",
+                str(tmp_path / "out.png"),
+                "--scale",
+                "2",
+                "--device",
+                "cpu",
+                "-q",
+            ]
+        )
+        == 0
+    )
     out = read_image(tmp_path / "out.png", mode="keep")
     upright = torch.from_numpy(np.rot90(rgba, -1).copy()).permute(2, 0, 1)
     assert out.shape == (4, 28, 20)
@@ -197,8 +212,22 @@ def test_cli_carries_the_icc_profile(tmp_path):
 
     icc = _srgb_profile()
     Image.fromarray(np.full((6, 7, 3), 90, np.uint8)).save(tmp_path / "in.jpg", icc_profile=icc)
-    assert main(["upscale", str(tmp_path / "in.jpg"), "-o", str(tmp_path / "out.png"), "--scale", "2",
-                 "--device", "cpu", "-q"]) == 0
+    assert (
+        main(
+            [
+                "upscale",
+                str(tmp_path / "in.jpg"),
+                "-o",
+                str(tmp_path / "out.png"),
+                "--scale",
+                "2",
+                "--device",
+                "cpu",
+                "-q",
+            ]
+        )
+        == 0
+    )
     with Image.open(tmp_path / "out.png") as saved:
         assert saved.info.get("icc_profile") == icc
 
@@ -313,8 +342,11 @@ def test_png_whose_stream_stops_short_is_refused(tmp_path, colour_type):
     """Pillow fills the missing rows with zeros and reports nothing: a black band that would be upscaled."""
     path = tmp_path / "half.png"
     _rows_png(path, 40, 30, 15, colour_type)
-    with pytest.raises(ImageReadError, match=r"half\.png: the file is truncated \(its image data stops short: "
-                                             r"about 15 of its 30 rows are present\)"):
+    with pytest.raises(
+        ImageReadError,
+        match=r"half\.png: the file is truncated \(its image data stops short: "
+        r"about 15 of its 30 rows are present\)",
+    ):
         read_image(path)
     whole = tmp_path / "whole.png"
     _rows_png(whole, 40, 30, 30, colour_type)
@@ -349,10 +381,13 @@ def _read_peak(path, small) -> tuple[int, int]:
     """The values read from ``path`` and the bytes the read grew a fresh process by at its peak."""
     from .peak_memory import peak_growth
 
-    setup = ("import sys\nfrom espcn_fast.image_io import read_image\n"
-             "read_image(sys.argv[4], mode='keep')  # libraries and plugins loaded")
-    grown, printed = peak_growth(setup, "image = read_image(sys.argv[3], mode='keep')\nprint(image.numel())",
-                                 str(path), str(small))
+    setup = (
+        "import sys\nfrom espcn_fast.image_io import read_image\n"
+        "read_image(sys.argv[4], mode='keep')  # libraries and plugins loaded"
+    )
+    grown, printed = peak_growth(
+        setup, "image = read_image(sys.argv[3], mode='keep')\nprint(image.numel())", str(path), str(small)
+    )
     return int(printed), grown
 
 

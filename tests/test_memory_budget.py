@@ -15,11 +15,17 @@ import torch
 from PIL import Image
 
 import espcn_fast.upscale as up
-from espcn_fast import memory_budget
-from espcn_fast import FastESPCN
+from espcn_fast import FastESPCN, memory_budget
 from espcn_fast.cli import main
-from espcn_fast.memory_budget import (MIN_TILE, WORK_BYTES, MemoryBudgetError, fixed_bytes, format_size, parse_size,
-                                      plan_tile)
+from espcn_fast.memory_budget import (
+    MIN_TILE,
+    WORK_BYTES,
+    MemoryBudgetError,
+    fixed_bytes,
+    format_size,
+    parse_size,
+    plan_tile,
+)
 from espcn_fast.upscale import upscale_image
 
 from .conftest import random_rgb
@@ -27,8 +33,17 @@ from .kernel_checks import random_model
 from .peak_memory import peak_growth
 
 
-@pytest.mark.parametrize("text, value", [("512M", 512 * 2**20), ("4G", 4 * 2**30), ("1.5GiB", 3 * 2**29),
-                                         ("2000000000", 2_000_000_000), ("64 kb", 64 * 1024), ("1t", 2**40)])
+@pytest.mark.parametrize(
+    "text, value",
+    [
+        ("512M", 512 * 2**20),
+        ("4G", 4 * 2**30),
+        ("1.5GiB", 3 * 2**29),
+        ("2000000000", 2_000_000_000),
+        ("64 kb", 64 * 1024),
+        ("1t", 2**40),
+    ],
+)
 def test_parse_size(text, value):
     assert parse_size(text) == value
 
@@ -55,8 +70,11 @@ def test_plan_whole_tiled_or_refused():
     assert tile is not None and tile % 2 == 0 and MIN_TILE <= tile < max(h, w)
     assert WORK_BYTES * (tile + 8) ** 2 * 9 <= whole - 1 - fixed  # the tile's crop fits what is left
     assert plan_tile(3, h, w, r, fixed + 10) == MIN_TILE  # little left: the smallest tile, not a refusal
-    with pytest.raises(MemoryBudgetError, match=r"a 300x400 image at x3 needs about 7.6 MiB for its output alone, "
-                                                r"over the memory budget of 7.6 MiB \(--max-memory"):
+    with pytest.raises(
+        MemoryBudgetError,
+        match=r"a 300x400 image at x3 needs about 7.6 MiB for its output alone, "
+        r"over the memory budget of 7.6 MiB \(--max-memory",
+    ):
         plan_tile(3, h, w, r, fixed - 1)
     assert fixed_bytes(1, h, w, r) == h * w * 10  # grey is written from the output's own memory
 
@@ -104,11 +122,13 @@ def test_upscale_image_takes_max_memory_as_a_number_or_a_size_and_refuses_others
 def test_the_default_budget_stays_under_ulimit_v():
     """/proc/meminfo shows the machine's memory; a process under ``ulimit -v`` has only what the limit leaves
     (there the untiled run of a 3000 x 3000 x2 image failed out of memory instead of tiling by itself)."""
-    code = ("import re, resource\n"
-            "from espcn_fast.memory_budget import available_memory\n"
-            "size = int(re.search(r'VmSize:\\s+(\\d+)', open('/proc/self/status').read()).group(1)) * 1024\n"
-            "resource.setrlimit(resource.RLIMIT_AS, (size + 2**30, resource.RLIM_INFINITY))\n"
-            "print(available_memory())\n")
+    code = (
+        "import re, resource\n"
+        "from espcn_fast.memory_budget import available_memory\n"
+        "size = int(re.search(r'VmSize:\\s+(\\d+)', open('/proc/self/status').read()).group(1)) * 1024\n"
+        "resource.setrlimit(resource.RLIMIT_AS, (size + 2**30, resource.RLIM_INFINITY))\n"
+        "print(available_memory())\n"
+    )
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr
     assert 0 < int(run.stdout) <= 2**30
@@ -123,8 +143,12 @@ def test_the_default_budget_stays_under_a_memory_cgroup_limit(tmp_path, monkeypa
         own, limit, usage, stat = "0::/jobs/42\n", "memory.max", "memory.current", "inactive_file"
         base = tmp_path
     else:
-        own, limit, usage, stat = "4:memory:/jobs/42\n3:cpu,cpuacct:/jobs/42\n", "memory.limit_in_bytes", \
-            "memory.usage_in_bytes", "total_inactive_file"
+        own, limit, usage, stat = (
+            "4:memory:/jobs/42\n3:cpu,cpuacct:/jobs/42\n",
+            "memory.limit_in_bytes",
+            "memory.usage_in_bytes",
+            "total_inactive_file",
+        )
         base = tmp_path / "memory"
     (base / "jobs" / "42").mkdir(parents=True)
     (base / "jobs" / limit).write_text("max\n" if version == 2 else "9223372036854771712\n")
@@ -149,13 +173,11 @@ def test_cli_max_memory_option(tmp_path, capsys):
         main(["upscale", str(src), "-o", str(tmp_path / "b.png"), "--max-memory", "lots"])
     assert exit_.value.code == 2
     assert "argument --max-memory: not a memory size: 'lots' (examples: 512M" in capsys.readouterr().err
-    assert main(["upscale", str(src), "-o", str(tmp_path / "b.png"), "--scale", "2", "--max-memory", "50k",
-                 "-q"]) == 1
+    assert main(["upscale", str(src), "-o", str(tmp_path / "b.png"), "--scale", "2", "--max-memory", "50k", "-q"]) == 1
     err = capsys.readouterr().err
     assert f"failed: {src}: a 60x40 image at x2 needs about" in err and "over the memory budget of 50.0 KiB" in err
     assert not (tmp_path / "b.png").exists()
-    assert main(["upscale", str(src), "-o", str(tmp_path / "b.png"), "--scale", "2", "--max-memory", "200k",
-                 "-q"]) == 0
+    assert main(["upscale", str(src), "-o", str(tmp_path / "b.png"), "--scale", "2", "--max-memory", "200k", "-q"]) == 0
     assert Image.open(tmp_path / "b.png").size == (120, 80)
 
 
@@ -195,8 +217,12 @@ def test_a_small_file_claiming_16384_x_16384_is_refused_in_bounded_memory(tmp_pa
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", side, side, 8, 0, 0, 0, 0))
-                     + chunk(b"IDAT", raw) + chunk(b"IEND", b""))
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", struct.pack(">IIBBBBB", side, side, 8, 0, 0, 0, 0))
+        + chunk(b"IDAT", raw)
+        + chunk(b"IEND", b"")
+    )
     assert path.stat().st_size < 400_000
     grown, printed = peak_growth(_SETUP, _RUN, str(path), str(tmp_path / "out.png"), "3", "1G")
     assert printed == "1"

@@ -1,6 +1,5 @@
 import math
 
-import numpy as np
 import pytest
 import torch
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
@@ -36,8 +35,12 @@ def test_ssim_matches_scikit_image(shave):
     sr, hr = _pair(10 + shave)
     s = slice(shave, -shave) if shave else slice(None)
     expected = structural_similarity(
-        hr.numpy()[s, s], sr.numpy()[s, s], data_range=255,
-        gaussian_weights=True, sigma=1.5, use_sample_covariance=False,
+        hr.numpy()[s, s],
+        sr.numpy()[s, s],
+        data_range=255,
+        gaussian_weights=True,
+        sigma=1.5,
+        use_sample_covariance=False,
     )
     assert ssim(sr, hr, shave=shave) == pytest.approx(expected, abs=1e-7)
 

@@ -18,7 +18,10 @@ def test_layers_as_the_paper():
     model = ESPCN(3)
     convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
     assert [(c.in_channels, c.out_channels, c.kernel_size, c.padding) for c in convs] == [
-        (1, 64, (5, 5), (2, 2)), (64, 32, (3, 3), (1, 1)), (32, 9, (3, 3), (1, 1))]
+        (1, 64, (5, 5), (2, 2)),
+        (64, 32, (3, 3), (1, 1)),
+        (32, 9, (3, 3), (1, 1)),
+    ]
     assert sum(p.numel() for p in model.parameters()) == 64 * 25 + 64 + 64 * 32 * 9 + 32 + 32 * 9 * 9 + 9
 
 
@@ -82,6 +85,7 @@ def test_from_pretrained(scale):
 
 
 # -- bad inputs ---------------------------------------------------------------
+
 
 @pytest.mark.parametrize(
     "x,exc,match",
@@ -167,7 +171,9 @@ def test_missing_and_non_weights_files(tmp_path):
 
 def test_malformed_state_dicts_name_the_entry(tmp_path):
     torch.save({1: torch.ones(1)}, tmp_path / "int_keys.pth")
-    with pytest.raises(WeightsError, match=r"does not hold a state dict of tensors: key 1 is a int, not a parameter name"):
+    with pytest.raises(
+        WeightsError, match=r"does not hold a state dict of tensors: key 1 is a int, not a parameter name"
+    ):
         load_weights(tmp_path / "int_keys.pth")
     torch.save({"sub_pixel.0.weight": torch.tensor(1.0)}, tmp_path / "scalar.pth")
     with pytest.raises(WeightsError, match=r"sub_pixel.0.weight has shape \(\), not a 4-D convolution weight"):
@@ -237,8 +243,11 @@ def test_weights_with_nan_or_inf_are_refused_naming_the_tensor(tmp_path, bad, su
         save_weights(state, path)
     else:
         torch.save(state, path)
-    with pytest.raises(WeightsError, match=rf"weights file {path} is unusable: feature_maps.2.weight holds 1 NaN "
-                                           r"or infinite value\(s\) of 18432"):
+    with pytest.raises(
+        WeightsError,
+        match=rf"weights file {path} is unusable: feature_maps.2.weight holds 1 NaN "
+        r"or infinite value\(s\) of 18432",
+    ):
         load_weights(path)
     with pytest.raises(WeightsError, match="feature_maps.2.weight holds 1 NaN or infinite"):
         ESPCN(3).load_state_dict(state)
@@ -246,15 +255,26 @@ def test_weights_with_nan_or_inf_are_refused_naming_the_tensor(tmp_path, bad, su
 
 def test_cli_refuses_weights_with_nan(tmp_path, capsys):
     from espcn_fast.cli import main
-    from tests.conftest import random_rgb
     from espcn_fast.image_io import write_image
+    from tests.conftest import random_rgb
 
     state = dict(ESPCN(2).state_dict())
     state["sub_pixel.0.bias"] = torch.full_like(state["sub_pixel.0.bias"], float("nan"))
     save_weights(state, tmp_path / "nan.safetensors")
     write_image(random_rgb(12, 10), tmp_path / "in.png")
-    code = main(["upscale", str(tmp_path / "in.png"), "-o", str(tmp_path / "out.png"), "--scale", "2",
-                 "--weights", str(tmp_path / "nan.safetensors"), "-q"])
+    code = main(
+        [
+            "upscale",
+            str(tmp_path / "in.png"),
+            "-o",
+            str(tmp_path / "out.png"),
+            "--scale",
+            "2",
+            "--weights",
+            str(tmp_path / "nan.safetensors"),
+            "-q",
+        ]
+    )
     assert code == 2
     assert "sub_pixel.0.bias holds 4 NaN or infinite value(s) of 4" in capsys.readouterr().err
     assert not (tmp_path / "out.png").exists()

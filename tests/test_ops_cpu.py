@@ -117,8 +117,9 @@ def test_non_contiguous_and_channels_last_inputs():
     assert not strided.is_contiguous()
     cl = torch.rand(2, 1, 20, 30).to(memory_format=torch.channels_last)
     for x in (strided, cl):
-        torch.testing.assert_close(ops.espcn_forward(x, *weights(model), 3).double(), reference64(model, x),
-                                   atol=2e-5, rtol=0)
+        torch.testing.assert_close(
+            ops.espcn_forward(x, *weights(model), 3).double(), reference64(model, x), atol=2e-5, rtol=0
+        )
 
 
 def test_empty_batch():
@@ -165,24 +166,30 @@ def test_layer_ops_chain_to_the_reference():
 @pytest.mark.parametrize("isa", ISAS)
 def test_tanh_is_accurate_to_float_rounding(isa):
     """A 1x1 identity conv is tanh alone: compare it with float64 tanh over the whole range."""
-    values = torch.cat([
-        torch.linspace(-12, 12, 200001),
-        torch.logspace(-30, 1.2, 20000), -torch.logspace(-30, 1.2, 20000),
-        torch.tensor([0.0, -0.0, 0.625, -0.625, 0.6249999, 9.0, 10.0, 20.0, 1e30, -1e30]),
-    ])
+    values = torch.cat(
+        [
+            torch.linspace(-12, 12, 200001),
+            torch.logspace(-30, 1.2, 20000),
+            -torch.logspace(-30, 1.2, 20000),
+            torch.tensor([0.0, -0.0, 0.625, -0.625, 0.6249999, 9.0, 10.0, 20.0, 1e30, -1e30]),
+        ]
+    )
     x = values.reshape(1, 1, 1, -1)
     with cpu_isa(isa):
         out = ops.conv2d_tanh(x, torch.ones(1, 1, 1, 1), torch.zeros(1)).flatten()
     exact = torch.tanh(values.double())
     ulp = (exact.float().abs() * 2**-23).clamp_min(2**-149).double()
     errors = (out.double() - exact).abs() / ulp
-    assert errors.max().item() <= 2.0, f"max error {errors.max().item():.2f} ulp at x = {values[errors.argmax()].item()}"
+    assert errors.max().item() <= 2.0, (
+        f"max error {errors.max().item():.2f} ulp at x = {values[errors.argmax()].item()}"
+    )
     # odd: tanh(-x) == -tanh(x) exactly
     n = 20000
     assert torch.equal(out[200001 : 200001 + n], -out[200001 + n : 200001 + 2 * n])
 
 
 # -- opcheck and torch.compile -----------------------------------------------------
+
 
 def _op_samples():
     model = random_model(3, seed=4)
@@ -191,7 +198,10 @@ def _op_samples():
     h = torch.rand(2, 32, 9, 7)
     return [
         (torch.ops.espcn_fast.conv2d_tanh.default, (x, s["feature_maps.0.weight"], s["feature_maps.0.bias"])),
-        (torch.ops.espcn_fast.conv2d_pixel_shuffle.default, (h, s["sub_pixel.0.weight"], s["sub_pixel.0.bias"], 3, True)),
+        (
+            torch.ops.espcn_fast.conv2d_pixel_shuffle.default,
+            (h, s["sub_pixel.0.weight"], s["sub_pixel.0.bias"], 3, True),
+        ),
         (torch.ops.espcn_fast.espcn_forward.default, (x, *weights(model), 3, False)),
     ]
 
@@ -211,6 +221,7 @@ def test_torch_compile_traces_the_op():
 
 
 # -- errors ------------------------------------------------------------------------
+
 
 def _conv_args():
     return torch.rand(1, 2, 5, 5), torch.rand(3, 2, 3, 3), torch.rand(3)
@@ -251,7 +262,9 @@ def test_pixel_shuffle_errors():
     with pytest.raises(RuntimeError, match=r"at scale 1 each side must stay under 2147418112"):
         ops.conv2d_tanh(torch.rand(1, 2, 1, 1).expand(1, 2, 1, 2**31 - 2**16), torch.rand(3, 2, 3, 3), torch.rand(3))
     # scale^2 would overflow int64 (to 0: the process died of SIGFPE before the check took two steps).
-    with pytest.raises(RuntimeError, match="weight has 4 output channels, not a multiple of scale\\^2 = 4294967296\\^2"):
+    with pytest.raises(
+        RuntimeError, match="weight has 4 output channels, not a multiple of scale\\^2 = 4294967296\\^2"
+    ):
         ops.conv2d_pixel_shuffle(x, torch.rand(4, 2, 3, 3), torch.rand(4), 2**32)
 
 
@@ -272,14 +285,29 @@ def test_espcn_forward_errors_name_the_argument():
         ops.espcn_forward(x, *bad, 3)
 
 
-@pytest.mark.parametrize("change, match", [
-    (lambda x, ws: (torch.rand(1, 3, 6, 6), ws), r"espcn_fast::espcn_forward: w1 expects 1 input channel\(s\) but its input has 3"),
-    (lambda x, ws: (x, ws[:2] + [ws[2][:, :60]] + ws[3:]), r"w2 expects 60 input channel\(s\) but its input has 64"),
-    (lambda x, ws: (x, ws[:4] + [ws[4][0]] + ws[5:]), r"w3 must be 4-D \(out_channels, in_channels, k, k\), got shape \[32, 3, 3\]"),
-    (lambda x, ws: (x, ws[:4] + [ws[4][:8]] + [ws[5][:8]]), r"w3 has 8 output channels, not a multiple of scale\^2 = 9"),
-    (lambda x, ws: (x[0], ws), r"x must be a 4-D \(N, C, H, W\) tensor, got 3-D"),
-    (lambda x, ws: (x[:, :, :0], ws), r"x must have H and W >= 1, got shape \[1, 1, 0, 6\]"),
-])
+@pytest.mark.parametrize(
+    "change, match",
+    [
+        (
+            lambda x, ws: (torch.rand(1, 3, 6, 6), ws),
+            r"espcn_fast::espcn_forward: w1 expects 1 input channel\(s\) but its input has 3",
+        ),
+        (
+            lambda x, ws: (x, ws[:2] + [ws[2][:, :60]] + ws[3:]),
+            r"w2 expects 60 input channel\(s\) but its input has 64",
+        ),
+        (
+            lambda x, ws: (x, ws[:4] + [ws[4][0]] + ws[5:]),
+            r"w3 must be 4-D \(out_channels, in_channels, k, k\), got shape \[32, 3, 3\]",
+        ),
+        (
+            lambda x, ws: (x, ws[:4] + [ws[4][:8]] + [ws[5][:8]]),
+            r"w3 has 8 output channels, not a multiple of scale\^2 = 9",
+        ),
+        (lambda x, ws: (x[0], ws), r"x must be a 4-D \(N, C, H, W\) tensor, got 3-D"),
+        (lambda x, ws: (x[:, :, :0], ws), r"x must have H and W >= 1, got shape \[1, 1, 0, 6\]"),
+    ],
+)
 def test_fake_kernel_errors_name_the_op_and_argument(change, match):
     # What torch.compile traces: the fake kernel must refuse what the real one refuses, in its words.
     from torch._subclasses.fake_tensor import FakeTensorMode
@@ -296,7 +324,9 @@ def test_fake_kernel_errors_name_the_op_and_argument(change, match):
 def test_espcn_forward_precision_errors_on_cpu():
     ws = weights(random_model(3))
     x = torch.rand(1, 1, 6, 6)
-    with pytest.raises(RuntimeError, match="the CPU kernels compute in fp32; precision 'fp16' runs on CUDA tensors only"):
+    with pytest.raises(
+        RuntimeError, match="the CPU kernels compute in fp32; precision 'fp16' runs on CUDA tensors only"
+    ):
         ops.espcn_forward(x, *ws, 3, False, "fp16")
     with pytest.raises(RuntimeError, match="unknown precision 'fp8'; choose fp32, tf32, fp16 or bf16"):
         ops.espcn_forward(x, *ws, 3, False, "fp8")

@@ -15,8 +15,15 @@ import torch.nn.functional as F
 from espcn_fast import ESPCN, FastESPCN, backends, ops
 from espcn_fast.fast import MAX_CUDA_GRAPHS
 
-from .kernel_checks import (REL_TOL, assert_matches_reference, poisoned_outputs, random_model, reference64,
-                            relative_error, weights)
+from .kernel_checks import (
+    REL_TOL,
+    assert_matches_reference,
+    poisoned_outputs,
+    random_model,
+    reference64,
+    relative_error,
+    weights,
+)
 
 
 def _skip_reason() -> str | None:
@@ -93,7 +100,11 @@ def test_empty_batch_and_other_shapes_fall_back_to_layers():
 @pytest.mark.parametrize("half", [False, True])
 def test_conv2d_tanh(k, cin, cout, half):
     g = torch.Generator().manual_seed(k * cin + cout)
-    x, w, b = torch.rand(2, cin, 21, 35, generator=g), torch.randn(cout, cin, k, k, generator=g) * 0.3, torch.randn(cout, generator=g)
+    x, w, b = (
+        torch.rand(2, cin, 21, 35, generator=g),
+        torch.randn(cout, cin, k, k, generator=g) * 0.3,
+        torch.randn(cout, generator=g),
+    )
     xin = x.cuda().half() if half else x.cuda()
     with poisoned_outputs():
         out = ops.conv2d_tanh(xin, w.cuda(), b.cuda())
@@ -105,7 +116,11 @@ def test_conv2d_tanh(k, cin, cout, half):
 @pytest.mark.parametrize("clamp", [False, True])
 def test_conv2d_pixel_shuffle(scale, cout, clamp):
     g = torch.Generator().manual_seed(scale * cout)
-    x, w, b = torch.rand(2, 32, 19, 23, generator=g), torch.randn(cout, 32, 3, 3, generator=g) * 0.1, torch.randn(cout, generator=g)
+    x, w, b = (
+        torch.rand(2, 32, 19, 23, generator=g),
+        torch.randn(cout, 32, 3, 3, generator=g) * 0.1,
+        torch.randn(cout, generator=g),
+    )
     with poisoned_outputs():
         out = ops.conv2d_pixel_shuffle(x.cuda(), w.cuda(), b.cuda(), scale, clamp)
     ref = F.pixel_shuffle(F.conv2d(x.double(), w.double(), b.double(), padding=1), scale)
@@ -114,13 +129,17 @@ def test_conv2d_pixel_shuffle(scale, cout, clamp):
 
 # -- opcheck, torch.compile, CUDA graphs ---------------------------------------------
 
+
 def _op_samples():
     model = random_model(3, seed=4)
     s = {k: v.cuda() for k, v in model.state_dict().items()}
     x, h = torch.rand(2, 1, 9, 7, device="cuda"), torch.rand(2, 32, 9, 7, device="cuda")
     return [
         (torch.ops.espcn_fast.conv2d_tanh.default, (x, s["feature_maps.0.weight"], s["feature_maps.0.bias"])),
-        (torch.ops.espcn_fast.conv2d_pixel_shuffle.default, (h, s["sub_pixel.0.weight"], s["sub_pixel.0.bias"], 3, True)),
+        (
+            torch.ops.espcn_fast.conv2d_pixel_shuffle.default,
+            (h, s["sub_pixel.0.weight"], s["sub_pixel.0.bias"], 3, True),
+        ),
         (torch.ops.espcn_fast.espcn_forward.default, (x, *cuda_weights(model, "fp32"), 3, False, "fp32")),
         (torch.ops.espcn_fast.espcn_forward.default, (x, *cuda_weights(model, "fp16"), 3, False, "fp16")),
     ]
@@ -175,7 +194,9 @@ def test_fast_module_cuda_graph_mode(precision):
         assert not torch.equal(outs[0], outs[1])  # each call returns its own output, not the graph's buffer
         fast(torch.rand(2, 1, 8, 8, device="cuda"))  # a new shape: a second graph
         assert len(fast._graphs) == 2
-        fast.sub_pixel[0].bias.add_(1.0)  # fp16: new converted weights, a new capture; fp32: the graph reads the parameters
+        fast.sub_pixel[0].bias.add_(
+            1.0
+        )  # fp16: new converted weights, a new capture; fp32: the graph reads the parameters
         x = torch.rand(1, 1, 30, 44)
         plain = ESPCN(2)
         plain.load_state_dict({k: v.cpu() for k, v in fast.state_dict().items()})
@@ -199,6 +220,7 @@ def test_fast_module_cuda_graph_mode(precision):
 
 
 # -- FastESPCN on CUDA -------------------------------------------------------------
+
 
 def test_fast_module_converts_weights_once_and_follows_changes():
     ref = random_model(3, seed=9)
@@ -239,6 +261,7 @@ def test_set5_psnr_within_a_hundredth_of_fp32(data_dir, precision):
 
 # -- errors ------------------------------------------------------------------------
 
+
 def test_errors_name_the_argument():
     model = random_model(3)
     x = torch.rand(1, 1, 6, 6, device="cuda")
@@ -255,8 +278,11 @@ def test_errors_name_the_argument():
     with pytest.raises(RuntimeError, match="x must be float32 or float16 on cuda, got float64"):
         ops.espcn_forward(x.double(), *ws32, 3)
     with pytest.raises(RuntimeError, match="weight must be float32, got float16"):
-        ops.conv2d_tanh(torch.rand(1, 2, 5, 5, device="cuda"), torch.rand(3, 2, 3, 3, device="cuda").half(),
-                        torch.rand(3, device="cuda"))
+        ops.conv2d_tanh(
+            torch.rand(1, 2, 5, 5, device="cuda"),
+            torch.rand(3, 2, 3, 3, device="cuda").half(),
+            torch.rand(3, device="cuda"),
+        )
 
 
 @pytest.mark.parametrize("precision", PRECISIONS)
@@ -294,8 +320,15 @@ def test_video_network_stage_on_the_gpu_matches_the_cpu():
     from espcn_fast.video import _Frame, _Network
 
     g = np.random.default_rng(3)
-    frames = [_Frame(i, g.integers(16, 236, (18, 26), dtype=np.uint8), g.integers(16, 241, (9, 13), dtype=np.uint8),
-                     g.integers(16, 241, (9, 13), dtype=np.uint8)) for i in range(7)]
+    frames = [
+        _Frame(
+            i,
+            g.integers(16, 236, (18, 26), dtype=np.uint8),
+            g.integers(16, 241, (9, 13), dtype=np.uint8),
+            g.integers(16, 241, (9, 13), dtype=np.uint8),
+        )
+        for i in range(7)
+    ]
     batches = [frames[0:3], frames[3:6], frames[6:7]]
     ref = random_model(3, seed=12)
 

@@ -105,8 +105,10 @@ def test_the_kernel_and_the_borders_without_the_data():
     # where the LR reference images are absent.
     from espcn_fast.resize import _contributions, _cubic
 
-    torch.testing.assert_close(_cubic(torch.tensor([0.0, 0.5, 1.0, 1.5, 2.0], dtype=torch.float64)),
-                               torch.tensor([1.0, 0.5625, 0.0, -0.0625, 0.0], dtype=torch.float64))
+    torch.testing.assert_close(
+        _cubic(torch.tensor([0.0, 0.5, 1.0, 1.5, 2.0], dtype=torch.float64)),
+        torch.tensor([1.0, 0.5625, 0.0, -0.0625, 0.0], dtype=torch.float64),
+    )
     idx, _ = _contributions(5, 10, 2.0, True, torch.device("cpu"))
     # The first and last output pixels' taps run past the edges: mirrored (symmetric), not clamped.
     assert idx[0].tolist() == [1, 0, 0, 1] and idx[-1].tolist() == [3, 4, 4, 3]
@@ -125,5 +127,5 @@ def test_a_crop_upscales_to_exactly_the_whole_images_pixels(scale):
         y0, x0 = max(0, top - 2), max(0, left - 2)
         y1, x1 = min(45, top + h + 2), min(70, left + w + 2)
         part = imresize(image[:, y0:y1, x0:x1], size=((y1 - y0) * scale, (x1 - x0) * scale))
-        inner = part[:, (top - y0) * scale:(top - y0 + h) * scale, (left - x0) * scale:(left - x0 + w) * scale]
-        assert torch.equal(inner, whole[:, top * scale:(top + h) * scale, left * scale:(left + w) * scale])
+        inner = part[:, (top - y0) * scale : (top - y0 + h) * scale, (left - x0) * scale : (left - x0 + w) * scale]
+        assert torch.equal(inner, whole[:, top * scale : (top + h) * scale, left * scale : (left + w) * scale])

@@ -16,7 +16,7 @@ from .kernel_checks import random_model
 def test_tiles_cover_every_pixel_once():
     for h, w, tile in [(1, 1, 16), (37, 53, 16), (64, 64, 32), (5, 200, 7)]:
         owned = torch.zeros(h, w, dtype=torch.int32)
-        for rows, cols, own_rows, own_cols in tiles(h, w, tile):
+        for rows, _cols, own_rows, own_cols in tiles(h, w, tile):
             owned[own_rows, own_cols] += 1
             assert rows.start <= own_rows.start and rows.stop >= own_rows.stop
             assert own_rows.start - rows.start in (0, 4) or rows.start == 0

@@ -30,8 +30,24 @@ def tiny_data(tmp_path) -> Path:
 
 
 def _args(data: Path, out: Path, *extra: str) -> list[str]:
-    return ["--scale", "3", "--data", str(data), "--out", str(out), "--steps", "3", "--batch", "4",
-            "--val-count", "1", "--threads", "1", "--no-progress", *extra]
+    return [
+        "--scale",
+        "3",
+        "--data",
+        str(data),
+        "--out",
+        str(out),
+        "--steps",
+        "3",
+        "--batch",
+        "4",
+        "--val-count",
+        "1",
+        "--threads",
+        "1",
+        "--no-progress",
+        *extra,
+    ]
 
 
 def test_smoke(tiny_data, tmp_path):
@@ -79,10 +95,22 @@ def _free_port() -> int:
 def test_two_process_ddp_with_gloo_stays_in_sync(tiny_data, tmp_path):
     out = tmp_path / "ddp"
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc_per_node", "2",
-           "--master_addr", "127.0.0.1", "--master_port", str(_free_port()),
-           "-m", "training.train", *_args(tiny_data, out, "--epochs", "2", "--device", "cpu",
-                                          "--save-rank-weights")]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nnodes",
+        "1",
+        "--nproc_per_node",
+        "2",
+        "--master_addr",
+        "127.0.0.1",
+        "--master_port",
+        str(_free_port()),
+        "-m",
+        "training.train",
+        *_args(tiny_data, out, "--epochs", "2", "--device", "cpu", "--save-rank-weights"),
+    ]
     result = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     records = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
@@ -119,10 +147,21 @@ def test_crop_larger_than_images(tiny_data, tmp_path, capsys):
     assert "larger than every training image" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("flag,value", [
-    ("--scale", "0"), ("--epochs", "0"), ("--batch", "-1"), ("--stop-after", "-1"), ("--last-layer-lr", "-1"),
-    ("--last-layer-lr", "inf"), ("--lr", "nan"), ("--lr-min", "0.1"), ("--val-count", "-1"), ("--threads", "-1"),
-])
+@pytest.mark.parametrize(
+    "flag,value",
+    [
+        ("--scale", "0"),
+        ("--epochs", "0"),
+        ("--batch", "-1"),
+        ("--stop-after", "-1"),
+        ("--last-layer-lr", "-1"),
+        ("--last-layer-lr", "inf"),
+        ("--lr", "nan"),
+        ("--lr-min", "0.1"),
+        ("--val-count", "-1"),
+        ("--threads", "-1"),
+    ],
+)
 def test_bad_numbers(tiny_data, tmp_path, capsys, flag, value):
     args = _args(tiny_data, tmp_path / "out", "--epochs", "1")
     args += [flag, value]
@@ -187,8 +226,15 @@ def test_resume_names_every_changed_setting(tiny_data, tmp_path, capsys, monkeyp
     other_data.mkdir()
     for f in tiny_data.iterdir():
         (other_data / f.name).write_bytes(f.read_bytes())
-    changes = [("--data", str(other_data)), ("--lr", "0.001"), ("--lr-min", "0.0001"), ("--last-layer-lr", "1"),
-               ("--schedule", "exponential"), ("--seed", "3"), ("--val-count", "2")]
+    changes = [
+        ("--data", str(other_data)),
+        ("--lr", "0.001"),
+        ("--lr-min", "0.0001"),
+        ("--last-layer-lr", "1"),
+        ("--schedule", "exponential"),
+        ("--seed", "3"),
+        ("--val-count", "2"),
+    ]
     for flag, value in changes:
         args = _args(tiny_data, out, "--epochs", "2", "--resume")
         if flag == "--data":
@@ -259,9 +305,14 @@ def test_small_validation_image_is_refused_at_start(tiny_data, tmp_path, capsys,
     assert not (out / "log.jsonl").exists()
 
 
-@pytest.mark.parametrize("flag,value,message", [
-    ("--device", "gpu", "--device"), ("--device", "meta", "--device"), ("--out", "FILE", "not a folder"),
-])
+@pytest.mark.parametrize(
+    "flag,value,message",
+    [
+        ("--device", "gpu", "--device"),
+        ("--device", "meta", "--device"),
+        ("--out", "FILE", "not a folder"),
+    ],
+)
 def test_bad_setup_arguments(tiny_data, tmp_path, capsys, flag, value, message):
     if value == "FILE":
         value = str(tmp_path / "file")
@@ -325,16 +376,19 @@ def test_learning_rate_schedules():
     assert lr_factor(10, 10, 1e-2, 1e-4, "cosine") == pytest.approx(1e-2)
 
 
-@pytest.mark.parametrize("damage,message", [
-    ("empty", "is empty (0 bytes)"),
-    ("half", "is truncated"),
-    ("text", "is not a training checkpoint (not a file that torch.save writes)"),
-])
+@pytest.mark.parametrize(
+    "damage,message",
+    [
+        ("empty", "is empty (0 bytes)"),
+        ("half", "is truncated"),
+        ("text", "is not a training checkpoint (not a file that torch.save writes)"),
+    ],
+)
 def test_resume_from_a_damaged_checkpoint_says_what_is_wrong(tiny_data, tmp_path, capsys, damage, message):
     out = tmp_path / "run"
     assert main(_args(tiny_data, out, "--epochs", "2", "--stop-after", "1")) == 0
     whole = (out / "last.pt").read_bytes()
-    damaged = {"empty": b"", "half": whole[:len(whole) // 2], "text": b"epoch 1 finished\n"}[damage]
+    damaged = {"empty": b"", "half": whole[: len(whole) // 2], "text": b"epoch 1 finished\n"}[damage]
     (out / "last.pt").write_bytes(damaged)
     capsys.readouterr()
     assert main(_args(tiny_data, out, "--epochs", "2", "--resume")) == 2
@@ -353,8 +407,9 @@ resource.setrlimit(resource.RLIMIT_FSIZE, ({limit}, resource.RLIM_INFINITY))
 def _run_with_file_size_limit(code: str, limit: int) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
     script = _FILE_SIZE_LIMIT.format(limit=limit) + code
-    return subprocess.run([sys.executable, "-c", script], cwd=REPO, env=env, capture_output=True, text=True,
-                          timeout=300)
+    return subprocess.run(
+        [sys.executable, "-c", script], cwd=REPO, env=env, capture_output=True, text=True, timeout=300
+    )
 
 
 def test_a_full_disk_is_named_and_the_checkpoints_are_kept(tiny_data, tmp_path):
@@ -383,7 +438,10 @@ except OSError as exc:
 """
     run = _run_with_file_size_limit(code, 16384)
     assert run.returncode == 0, run.stderr
-    assert run.stdout.strip() == f"cannot write {path}: File too large (over the file size limit of 16384 bytes, ulimit -f)"
+    assert (
+        run.stdout.strip()
+        == f"cannot write {path}: File too large (over the file size limit of 16384 bytes, ulimit -f)"
+    )
     assert [p.name for p in tmp_path.iterdir()] == ["best.safetensors"]
     assert path.read_bytes() == b"the earlier weights"
 
@@ -412,6 +470,8 @@ def test_a_failed_checkpoint_write_gives_the_cause_it_can_find(tmp_path, monkeyp
     monkeypatch.setattr(checkpoint.torch, "save", unexplained)
     with pytest.raises(OSError) as failure:
         checkpoint.save_atomic({"epoch": 1}, path)
-    assert str(failure.value) == (f"could not write {path} (disk full or write error: "
-                                  "[enforce fail at inline_container.cc:672] . unexpected pos 704 vs 598)")
+    assert str(failure.value) == (
+        f"could not write {path} (disk full or write error: "
+        "[enforce fail at inline_container.cc:672] . unexpected pos 704 vs 598)"
+    )
     assert list(tmp_path.iterdir()) == []

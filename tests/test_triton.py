@@ -23,8 +23,15 @@ pytestmark = pytest.mark.skipif(importlib.util.find_spec("triton") is None, reas
 
 from espcn_fast import ESPCN, FastESPCN, ops  # noqa: E402
 
-from .kernel_checks import (REL_TOL, assert_matches_reference, poisoned_outputs, random_model,  # noqa: E402
-                            reference64, relative_error, weights)
+from .kernel_checks import (  # noqa: E402
+    REL_TOL,
+    assert_matches_reference,
+    poisoned_outputs,
+    random_model,
+    reference64,
+    relative_error,
+    weights,
+)
 
 DEVICE = "cuda" if GPU else "cpu"
 INTERPRETED = os.environ.get("TRITON_INTERPRET") == "1"
@@ -61,11 +68,16 @@ def test_half_images_and_clamp():
     assert_matches_reference(out, reference64(model, x.half().float(), clamp=True), "fp16")
 
 
-@pytest.mark.parametrize("k, cin, cout, half", [(5, 1, 64, False), (3, 64, 32, False), (3, 5, 20, True),
-                                                (1, 3, 7, False), (7, 2, 3, False)])
+@pytest.mark.parametrize(
+    "k, cin, cout, half", [(5, 1, 64, False), (3, 64, 32, False), (3, 5, 20, True), (1, 3, 7, False), (7, 2, 3, False)]
+)
 def test_conv2d_tanh(k, cin, cout, half):
     g = torch.Generator().manual_seed(k * cin + cout)
-    x, w, b = torch.rand(2, cin, 11, 19, generator=g), torch.randn(cout, cin, k, k, generator=g) * 0.3, torch.randn(cout, generator=g)
+    x, w, b = (
+        torch.rand(2, cin, 11, 19, generator=g),
+        torch.randn(cout, cin, k, k, generator=g) * 0.3,
+        torch.randn(cout, generator=g),
+    )
     xin = x.half() if half else x
     with poisoned_outputs():
         out = triton_ops().conv2d_tanh(xin.to(DEVICE), w.to(DEVICE), b.to(DEVICE))
@@ -73,8 +85,17 @@ def test_conv2d_tanh(k, cin, cout, half):
     torch.testing.assert_close(out.double().cpu(), ref, atol=2e-3 if half else 1e-5, rtol=0)
 
 
-@pytest.mark.parametrize("layout, cin", [("channels_last", 40), ("channels_last", 3), ("every other row", 40),
-                                         ("taps transposed", 40), ("one pixel wide", 40), ("one pixel high", 3)])
+@pytest.mark.parametrize(
+    "layout, cin",
+    [
+        ("channels_last", 40),
+        ("channels_last", 3),
+        ("every other row", 40),
+        ("taps transposed", 40),
+        ("one pixel wide", 40),
+        ("one pixel high", 3),
+    ],
+)
 def test_conv_layouts(layout, cin):
     # The kernel reads any strides: channels-last (espcn_forward's own layout,
     # here also for the few-channel path of layer 1), a pixel stride > 1,
@@ -98,8 +119,9 @@ def test_conv_layouts(layout, cin):
         out = triton_ops().conv2d_tanh(x.to(DEVICE), w.to(DEVICE), b.to(DEVICE))
         hr = triton_ops().conv2d_pixel_shuffle(x.to(DEVICE), w3.to(DEVICE), b3.to(DEVICE), 3, False)
     xd = x.double()
-    torch.testing.assert_close(out.double().cpu(), torch.tanh(F.conv2d(xd, w.double(), b.double(), padding=1)),
-                               atol=1e-5, rtol=0)
+    torch.testing.assert_close(
+        out.double().cpu(), torch.tanh(F.conv2d(xd, w.double(), b.double(), padding=1)), atol=1e-5, rtol=0
+    )
     ref = F.pixel_shuffle(F.conv2d(xd, w3.double(), b3.double(), padding=1), 3)
     torch.testing.assert_close(hr.double().cpu(), ref, atol=1e-5, rtol=0)
 
@@ -134,7 +156,11 @@ def test_fast_module_on_odd_strides():
 @pytest.mark.parametrize("scale, cout, clamp", [(2, 4, False), (3, 9, True), (4, 16, False), (3, 27, False)])
 def test_conv2d_pixel_shuffle(scale, cout, clamp):
     g = torch.Generator().manual_seed(scale * cout)
-    x, w, b = torch.rand(1, 32, 9, 13, generator=g), torch.randn(cout, 32, 3, 3, generator=g) * 0.1, torch.randn(cout, generator=g)
+    x, w, b = (
+        torch.rand(1, 32, 9, 13, generator=g),
+        torch.randn(cout, 32, 3, 3, generator=g) * 0.1,
+        torch.randn(cout, generator=g),
+    )
     with poisoned_outputs():
         out = triton_ops().conv2d_pixel_shuffle(x.to(DEVICE), w.to(DEVICE), b.to(DEVICE), scale, clamp)
     ref = F.pixel_shuffle(F.conv2d(x.double(), w.double(), b.double(), padding=1), scale)
@@ -146,8 +172,14 @@ def test_tanh_is_accurate_to_float_rounding():
 
     from espcn_fast.triton_backend import kernels
 
-    x = torch.cat([torch.linspace(-12, 12, 100001), torch.logspace(-8, 1, 10001), -torch.logspace(-8, 1, 10001),
-                   torch.tensor([0.0, -0.0, float("inf"), -float("inf")])]).to(DEVICE)
+    x = torch.cat(
+        [
+            torch.linspace(-12, 12, 100001),
+            torch.logspace(-8, 1, 10001),
+            -torch.logspace(-8, 1, 10001),
+            torch.tensor([0.0, -0.0, float("inf"), -float("inf")]),
+        ]
+    ).to(DEVICE)
     out = torch.full_like(x, float("nan"))
     kernels.tanh_kernel[(triton.cdiv(x.numel(), 4096),)](x, out, x.numel(), BLOCK=4096)
     ref = torch.tanh(x.double().cpu()).float()
@@ -222,8 +254,9 @@ def test_fast_module_traces_as_one_graph():
     # GPU run, torch 2.11, the backend checks broke it; this torch's Dynamo
     # traces them, so test_fast's resolve test is the one that catches that.)
     ref = random_model(3, seed=6)
-    fast = torch.compile(FastESPCN.from_reference(ref, backend="triton", precision="fp16").to(DEVICE),
-                         fullgraph=True, backend="eager")
+    fast = torch.compile(
+        FastESPCN.from_reference(ref, backend="triton", precision="fp16").to(DEVICE), fullgraph=True, backend="eager"
+    )
     x = torch.rand(1, 1, 12, 15)
     with torch.no_grad():
         assert_matches_reference(fast(x.to(DEVICE)), reference64(ref, x), "fp16")
@@ -257,7 +290,9 @@ def test_fake_kernels_name_the_triton_op():
     with FakeTensorMode() as mode:
         x = mode.from_tensor(torch.rand(1, 3, 6, 6))
         ws = [mode.from_tensor(w) for w in typed(random_model(3), "fp32")]
-        with pytest.raises(RuntimeError, match=r"espcn_fast_triton::espcn_forward: w1 expects 1 input channel\(s\) but its input has 3"):
+        with pytest.raises(
+            RuntimeError, match=r"espcn_fast_triton::espcn_forward: w1 expects 1 input channel\(s\) but its input has 3"
+        ):
             t.espcn_forward(x, *ws, 3, False, "fp32")
 
 

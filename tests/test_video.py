@@ -14,11 +14,10 @@ av = pytest.importorskip("av")
 
 from espcn_fast import FastESPCN  # noqa: E402
 from espcn_fast import video as video_module  # noqa: E402
+from espcn_fast.benchmark.synthetic_video import make_video  # noqa: E402
 from espcn_fast.cli import main  # noqa: E402
 from espcn_fast.metrics import psnr  # noqa: E402
 from espcn_fast.video import VideoError, upscale_video  # noqa: E402
-
-from espcn_fast.benchmark.synthetic_video import make_video  # noqa: E402
 
 from .conftest import random_rgb  # noqa: E402
 
@@ -242,7 +241,7 @@ def make_full_range_video(path: Path, colours: tuple, frames: int = 3, h: int = 
     ctx.color_range, ctx.colorspace, ctx.color_primaries, ctx.color_trc = 2, 1, 1, 1  # JPEG range, BT.709
     rgb = np.zeros((h, w, 3), np.uint8)
     for i, colour in enumerate(colours):
-        rgb[:, i * w // len(colours):(i + 1) * w // len(colours)] = colour
+        rgb[:, i * w // len(colours) : (i + 1) * w // len(colours)] = colour
     for i in range(frames):
         frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
         frame = frame.reformat(format="yuv420p", dst_colorspace="ITU709", dst_color_range="JPEG")
@@ -265,18 +264,21 @@ def test_full_range_input_keeps_its_colours_and_tags(tmp_path, model):
     h, w = rgb.shape[:2]
     for i, colour in enumerate(colours):
         x = (2 * i + 1) * w // (2 * len(colours))  # the middle of each patch, away from chroma edges
-        assert np.abs(rgb[h // 2, x - 2:x + 3] - colour).max() <= 4, (colour, rgb[h // 2, x])
+        assert np.abs(rgb[h // 2, x - 2 : x + 3] - colour).max() <= 4, (colour, rgb[h // 2, x])
 
 
-@pytest.mark.parametrize("case, match", [
-    ("missing", "input not found"),
-    ("not_video", "is not a video"),
-    ("audio_only", "has no video stream"),
-    ("no_folder", "the folder .* does not exist"),
-    ("exists", "exists; pass --overwrite"),
-    ("input", "refusing to overwrite the input"),
-    ("folder", "it is a folder"),
-])
+@pytest.mark.parametrize(
+    "case, match",
+    [
+        ("missing", "input not found"),
+        ("not_video", "is not a video"),
+        ("audio_only", "has no video stream"),
+        ("no_folder", "the folder .* does not exist"),
+        ("exists", "exists; pass --overwrite"),
+        ("input", "refusing to overwrite the input"),
+        ("folder", "it is a folder"),
+    ],
+)
 def test_errors_are_one_line(tmp_path, capsys, case, match):
     src = make_video(tmp_path / "in.mp4", frames=2)
     dst = tmp_path / "out.mp4"
@@ -316,7 +318,9 @@ def test_bad_batch_and_precision_are_one_line_errors(tmp_path, capsys):
     src = make_video(tmp_path / "in.mp4", frames=2, audio=False)
     assert main(["video", str(src), "-o", str(tmp_path / "a.mp4"), "--batch", "0", "-q"]) == 2
     assert "batch must be >= 1, got 0" in capsys.readouterr().err
-    assert main(["video", str(src), "-o", str(tmp_path / "b.mp4"), "--backend", "cpu", "--precision", "fp16", "-q"]) == 2
+    assert (
+        main(["video", str(src), "-o", str(tmp_path / "b.mp4"), "--backend", "cpu", "--precision", "fp16", "-q"]) == 2
+    )
     assert "backend 'cpu' computes in fp32; precision 'fp16'" in capsys.readouterr().err
     assert not (tmp_path / "a.mp4").exists() and not (tmp_path / "b.mp4").exists()
 
@@ -354,14 +358,17 @@ def test_a_yuv420p_frame_tagged_full_range_is_converted():
     assert int(_yuv420(frame).y.max()) == 16  # black: 0 in full range, 16 in limited
 
 
-@pytest.mark.parametrize("name, frames, cut, match", [
-    # MP4 with its index first: the index declares 100 frames, half the data is there.
-    ("in.mp4", 100, 0.5, r"ends at frame 52 \(t = 2\.08 s\) of the 100 frames its container declares"),
-    # Cut inside a frame: the demuxer flags the packet, which a threaded decoder drops without an error.
-    ("in.mp4", 100, 0.55, r"damaged data at frame 57 \(t = 2\.28 s\)"),
-    # Matroska declares a duration, not a frame count.
-    ("in.mkv", 150, 0.5, r"ends at 3\.25 s of the 6\.99 s its container declares"),
-])
+@pytest.mark.parametrize(
+    "name, frames, cut, match",
+    [
+        # MP4 with its index first: the index declares 100 frames, half the data is there.
+        ("in.mp4", 100, 0.5, r"ends at frame 52 \(t = 2\.08 s\) of the 100 frames its container declares"),
+        # Cut inside a frame: the demuxer flags the packet, which a threaded decoder drops without an error.
+        ("in.mp4", 100, 0.55, r"damaged data at frame 57 \(t = 2\.28 s\)"),
+        # Matroska declares a duration, not a frame count.
+        ("in.mkv", 150, 0.5, r"ends at 3\.25 s of the 6\.99 s its container declares"),
+    ],
+)
 def test_a_video_cut_short_keeps_its_frames_and_says_where_it_ends(tmp_path, capsys, name, frames, cut, match):
     index_first = {"movflags": "faststart"} if name.endswith("mp4") else None
     whole = make_video(tmp_path / name, frames=frames, options=index_first)
@@ -435,17 +442,22 @@ def concatenated(path: Path, *parts: Path) -> Path:
 @pytest.mark.parametrize("batch", [1, 4])  # 4: a batch would hold frames of both sizes
 def test_a_size_change_is_upscaled_at_its_size_and_letterboxed(tmp_path, capsys, batch):
     tick = Fraction(1, 90000)  # MPEG-TS time: the second part's times follow on, only its size differs
-    first = make_video(tmp_path / "a.ts", frames=6, h=36, w=52, audio=False, pts=[3600 * i for i in range(6)],
-                       time_base=tick)
-    second = make_video(tmp_path / "b.ts", frames=6, h=48, w=40, audio=False, pts=[3600 * i for i in range(6, 12)],
-                        time_base=tick)
+    first = make_video(
+        tmp_path / "a.ts", frames=6, h=36, w=52, audio=False, pts=[3600 * i for i in range(6)], time_base=tick
+    )
+    second = make_video(
+        tmp_path / "b.ts", frames=6, h=48, w=40, audio=False, pts=[3600 * i for i in range(6, 12)], time_base=tick
+    )
     src = concatenated(tmp_path / "in.ts", first, second)
     dst = tmp_path / "out.mp4"
     assert main(["video", str(src), "-o", str(dst), "--scale", "3", "--batch", str(batch), "-q"]) == 0
     err = capsys.readouterr().err.strip()
-    assert re.fullmatch(r"espcn-fast: warning: frame 6 \(t = [0-9.]+ s\): the picture changes from 52x36 to 40x48; "
-                        r"upscaled at its size and fitted into the output's 156x108, the aspect ratio kept "
-                        r"\(black bars\)", err), err
+    assert re.fullmatch(
+        r"espcn-fast: warning: frame 6 \(t = [0-9.]+ s\): the picture changes from 52x36 to 40x48; "
+        r"upscaled at its size and fitted into the output's 156x108, the aspect ratio kept "
+        r"\(black bars\)",
+        err,
+    ), err
     outs = decoded_y(dst)
     assert len(outs) == 12 and all(y.shape == (108, 156) for y in outs)
     # 120x144 fitted into 156x108: 90x108 in the middle, 32 and 34 columns of black beside it.

@@ -70,8 +70,14 @@ def _unreadable(path: Path, exc: Exception) -> str:
 
 # What the training loop reads from a checkpoint, and the type of each.
 EXPECTED: dict[str, type | tuple[type, ...]] = {
-    "args": dict, "model": dict, "optimizer": dict, "scheduler": dict, "epoch": int,
-    "best_psnr": (float, int), "samplers": list, "rng": list,
+    "args": dict,
+    "model": dict,
+    "optimizer": dict,
+    "scheduler": dict,
+    "epoch": int,
+    "best_psnr": (float, int),
+    "samplers": list,
+    "rng": list,
 }
 
 
@@ -97,7 +103,5 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
         if key not in ckpt:
             raise ValueError(f"{path} is not a training checkpoint (missing {key!r})")
         if not isinstance(ckpt[key], kind):
-            raise ValueError(
-                f"{path} is not a training checkpoint ({key!r} is a {type(ckpt[key]).__name__})"
-            )
+            raise ValueError(f"{path} is not a training checkpoint ({key!r} is a {type(ckpt[key]).__name__})")
     return ckpt

@@ -29,9 +29,7 @@ def load_folder(folder: str | os.PathLike) -> dict[str, torch.Tensor]:
     return images
 
 
-def split_validation(
-    images: dict[str, torch.Tensor], count: int
-) -> tuple[list[torch.Tensor], dict[str, torch.Tensor]]:
+def split_validation(images: dict[str, torch.Tensor], count: int) -> tuple[list[torch.Tensor], dict[str, torch.Tensor]]:
     """Hold out ``count`` images, evenly spread over the sorted names (deterministic)."""
     names = sorted(images)
     if count <= 0:

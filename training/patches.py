@@ -24,9 +24,7 @@ MARGIN = 2
 class PatchSampler:
     """Draws batches of (LR Y, HR Y) patch pairs; all randomness from one generator."""
 
-    def __init__(
-        self, images: list[torch.Tensor], scale: int, lr_size: int = 17, seed: int = 0
-    ) -> None:
+    def __init__(self, images: list[torch.Tensor], scale: int, lr_size: int = 17, seed: int = 0) -> None:
         if scale < 1:
             raise TrainingDataError(f"scale must be >= 1, got {scale}")
         if lr_size < 1:
@@ -44,9 +42,7 @@ class PatchSampler:
             )
         self.skipped = len(images) - len(self.images)
         # Sample images in proportion to their area, as cutting all sub-images would.
-        self.weights = torch.tensor(
-            [float(img.shape[-1] * img.shape[-2]) for img in self.images], dtype=torch.float64
-        )
+        self.weights = torch.tensor([float(img.shape[-1] * img.shape[-2]) for img in self.images], dtype=torch.float64)
         self.generator = torch.Generator().manual_seed(seed)
 
     def sample(self, batch: int) -> tuple[torch.Tensor, torch.Tensor]:

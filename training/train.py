@@ -41,8 +41,21 @@ from .patches import PatchSampler
 RUN_FILES = ("last.pt", "last.safetensors", "best.pt", "best.safetensors", "log.jsonl")
 # The arguments that change what a run computes: --resume must find them as they were.
 # (Not --init: a resumed run takes its weights from last.pt, whatever it started from.)
-RESULT_SETTINGS = ("scale", "data", "val_count", "seed", "patch", "batch", "steps", "epochs",
-                   "optimizer", "lr", "lr_min", "schedule", "last_layer_lr")
+RESULT_SETTINGS = (
+    "scale",
+    "data",
+    "val_count",
+    "seed",
+    "patch",
+    "batch",
+    "steps",
+    "epochs",
+    "optimizer",
+    "lr",
+    "lr_min",
+    "schedule",
+    "last_layer_lr",
+)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -60,22 +73,41 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--optimizer", choices=("adam", "sgd"), default="adam")
     p.add_argument("--lr", type=float, default=3e-3, help="initial learning rate")
     p.add_argument("--lr-min", type=float, default=1e-5, help="final learning rate")
-    p.add_argument("--schedule", choices=("cosine", "exponential"), default="cosine",
-                   help="decay from --lr to --lr-min over all steps")
-    p.add_argument("--last-layer-lr", type=float, default=0.1,
-                   help="learning-rate multiplier of the last layer (the paper: 0.1)")
-    p.add_argument("--val-count", type=int, default=5,
-                   help="T91 images held out for validation (0: none; best.* is then the last epoch)")
+    p.add_argument(
+        "--schedule",
+        choices=("cosine", "exponential"),
+        default="cosine",
+        help="decay from --lr to --lr-min over all steps",
+    )
+    p.add_argument(
+        "--last-layer-lr", type=float, default=0.1, help="learning-rate multiplier of the last layer (the paper: 0.1)"
+    )
+    p.add_argument(
+        "--val-count",
+        type=int,
+        default=5,
+        help="T91 images held out for validation (0: none; best.* is then the last epoch)",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch's default)")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
     p.add_argument("--resume", action="store_true", help="continue from <out>/last.pt")
-    p.add_argument("--overwrite", action="store_true",
-                   help="start a new run in an --out that holds one, replacing its files")
-    p.add_argument("--init", type=Path, metavar="WEIGHTS",
-                   help="start from these weights (safetensors or ESPCN-PyTorch checkpoint) instead of random")
-    p.add_argument("--stop-after", type=int, default=0, metavar="N",
-                   help="stop after N epochs in this run (continue later with --resume)")
+    p.add_argument(
+        "--overwrite", action="store_true", help="start a new run in an --out that holds one, replacing its files"
+    )
+    p.add_argument(
+        "--init",
+        type=Path,
+        metavar="WEIGHTS",
+        help="start from these weights (safetensors or ESPCN-PyTorch checkpoint) instead of random",
+    )
+    p.add_argument(
+        "--stop-after",
+        type=int,
+        default=0,
+        metavar="N",
+        help="stop after N epochs in this run (continue later with --resume)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--save-rank-weights", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -137,6 +169,7 @@ def _setting(args: dict[str, Any], key: str) -> Any:
 
 def settings_changed(saved: dict[str, Any], now: dict[str, Any]) -> list[str]:
     """``--flag old (now new)`` for every result-changing argument that differs."""
+
     def show(value: Any) -> str:
         return "none" if value is None else str(value)
 
@@ -260,9 +293,7 @@ class Trainer:
                 f"use the same settings, or another --out for a new run"
             )
         if len(ckpt["samplers"]) != self.world or len(ckpt["rng"]) != self.world:
-            raise TrainingDataError(
-                f"--resume: checkpoint has {len(ckpt['samplers'])} process(es), now {self.world}"
-            )
+            raise TrainingDataError(f"--resume: checkpoint has {len(ckpt['samplers'])} process(es), now {self.world}")
         try:
             self.model.load_state_dict(ckpt["model"])
             self.optimizer.load_state_dict(ckpt["optimizer"])
@@ -300,8 +331,12 @@ class Trainer:
         if self.rank == 0 and not args.no_progress:
             from tqdm import tqdm
 
-            bar = tqdm(total=args.steps, desc=f"x{args.scale} epoch {self.epoch + 1}/{args.epochs}",
-                       leave=False, dynamic_ncols=True)
+            bar = tqdm(
+                total=args.steps,
+                desc=f"x{args.scale} epoch {self.epoch + 1}/{args.epochs}",
+                leave=False,
+                dynamic_ncols=True,
+            )
         loss_sum = torch.zeros((), dtype=torch.float64)
         self.model.train()
         for step in range(args.steps):
@@ -353,8 +388,11 @@ class Trainer:
                         self.best_psnr = val
                         state["best_psnr"] = val
                     save_atomic(state, self.out / "best.pt")
-                    save_weights(self.model.state_dict(), self.out / "best.safetensors",
-                                 meta if val is None else {**meta, "val_psnr": f"{val:.4f}"})
+                    save_weights(
+                        self.model.state_dict(),
+                        self.out / "best.safetensors",
+                        meta if val is None else {**meta, "val_psnr": f"{val:.4f}"},
+                    )
                 save_weights(self.model.state_dict(), self.out / "last.safetensors", meta)
                 # last.pt last: if a write above fails, --resume redoes this epoch and writes them again.
                 save_atomic(state, self.out / "last.pt")
@@ -365,8 +403,11 @@ class Trainer:
                     scored = "no validation (best.* is this epoch)"
                 else:
                     scored = f"val PSNR {val:.3f} dB (best {self.best_psnr:.3f})"
-                print(f"x{args.scale} epoch {self.epoch}/{args.epochs}: loss {loss:.3e}, {scored}, "
-                      f"{record['seconds']:.1f} s", flush=True)
+                print(
+                    f"x{args.scale} epoch {self.epoch}/{args.epochs}: loss {loss:.3e}, {scored}, "
+                    f"{record['seconds']:.1f} s",
+                    flush=True,
+                )
             if self.distributed:
                 # Every rank must agree on best_psnr for the next checkpoint.
                 best = torch.tensor([self.best_psnr], dtype=torch.float64, device=self.device)

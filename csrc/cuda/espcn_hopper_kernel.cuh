@@ -1,6 +1,6 @@
 // The whole ESPCN in one launch for Hopper (sm_90a), fp16 and bf16: wgmma for
 // all three layers, the image brought in by TMA, a producer warpgroup and two
-// consumer warpgroups. benchmarks/GPU_NOTES.md has the design and arithmetic.
+// consumer warpgroups. docs/gpu-notes.md has the design and arithmetic.
 //
 // A consumer takes a strip of kHopperStripCols LR columns and S rows (see
 // tile_geometry.h) and goes down it a row at a time, keeping 3 rows of each

@@ -40,8 +40,9 @@ DEFAULT_JSON = Path("outputs/benchmarks/latest.json")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="benchmarks/run.py", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="benchmarks/run.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda when present")
     p.add_argument("--scales", type=int, nargs="+", default=[2, 3, 4])
     p.add_argument("--batch", type=int, nargs="+", default=[1, 8])
@@ -86,18 +87,29 @@ def main(argv: list[str] | None = None) -> int:
     if os.environ.get(PROBE_ENV):
         return memory_probe(args, device)
     machine = describe(device, threads)
-    print(f"device: {machine.get('gpu') or machine['cpu']}, {threads} thread(s), torch {torch.__version__}, "
-          f"CPU kernels: {machine['cpu_isa']}", flush=True)
+    print(
+        f"device: {machine.get('gpu') or machine['cpu']}, {threads} thread(s), torch {torch.__version__}, "
+        f"CPU kernels: {machine['cpu_isa']}",
+        flush=True,
+    )
     known = dict.fromkeys(c.name for c in candidates(device, threads))
     unknown = [b for b in args.backends or [] if b not in known]
     if unknown:  # a typo would otherwise drop its rows without a word
-        raise SystemExit(f"--backends: unknown on {device.type}: {', '.join(map(repr, unknown))}; "
-                         f"the rows: {', '.join(map(repr, known))}")
-    cands = [c for c in candidates(device, threads)
-             if (args.backends is None and not (args.quick and c.slow_setup))
-             or (args.backends is not None and c.name in args.backends)]
-    print(f"{len(scales) * len(batches) * len(cands)} rows: scales {scales}, batches {batches}, "
-          f"{frame[0]}x{frame[1]} frames out, {budget:g} s of timing each", flush=True)
+        raise SystemExit(
+            f"--backends: unknown on {device.type}: {', '.join(map(repr, unknown))}; "
+            f"the rows: {', '.join(map(repr, known))}"
+        )
+    cands = [
+        c
+        for c in candidates(device, threads)
+        if (args.backends is None and not (args.quick and c.slow_setup))
+        or (args.backends is not None and c.name in args.backends)
+    ]
+    print(
+        f"{len(scales) * len(batches) * len(cands)} rows: scales {scales}, batches {batches}, "
+        f"{frame[0]}x{frame[1]} frames out, {budget:g} s of timing each",
+        flush=True,
+    )
     rows: list[Row] = []
     result = {
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -117,8 +129,12 @@ def main(argv: list[str] | None = None) -> int:
             for cand in cands:
                 row = run_row(cand, model, inputs, expected, scale, budget, min_repeats)
                 if device.type == "cuda":
-                    against_floor(row, machine.get("gpu"), 2 * macs_per_lr_pixel(model) * h * w,
-                                  4 * (h * w + h * w * scale * scale))
+                    against_floor(
+                        row,
+                        machine.get("gpu"),
+                        2 * macs_per_lr_pixel(model) * h * w,
+                        4 * (h * w + h * w * scale * scale),
+                    )
                 rows.append(row)
                 status = f"{row.ms_per_frame:.2f} ms/frame" if row.status == "ok" else f"{row.status}: {row.reason}"
                 print(f"  x{scale} batch {batch} {h}x{w}: {cand.name} {cand.precision}: {status}", flush=True)
@@ -138,8 +154,11 @@ def main(argv: list[str] | None = None) -> int:
     plot_path = args.plot or args.json.with_suffix(".png")
     plot(rows, plot_path, f"ESPCN: {machine.get('gpu') or machine['cpu']}, {threads} thread(s)")
     print(f"\n{frame_label(rows)}; the whole run took {minutes:.1f} min; wrote {args.json} and {plot_path}")
-    wrong = [f"x{r.scale} b{r.batch} {r.name} {r.precision}" for r in rows
-             if r.status == "wrong" and any(c.ours and c.name == r.name for c in cands)]
+    wrong = [
+        f"x{r.scale} b{r.batch} {r.name} {r.precision}"
+        for r in rows
+        if r.status == "wrong" and any(c.ours and c.name == r.name for c in cands)
+    ]
     if wrong:  # a check that only prints "wrong" in a table would pass
         print(f"\nWRONG output from espcn_fast: {'; '.join(wrong)}", file=sys.stderr)
         return 1

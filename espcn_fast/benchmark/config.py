@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 
@@ -64,6 +64,7 @@ def ours_layers(model: ESPCN, x: torch.Tensor) -> tuple[peers.Runner, float]:
 
 def ours_gpu(backend: str, precision: str) -> Callable[[ESPCN, torch.Tensor], tuple[peers.Runner, float]]:
     """FastESPCN on the "cuda" or "triton" backend; Triton's first call (compile, autotune) is the setup time."""
+
     def make(model: ESPCN, x: torch.Tensor) -> tuple[peers.Runner, float]:
         need_backend(backend)
         fast = FastESPCN.from_reference(model, backend=backend, precision=precision)
@@ -102,8 +103,9 @@ def candidates(device: torch.device, threads: int) -> list[Candidate]:
             Candidate("eager", "fp32", peers.eager),
             Candidate("eager channels_last", "fp32", lambda m, x: peers.eager(m, x, channels_last=True)),
             Candidate("torch.compile", "fp32", peers.compiled, slow_setup=True),
-            Candidate("torch.compile freezing", "fp32", lambda m, x: peers.compiled(m, x, freezing=True),
-                      slow_setup=True),
+            Candidate(
+                "torch.compile freezing", "fp32", lambda m, x: peers.compiled(m, x, freezing=True), slow_setup=True
+            ),
             Candidate("onnxruntime", "fp32", lambda m, x: peers.onnxruntime(m, x, threads)),
             Candidate("opencv dnn", "fp32", lambda m, x: peers.opencv_dnn(m, x, threads)),
         ]
@@ -112,14 +114,21 @@ def candidates(device: torch.device, threads: int) -> list[Candidate]:
     gpu += [Candidate("espcn_fast:cuda-layers", "fp32", ours_layers, ours=True)]
     for p in ops.PRECISIONS:
         gpu.append(Candidate("eager", p, lambda m, x, p=p: peers.eager_cuda(m, x, p)))
-    gpu.append(Candidate("eager channels_last", "fp16", lambda m, x: peers.eager_cuda(m, x, "fp16", channels_last=True)))
+    gpu.append(
+        Candidate("eager channels_last", "fp16", lambda m, x: peers.eager_cuda(m, x, "fp16", channels_last=True))
+    )
     gpu.append(Candidate("eager autocast", "fp16", peers.autocast_fp16))
-    gpu.append(Candidate("torch.compile", "tf32", lambda m, x: peers.compiled_cuda(m, x, "tf32", mode=None),
-                         slow_setup=True))
+    gpu.append(
+        Candidate("torch.compile", "tf32", lambda m, x: peers.compiled_cuda(m, x, "tf32", mode=None), slow_setup=True)
+    )
     for p in ops.PRECISIONS:
-        gpu.append(Candidate("torch.compile max-autotune", p, lambda m, x, p=p: peers.compiled_cuda(m, x, p),
-                             slow_setup=True))
-    gpu.append(Candidate("onnxruntime cuda", "fp32",
-                         lambda m, x: peers.onnxruntime(m, x, threads, provider="CUDAExecutionProvider")))
+        gpu.append(
+            Candidate("torch.compile max-autotune", p, lambda m, x, p=p: peers.compiled_cuda(m, x, p), slow_setup=True)
+        )
+    gpu.append(
+        Candidate(
+            "onnxruntime cuda", "fp32", lambda m, x: peers.onnxruntime(m, x, threads, provider="CUDAExecutionProvider")
+        )
+    )
     gpu.append(Candidate("opencv dnn", "fp32", lambda m, x: peers.opencv_dnn(m, x, threads)))
     return gpu

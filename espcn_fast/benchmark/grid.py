@@ -64,8 +64,8 @@ def reference_output(model: ESPCN, x: torch.Tensor, rows: int = REFERENCE_ROWS) 
             for top in range(0, h, rows):
                 bottom = min(h, top + rows)
                 lo, hi = max(0, top - HALO), min(h, bottom + HALO)
-                strip = reference(x[i:i + 1, :, lo:hi].double())
-                out[i:i + 1, :, top * r:bottom * r] = strip[:, :, (top - lo) * r:(top - lo + bottom - top) * r]
+                strip = reference(x[i : i + 1, :, lo:hi].double())
+                out[i : i + 1, :, top * r : bottom * r] = strip[:, :, (top - lo) * r : (top - lo + bottom - top) * r]
     return out
 
 
@@ -84,8 +84,15 @@ def memory_reason(batch: int, h: int, w: int, device: torch.device) -> str | Non
     return None
 
 
-def run_row(cand: Candidate, model: ESPCN, inputs: list[torch.Tensor], expected: torch.Tensor,
-            scale: int, budget: float, min_repeats: int) -> Row:
+def run_row(
+    cand: Candidate,
+    model: ESPCN,
+    inputs: list[torch.Tensor],
+    expected: torch.Tensor,
+    scale: int,
+    budget: float,
+    min_repeats: int,
+) -> Row:
     """Set the row up, check its output against ``expected``, time it (or say why not)."""
     x = inputs[0]
     row = Row(cand.name, cand.precision, scale, x.shape[0], (x.shape[2], x.shape[3]))

@@ -15,8 +15,8 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import torch
 
@@ -61,8 +61,21 @@ def cpu_peak_mib_in_child(name: str, scale: int, batch: int, quick: bool, thread
     """Run the benchmark in probe mode for one row; None where it can't be measured."""
     if not Path("/proc/self/status").exists():
         return None
-    cmd = [sys.executable, "-m", "espcn_fast.benchmark", "--device", "cpu", "--scales", str(scale), "--batch", str(batch),
-           "--threads", str(threads), "--backends", name] + (["--quick"] if quick else [])
+    cmd = [
+        sys.executable,
+        "-m",
+        "espcn_fast.benchmark",
+        "--device",
+        "cpu",
+        "--scales",
+        str(scale),
+        "--batch",
+        str(batch),
+        "--threads",
+        str(threads),
+        "--backends",
+        name,
+    ] + (["--quick"] if quick else [])
     env = {**os.environ, **_PROBE_MALLOC, PROBE_ENV: "1"}
     try:
         out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900, check=True).stdout

@@ -10,13 +10,13 @@ import contextlib
 import copy
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import torch
 
-from ..model import ESPCN
 from ..export import export_model
+from ..model import ESPCN
 
 Runner = Callable[[torch.Tensor], torch.Tensor]
 
@@ -63,7 +63,9 @@ def eager_cuda(model: ESPCN, x: torch.Tensor, precision: str, channels_last: boo
     return run, 0.0
 
 
-def compiled_cuda(model: ESPCN, x: torch.Tensor, precision: str, mode: str | None = "max-autotune") -> tuple[Runner, float]:
+def compiled_cuda(
+    model: ESPCN, x: torch.Tensor, precision: str, mode: str | None = "max-autotune"
+) -> tuple[Runner, float]:
     """``torch.compile`` (by default ``mode="max-autotune"``) of the model in ``precision``, float32 image in and out."""
     if x.device.type != "cuda":
         raise Skip("a GPU peer")
@@ -95,7 +97,9 @@ def autocast_fp16(model: ESPCN, x: torch.Tensor) -> tuple[Runner, float]:
     return run, 0.0
 
 
-def compiled(model: ESPCN | Runner, x: torch.Tensor, mode: str | None = None, freezing: bool = False) -> tuple[Runner, float]:
+def compiled(
+    model: ESPCN | Runner, x: torch.Tensor, mode: str | None = None, freezing: bool = False
+) -> tuple[Runner, float]:
     """``torch.compile``; the compile time (first call) is reported apart."""
     import torch._inductor.config as inductor_config
 
@@ -127,7 +131,9 @@ def export_onnx(model: ESPCN, folder: Path) -> Path:
     return export_model(model, folder / f"espcn_x{model.scale}.onnx", clamp=False)
 
 
-def onnxruntime(model: ESPCN, x: torch.Tensor, threads: int, provider: str = "CPUExecutionProvider") -> tuple[Runner, float]:
+def onnxruntime(
+    model: ESPCN, x: torch.Tensor, threads: int, provider: str = "CPUExecutionProvider"
+) -> tuple[Runner, float]:
     try:
         import onnxruntime as ort
     except ImportError:
@@ -145,6 +151,7 @@ def onnxruntime(model: ESPCN, x: torch.Tensor, threads: int, provider: str = "CP
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     session = ort.InferenceSession(str(path), options, providers=[provider])
     setup = time.perf_counter() - start
+
     def run(inp: torch.Tensor) -> torch.Tensor:
         # On a GPU the frame goes through host memory, as a user of the Python API does.
         return torch.from_numpy(session.run(None, {"x": inp.cpu().numpy()})[0]).to(inp.device)

@@ -14,8 +14,10 @@ def format_table(rows: list[Row]) -> str:
     """Markdown, one line a row; ours in bold; skipped and wrong rows with their reason."""
     floors = any("x_floor" in r.extra for r in rows)
     head = "| scale | batch | backend | precision | ms/frame | spread | fps | vs eager | GFLOP/s | peak MiB | setup s |"
-    lines = [head + (" x floor |" if floors else ""),
-             "|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|" + ("---:|" if floors else "")]
+    lines = [
+        head + (" x floor |" if floors else ""),
+        "|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|" + ("---:|" if floors else ""),
+    ]
     for r in rows:
         if r.status != "ok":
             lines.append(f"| x{r.scale} | {r.batch} | {r.name} | {r.precision} | {r.status}: {r.reason} | | | | | | |")

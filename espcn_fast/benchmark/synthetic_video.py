@@ -21,11 +21,23 @@ def scene(h: int, w: int, seed: int) -> np.ndarray:
     return (picture.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
 
 
-def make_video(path: str | Path, frames: int = 8, h: int = 36, w: int = 52, audio: bool = True,
-               codec: str = "libx264", pix_fmt: str = "yuv420p", pts: list[int] | None = None,
-               time_base: Fraction | None = None, rate: int = 25, options: dict[str, str] | None = None,
-               encoder_options: dict[str, str] | None = None, audio_rate: int = 44100,
-               audio_frames: int | None = None, step: int = 2) -> Path:
+def make_video(
+    path: str | Path,
+    frames: int = 8,
+    h: int = 36,
+    w: int = 52,
+    audio: bool = True,
+    codec: str = "libx264",
+    pix_fmt: str = "yuv420p",
+    pts: list[int] | None = None,
+    time_base: Fraction | None = None,
+    rate: int = 25,
+    options: dict[str, str] | None = None,
+    encoder_options: dict[str, str] | None = None,
+    audio_rate: int = 44100,
+    audio_frames: int | None = None,
+    step: int = 2,
+) -> Path:
     """Write a ``frames``-frame pan (``step`` pixels a frame) of ``w`` x ``h`` to ``path``, with a tone.
 
     Lossless by default where the codec allows (x264 at qp 0; ``encoder_options`` replace that);
@@ -47,8 +59,9 @@ def make_video(path: str | Path, frames: int = 8, h: int = 36, w: int = 52, audi
         stream.time_base = stream.codec_context.time_base = time_base
     tone = out.add_stream("aac", rate=audio_rate) if audio else None
     for i in range(frames):
-        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(picture[2:2 + h, step * i:step * i + w]),
-                                           format="rgb24")
+        frame = av.VideoFrame.from_ndarray(
+            np.ascontiguousarray(picture[2 : 2 + h, step * i : step * i + w]), format="rgb24"
+        )
         if pts is not None:
             frame.pts, frame.time_base = pts[i], time_base
         out.mux(stream.encode(frame.reformat(format=pix_fmt)))

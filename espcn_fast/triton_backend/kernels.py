@@ -103,12 +103,38 @@ def _dot(acc, a, b, DOT: tl.constexpr, EMULATE_BF16: tl.constexpr):
 
 @triton.jit
 def conv_kernel(
-    x_ptr, w_ptr, b_ptr, out_ptr,
-    N, H, W, C_IN, C_OUT, SCALE,
-    SX_N, SX_C, SX_H, SX_W, SW_N, SW_C, SW_H, SW_W, SO_N, SO_C, SO_H, SO_W,
-    KSIZE: tl.constexpr, SHUFFLE: tl.constexpr, CLAMP: tl.constexpr, DOT: tl.constexpr,
-    EMULATE_BF16: tl.constexpr, TAP_MAJOR: tl.constexpr, FAST_TANH: tl.constexpr,
-    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+    x_ptr,
+    w_ptr,
+    b_ptr,
+    out_ptr,
+    N,
+    H,
+    W,
+    C_IN,
+    C_OUT,
+    SCALE,
+    SX_N,
+    SX_C,
+    SX_H,
+    SX_W,
+    SW_N,
+    SW_C,
+    SW_H,
+    SW_W,
+    SO_N,
+    SO_C,
+    SO_H,
+    SO_W,
+    KSIZE: tl.constexpr,
+    SHUFFLE: tl.constexpr,
+    CLAMP: tl.constexpr,
+    DOT: tl.constexpr,
+    EMULATE_BF16: tl.constexpr,
+    TAP_MAJOR: tl.constexpr,
+    FAST_TANH: tl.constexpr,
+    BLOCK_M: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    BLOCK_K: tl.constexpr,
 ):
     """One "same"-padded conv layer as an implicit GEMM: a BLOCK_M pixels x BLOCK_N channels tile per program.
 
@@ -147,9 +173,11 @@ def conv_kernel(
             p_ok = m_ok & (iy >= 0) & (iy < H) & (ix >= 0) & (ix < W)
             pixel = img * SX_N + iy * SX_H + ix * SX_W
             a = tl.load(x_ptr + pixel[:, None] + offs_c[None, :] * SX_C, mask=p_ok[:, None] & c_ok[None, :], other=0.0)
-            b = tl.load(w_ptr + offs_n[None, :] * SW_N + offs_c[:, None] * SW_C + (tap // KSIZE) * SW_H
-                        + (tap % KSIZE) * SW_W,
-                        mask=c_ok[:, None] & n_ok[None, :], other=0.0)
+            b = tl.load(
+                w_ptr + offs_n[None, :] * SW_N + offs_c[:, None] * SW_C + (tap // KSIZE) * SW_H + (tap % KSIZE) * SW_W,
+                mask=c_ok[:, None] & n_ok[None, :],
+                other=0.0,
+            )
             acc = _dot(acc, a, b, DOT, EMULATE_BF16)
     else:
         # Few channels (layer 1): K = (ci, ky, kx) flattened, so a block is not mostly padding.
@@ -161,18 +189,27 @@ def conv_kernel(
             iy = y[:, None] + (tap // KSIZE)[None, :] - PAD
             ix = x[:, None] + (tap % KSIZE)[None, :] - PAD
             a_mask = m_ok[:, None] & k_ok[None, :] & (iy >= 0) & (iy < H) & (ix >= 0) & (ix < W)
-            a = tl.load(x_ptr + img[:, None] * SX_N + ci[None, :] * SX_C + iy * SX_H + ix * SX_W, mask=a_mask, other=0.0)
-            b = tl.load(w_ptr + offs_n[None, :] * SW_N + ci[:, None] * SW_C + (tap // KSIZE)[:, None] * SW_H
-                        + (tap % KSIZE)[:, None] * SW_W,
-                        mask=k_ok[:, None] & n_ok[None, :], other=0.0)
+            a = tl.load(
+                x_ptr + img[:, None] * SX_N + ci[None, :] * SX_C + iy * SX_H + ix * SX_W, mask=a_mask, other=0.0
+            )
+            b = tl.load(
+                w_ptr
+                + offs_n[None, :] * SW_N
+                + ci[:, None] * SW_C
+                + (tap // KSIZE)[:, None] * SW_H
+                + (tap % KSIZE)[:, None] * SW_W,
+                mask=k_ok[:, None] & n_ok[None, :],
+                other=0.0,
+            )
             acc = _dot(acc, a, b, DOT, EMULATE_BF16)
 
     acc += tl.load(b_ptr + offs_n, mask=n_ok, other=0.0)[None, :]
     mask = m_ok[:, None] & n_ok[None, :]
     if SHUFFLE:
         if CLAMP:  # NaN kept, as torch.clamp and the other kernels (the default drops it to a bound)
-            acc = tl.minimum(tl.maximum(acc, 0.0, propagate_nan=tl.PropagateNan.ALL), 1.0,
-                             propagate_nan=tl.PropagateNan.ALL)
+            acc = tl.minimum(
+                tl.maximum(acc, 0.0, propagate_nan=tl.PropagateNan.ALL), 1.0, propagate_nan=tl.PropagateNan.ALL
+            )
         rr = SCALE * SCALE
         co = offs_n // rr
         row = y[:, None] * SCALE + ((offs_n % rr) // SCALE)[None, :]
@@ -192,17 +229,35 @@ def conv_kernel(
 # checks every one, for every ESPCN layer and precision that can pick it).
 CONFIGS: dict[str, list[tuple[int, int, int, int, int]]] = {
     # Tensor cores, many channels (layers 2 and 3): K = taps x channel blocks, cp.async-pipelined.
-    "taps": [(64, 32, 32, 4, 3), (128, 32, 32, 4, 3), (128, 64, 64, 8, 3), (128, 16, 64, 4, 3),
-             (128, 32, 64, 4, 4), (256, 32, 64, 8, 3)],
+    "taps": [
+        (64, 32, 32, 4, 3),
+        (128, 32, 32, 4, 3),
+        (128, 64, 64, 8, 3),
+        (128, 16, 64, 4, 3),
+        (128, 32, 64, 4, 4),
+        (256, 32, 64, 8, 3),
+    ],
     # Tensor cores, few channels (layer 1: K = 25, one step of 32; a K of 64 would be 61% padding).
     # BLOCK_N = 64 mostly, so that each pixel's 5x5 window is gathered by one program, not two.
-    "gather": [(64, 64, 32, 4, 3), (128, 64, 32, 4, 3), (128, 64, 32, 8, 3), (256, 64, 32, 8, 3),
-               (128, 32, 32, 4, 3), (256, 32, 32, 8, 3)],
+    "gather": [
+        (64, 64, 32, 4, 3),
+        (128, 64, 32, 4, 3),
+        (128, 64, 32, 8, 3),
+        (256, 64, 32, 8, 3),
+        (128, 32, 32, 4, 3),
+        (256, 32, 32, 8, 3),
+    ],
     # fp32 on FFMA: Triton holds a K slice of both operands in registers. These six spill
     # nothing with triton 3.6 or 3.8; (128, 32, 32, 4 warps) spilled in layer 3 on 3.6, and
     # K = 64 or 64 accumulators a thread spilled up to 880 bytes.
-    "ffma": [(64, 32, 32, 4, 3), (128, 32, 32, 8, 3), (128, 16, 32, 4, 3), (256, 32, 32, 8, 3),
-             (64, 64, 16, 4, 3), (128, 64, 16, 8, 3)],
+    "ffma": [
+        (64, 32, 32, 4, 3),
+        (128, 32, 32, 8, 3),
+        (128, 16, 32, 4, 3),
+        (256, 32, 32, 8, 3),
+        (64, 64, 16, 4, 3),
+        (128, 64, 16, 8, 3),
+    ],
 }
 
 
@@ -215,14 +270,18 @@ def config_family(precision: str, c_in: int) -> str:
 
 def gpu_configs(family: str) -> list[triton.Config]:
     """``CONFIGS[family]`` as Triton configurations."""
-    return [triton.Config({"BLOCK_M": m, "BLOCK_N": n, "BLOCK_K": k}, num_warps=w, num_stages=s)
-            for m, n, k, w, s in CONFIGS[family]]
+    return [
+        triton.Config({"BLOCK_M": m, "BLOCK_N": n, "BLOCK_K": k}, num_warps=w, num_stages=s)
+        for m, n, k, w, s in CONFIGS[family]
+    ]
 
 
 # One autotuner per list, picked by the launcher from a plain dict (torch.compile traces the
 # lookup; a prune callback would make Dynamo trace triton.Config's construction).
-TUNED = {family: triton.autotune(configs=gpu_configs(family), key=["C_IN", "C_OUT", "KSIZE", "DOT", "SHUFFLE"])(conv_kernel)
-         for family in CONFIGS}
+TUNED = {
+    family: triton.autotune(configs=gpu_configs(family), key=["C_IN", "C_OUT", "KSIZE", "DOT", "SHUFFLE"])(conv_kernel)
+    for family in CONFIGS
+}
 
 
 def fast_tanh(precision: str) -> bool:

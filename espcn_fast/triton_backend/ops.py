@@ -27,17 +27,30 @@ def _check_input(op: str, x: torch.Tensor) -> None:
     if x.dtype not in cpp_ops.IMAGE_DTYPES:
         raise RuntimeError(f"{op}: x must be float32 or float16, got {str(x.dtype).replace('torch.', '')}")
     if x.device.type != "cuda" and not kernels.INTERPRETED:
-        raise RuntimeError(f"{op}: the Triton kernels run CUDA tensors (or any with TRITON_INTERPRET=1), got {x.device}")
+        raise RuntimeError(
+            f"{op}: the Triton kernels run CUDA tensors (or any with TRITON_INTERPRET=1), got {x.device}"
+        )
 
 
-def _check_conv(op: str, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, wname: str, bname: str,
-                wdtype: torch.dtype = torch.float32) -> None:
+def _check_conv(
+    op: str,
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor,
+    wname: str,
+    bname: str,
+    wdtype: torch.dtype = torch.float32,
+) -> None:
     """A layer's devices, dtypes, kernel and bias, beyond the shared shape checks."""
     for t, name in ((weight, wname), (bias, bname)):
         if t.device != x.device:
-            raise RuntimeError(f"{op}: {name} is on {t.device} but x is on {x.device}; all tensors must be on one device")
+            raise RuntimeError(
+                f"{op}: {name} is on {t.device} but x is on {x.device}; all tensors must be on one device"
+            )
     if weight.dtype != wdtype:
-        raise RuntimeError(f"{op}: {wname} must be {str(wdtype).replace('torch.', '')}, got {str(weight.dtype).replace('torch.', '')}")
+        raise RuntimeError(
+            f"{op}: {wname} must be {str(wdtype).replace('torch.', '')}, got {str(weight.dtype).replace('torch.', '')}"
+        )
     if bias.dtype != torch.float32:
         raise RuntimeError(f"{op}: {bname} must be float32, got {str(bias.dtype).replace('torch.', '')}")
     if weight.shape[2] != weight.shape[3] or weight.shape[2] % 2 == 0:
@@ -52,17 +65,32 @@ def _check_addressable(op: str, x: torch.Tensor, channels_out: tuple[int, ...]) 
     within an image are int32; the image's own, and the pixel shuffle's store, are int64), or a
     batch of nearly 2^31 pixels (numbered in int32, up to the end of the last row block)."""
     n, c, h, w = x.shape
-    for name, elements in [("x", c * h * w)] + [(f"layer {i + 1}'s output", co * h * w) for i, co in enumerate(channels_out)]:
+    for name, elements in [("x", c * h * w)] + [
+        (f"layer {i + 1}'s output", co * h * w) for i, co in enumerate(channels_out)
+    ]:
         if elements >= 2**31:
-            raise RuntimeError(f"{op}: {name} has {elements} elements per image, over the 2^31 the Triton kernels "
-                               "address; split the image (FastESPCN(tile=...) does)")
+            raise RuntimeError(
+                f"{op}: {name} has {elements} elements per image, over the 2^31 the Triton kernels "
+                "address; split the image (FastESPCN(tile=...) does)"
+            )
     if n * h * w > 2**31 - 1024:  # the last row block's padding rows are numbered too (blocks <= 512)
-        raise RuntimeError(f"{op}: the batch has {n * h * w} pixels, over the 2^31 - 1024 the Triton kernels "
-                           "number; run it in smaller batches")
+        raise RuntimeError(
+            f"{op}: the batch has {n * h * w} pixels, over the 2^31 - 1024 the Triton kernels "
+            "number; run it in smaller batches"
+        )
 
 
-def _layer(op: str, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, out: torch.Tensor, shuffle: bool,
-           scale: int, clamp: bool, precision: str) -> torch.Tensor:
+def _layer(
+    op: str,
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor,
+    out: torch.Tensor,
+    shuffle: bool,
+    scale: int,
+    clamp: bool,
+    precision: str,
+) -> torch.Tensor:
     """Launches one layer into ``out`` (allocated by the caller, its sizes checked by ``_check_addressable``)."""
     n, c_in, h, w = x.shape
     c_out, k = weight.shape[0], weight.shape[2]
@@ -70,9 +98,15 @@ def _layer(op: str, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, o
         return out
     bias = bias.contiguous()
     args = (x, weight, bias, out, n, h, w, c_in, c_out, scale, *x.stride(), *weight.stride(), *out.stride())
-    flags = {"KSIZE": k, "SHUFFLE": shuffle, "CLAMP": clamp, "DOT": kernels.DOT_MODES[precision],
-             "EMULATE_BF16": kernels.INTERPRETED, "TAP_MAJOR": kernels.tap_major(c_in),
-             "FAST_TANH": kernels.fast_tanh(precision)}
+    flags = {
+        "KSIZE": k,
+        "SHUFFLE": shuffle,
+        "CLAMP": clamp,
+        "DOT": kernels.DOT_MODES[precision],
+        "EMULATE_BF16": kernels.INTERPRETED,
+        "TAP_MAJOR": kernels.tap_major(c_in),
+        "FAST_TANH": kernels.fast_tanh(precision),
+    }
     # Triton launches on the current device and its stream: x's, as the C++ ops' device guard does.
     with torch.cuda.device(x.device) if x.device.type == "cuda" else contextlib.nullcontext():
         if not kernels.AUTOTUNE:
@@ -80,6 +114,7 @@ def _layer(op: str, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, o
             grid = (triton.cdiv(n * h * w, blocks["BLOCK_M"]), triton.cdiv(c_out, blocks["BLOCK_N"]))
             wrap_triton(kernels.conv_kernel)[grid](*args, **flags, **blocks)
         else:
+
             def grid(meta):
                 return (triton.cdiv(n * h * w, meta["BLOCK_M"]), triton.cdiv(c_out, meta["BLOCK_N"]))
 
@@ -100,8 +135,9 @@ def conv2d_tanh(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> to
 
 
 @triton_op("espcn_fast_triton::conv2d_pixel_shuffle", mutates_args=())
-def conv2d_pixel_shuffle(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, scale: int,
-                         clamp: bool) -> torch.Tensor:
+def conv2d_pixel_shuffle(
+    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, scale: int, clamp: bool
+) -> torch.Tensor:
     """pixel_shuffle(conv2d(x, weight, bias), scale), clamped to [0, 1] if ``clamp``; as the C++ op."""
     op = "espcn_fast_triton::conv2d_pixel_shuffle"
     check_layers(op, x, [("weight", weight)], scale)
@@ -113,9 +149,18 @@ def conv2d_pixel_shuffle(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tens
 
 
 @triton_op("espcn_fast_triton::espcn_forward", mutates_args=())
-def espcn_forward(x: torch.Tensor, w1: torch.Tensor, b1: torch.Tensor, w2: torch.Tensor, b2: torch.Tensor,
-                  w3: torch.Tensor, b3: torch.Tensor, scale: int, clamp: bool,
-                  precision: str = "fp32") -> torch.Tensor:
+def espcn_forward(
+    x: torch.Tensor,
+    w1: torch.Tensor,
+    b1: torch.Tensor,
+    w2: torch.Tensor,
+    b2: torch.Tensor,
+    w3: torch.Tensor,
+    b3: torch.Tensor,
+    scale: int,
+    clamp: bool,
+    precision: str = "fp32",
+) -> torch.Tensor:
     """The whole network (three layer kernels) in ``precision``; as ``espcn_fast::espcn_forward``."""
     op = "espcn_fast_triton::espcn_forward"
     check_precision(op, precision)
@@ -133,10 +178,28 @@ def espcn_forward(x: torch.Tensor, w1: torch.Tensor, b1: torch.Tensor, w2: torch
     last = torch.channels_last
     w1, w2, w3 = (t.contiguous(memory_format=last) for t in (w1, w2, w3))
     first = "fp16" if precision == "bf16" else precision
-    h1 = _layer(op, x, w1, b1, torch.empty((n, w1.shape[0], h, w), dtype=wdtype, device=x.device, memory_format=last),
-                False, 1, False, first)
-    h2 = _layer(op, h1, w2, b2, torch.empty((n, w2.shape[0], h, w), dtype=wdtype, device=x.device, memory_format=last),
-                False, 1, False, precision)
+    h1 = _layer(
+        op,
+        x,
+        w1,
+        b1,
+        torch.empty((n, w1.shape[0], h, w), dtype=wdtype, device=x.device, memory_format=last),
+        False,
+        1,
+        False,
+        first,
+    )
+    h2 = _layer(
+        op,
+        h1,
+        w2,
+        b2,
+        torch.empty((n, w2.shape[0], h, w), dtype=wdtype, device=x.device, memory_format=last),
+        False,
+        1,
+        False,
+        precision,
+    )
     out = x.new_empty((n, w3.shape[0] // scale**2, h * scale, w * scale))
     return _layer(op, h2, w3, b3, out, True, scale, clamp, precision)
 
