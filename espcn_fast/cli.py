@@ -127,7 +127,7 @@ def cmd_upscale(args: argparse.Namespace) -> int:
         raise CliError("two inputs would write the same output name; upscale them separately")
     if pairs == [(args.inputs[0], args.output)] and existing_output(args.output, args.overwrite):
         raise CliError(existing_output(args.output, args.overwrite))  # one named output: before the work
-    failed = 0
+    failed = kept = 0
     iterator = pairs
     if len(pairs) > 1 and not args.quiet:
         from tqdm import tqdm
@@ -136,7 +136,7 @@ def cmd_upscale(args: argparse.Namespace) -> int:
     for src, dst in iterator:
         if existing_output(dst, args.overwrite):
             print(f"skipped: {existing_output(dst, args.overwrite)}", file=sys.stderr)
-            failed += 1
+            kept += 1
             continue
         try:
             width, height = upscale_file(src, dst, model, args.scale, device, args.tile, args.max_memory)
@@ -146,8 +146,9 @@ def cmd_upscale(args: argparse.Namespace) -> int:
             continue
         if not args.quiet:
             print(f"{src} -> {dst} ({width}x{height})")
-    if failed:
-        print(f"{failed} of {len(pairs)} image(s) failed", file=sys.stderr)
+    if failed or kept:
+        parts = [f"{failed} failed"] * bool(failed) + [f"{kept} skipped, their outputs there already"] * bool(kept)
+        print(f"{' and '.join(parts)}, of {len(pairs)} image(s)", file=sys.stderr)
         return 1
     return 0
 

@@ -59,7 +59,7 @@ def test_bad_file_among_good_ones_is_skipped(tmp_path, capsys):
     out = tmp_path / "out"
     assert main(["upscale", str(folder), "-o", str(out), "--scale", "2", "-q"]) == 1
     err = capsys.readouterr().err
-    assert "bad.png" in err and "1 of 2 image(s) failed" in err
+    assert "bad.png" in err and "1 failed, of 2 image(s)" in err
     assert (out / "good.png").is_file() and not (out / "bad.png").exists()
 
 
@@ -265,7 +265,7 @@ def test_an_image_too_large_for_memory_is_skipped(tmp_path, capsys, monkeypatch)
         == 1
     )
     err = capsys.readouterr().err
-    assert "big.png (20x20): out of memory; try --tile 512" in err and "1 of 2 image(s) failed" in err
+    assert "big.png (20x20): out of memory; try --tile 512" in err and "1 failed, of 2 image(s)" in err
     assert (out / "small.png").exists() and not (out / "big.png").exists()
     monkeypatch.setattr(file_job, "upscale_image", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("a real bug")))
     with pytest.raises(RuntimeError, match="a real bug"):  # other errors are not swallowed

@@ -80,7 +80,7 @@ def test_a_folder_run_skips_and_reports_existing_outputs(tmp_path, capsys):
     assert main(["upscale", str(folder), "-o", str(out), "--scale", "2", "-q", "--device", "cpu"]) == 1
     err = capsys.readouterr().err
     assert f"skipped: {out / 'a.png'} exists; pass --overwrite to replace it" in err
-    assert "1 of 2 image(s) failed" in err
+    assert "1 skipped, their outputs there already, of 2 image(s)" in err
     assert (out / "a.png").read_bytes() == b"keep me" and read_image(out / "b.png").shape == (3, 20, 24)
 
 
