@@ -198,3 +198,39 @@ def test_cli_cluster_options_are_checked(tmp_path, capsys):
     assert "--workers must be at least 1, got 0" in capsys.readouterr().err
     assert main(["upscale", str(tmp_path / "nothing"), "-o", str(tmp_path / "o"), "--cluster", "auto"]) == 2
     assert "input not found" in capsys.readouterr().err
+
+
+def test_the_cluster_benchmark_runs_and_writes_its_table(tmp_path):
+    """benchmarks/cluster.py on a few tiny images (a smoke run, not a timing)."""
+    import json
+    import subprocess
+    import sys
+
+    out = tmp_path / "cluster.json"
+    root = Path(__file__).resolve().parent.parent
+    cmd = [
+        sys.executable,
+        "benchmarks/cluster.py",
+        "--count",
+        "2",
+        "--size",
+        "24",
+        "16",
+        "--scale",
+        "2",
+        "--json",
+        str(out),
+    ]
+    done = subprocess.run(
+        cmd,
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"},
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    data = json.loads(out.read_text())
+    assert [r["name"] for r in data["rows"]] == ["single process", "cluster, 1 worker", "cluster, 2 workers"]
+    assert all(r["images_per_s"] > 0 for r in data["rows"]) and data["rows"][0]["vs_single"] == 1.0
+    assert data["cluster_fixed_seconds"] > 0 and "| cluster, 2 workers |" in done.stdout
