@@ -7,7 +7,10 @@
 Each row is checked against the float64 reference model on the benchmark input
 before it is timed; a wrong row is flagged and not timed (and a wrong row of
 espcn_fast's makes the exit status 1); a row that would not fit the machine's
-memory is skipped with the reason. Prints a table and the run's length, and
+memory is skipped with the reason. CPU rows at x3 are also scored on Set5 (its
+standard x3 LR inputs, the protocol of espcn_fast.evaluate): the Set5 x3 dB
+column. The table groups each scale and batch's rows by precision (fp32, then
+tf32, fp16, bf16, int8). Prints a table and the run's length, and
 writes a JSON file with every number and the machine (--json, rewritten after
 each row) and a bar chart of frames per second (--plot).
 """
@@ -27,11 +30,11 @@ import torch
 from .. import backends
 from ..model import ESPCN
 from .config import FRAME, QUICK_FRAME, candidates, macs_per_lr_pixel
-from .grid import Row, reference_output, run_row
+from .grid import PSNR_SCALE, Row, reference_output, run_row
 from .machine import describe
 from .malloc_env import PROBE_ENV
 from .memory import cpu_peak_mib_in_child, rss_peak_mib
-from .report import format_table, frame_label, plot, write_json
+from .report import format_table, frame_label, grouped, plot, write_json
 from .speedups import against_eager, against_floor
 
 # Under outputs/ (git-ignored): a run does not change the checkout. Results worth keeping are
@@ -60,7 +63,12 @@ def memory_probe(args: argparse.Namespace, device: torch.device) -> int:
     """Child mode: set up one row, print its peak memory during one call as JSON."""
     scale, batch = args.scales[0], args.batch[0]
     frame = QUICK_FRAME if args.quick else FRAME
-    cand = next(c for c in candidates(device, torch.get_num_threads()) if c.name == args.backends[0])
+    precision = os.environ[PROBE_ENV]
+    cand = next(
+        c
+        for c in candidates(device, torch.get_num_threads())
+        if c.name == args.backends[0] and c.precision == precision
+    )
     model = ESPCN.from_pretrained(scale).to(device)
     x = torch.rand(batch, 1, frame[0] // scale, frame[1] // scale, device=device)
     fn, _ = cand.make(model, x)
@@ -120,6 +128,7 @@ def main(argv: list[str] | None = None) -> int:
         "available_backends": backends.available(),
     }
     g = torch.Generator().manual_seed(0)
+    scored: set[tuple[str, str]] = set()
     for scale in scales:
         model = ESPCN.from_pretrained(scale).to(device)
         h, w = frame[0] // scale, frame[1] // scale
@@ -127,7 +136,11 @@ def main(argv: list[str] | None = None) -> int:
             inputs = [torch.rand(batch, 1, h, w, generator=g).to(device) for _ in range(3)]
             expected = reference_output(model, inputs[0])
             for cand in cands:
-                row = run_row(cand, model, inputs, expected, scale, budget, min_repeats)
+                # Set5 PSNR: CPU rows, once a row (the same runner at every batch)
+                psnr = device.type == "cpu" and scale == PSNR_SCALE and (cand.name, cand.precision) not in scored
+                row = run_row(cand, model, inputs, expected, scale, budget, min_repeats, psnr=psnr)
+                if row.psnr_set5 is not None:
+                    scored.add((cand.name, cand.precision))
                 if device.type == "cuda":
                     against_floor(
                         row,
@@ -141,11 +154,12 @@ def main(argv: list[str] | None = None) -> int:
                 write_json(args.json, result, rows)  # a run cut short keeps its rows
             del inputs, expected
     against_eager(rows)
+    rows = grouped(rows)
     if device.type == "cpu" and not args.no_memory:
         print("peak memory (a child process per row)...", flush=True)
         for row in rows:
             if row.status == "ok":
-                row.peak_mib = cpu_peak_mib_in_child(row.name, row.scale, row.batch, args.quick, threads)
+                row.peak_mib = cpu_peak_mib_in_child(row.name, row.scale, row.batch, args.quick, threads, row.precision)
     print()
     print(format_table(rows))
     minutes = (time.perf_counter() - started) / 60

@@ -16,8 +16,14 @@ from . import peers
 # Output frame (1080p); LR input = this / scale.
 FRAME = (1080, 1920)
 QUICK_FRAME = (270, 480)
-# Largest |row - float64 reference| accepted per precision, on [0, 1] images.
-TOLERANCE = {"fp32": 1e-4, "tf32": 2e-2, "fp16": 2e-2, "bf16": 5e-2}
+# Largest |row - float64 reference| accepted per precision, on [0, 1] images. bf16: 0.009 measured
+# (OpenVINO, x3). int8: the benchmark frames are uniform noise, whose reference outputs span about
+# [-0.46, 1.55] (x3, 1080p) where the ranges calibrated on T91 crops end near [0, 1.04], so a correct
+# int8 model clips them: 0.51 (ONNX Runtime) and 0.50 (OpenVINO/NNCF) at 1080p, 0.47 and 0.43 at the
+# quick frame, while their mean errors are 0.018 and 0.05; the Set5 PSNR column measures their quality.
+TOLERANCE = {"fp32": 1e-4, "tf32": 2e-2, "fp16": 2e-2, "bf16": 5e-2, "int8": 0.6}
+# The table's order of precisions within a scale and batch.
+PRECISION_ORDER = ("fp32", "tf32", "fp16", "bf16", "int8")
 
 
 @dataclass
@@ -108,6 +114,10 @@ def candidates(device: torch.device, threads: int) -> list[Candidate]:
             ),
             Candidate("onnxruntime", "fp32", lambda m, x: peers.onnxruntime(m, x, threads)),
             Candidate("opencv dnn", "fp32", lambda m, x: peers.opencv_dnn(m, x, threads)),
+            Candidate("openvino", "fp32", lambda m, x: peers.openvino(m, x, threads)),
+            Candidate("openvino", "bf16", lambda m, x: peers.openvino(m, x, threads, "bf16")),
+            Candidate("openvino", "int8", lambda m, x: peers.openvino(m, x, threads, "int8")),
+            Candidate("onnxruntime", "int8", lambda m, x: peers.onnxruntime_int8(m, x, threads)),
         ]
     gpu = [Candidate("espcn_fast:cuda", p, ours_gpu("cuda", p), ours=True) for p in ops.PRECISIONS]
     gpu += [Candidate("espcn_fast:triton", p, ours_gpu("triton", p), ours=True) for p in ops.PRECISIONS]

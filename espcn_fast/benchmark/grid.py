@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 
 import torch
 
+from ..data_dir import find_data_dir
+from ..evaluate import evaluate_sets
 from ..memory_budget import available_memory, format_size
 from ..model import ESPCN
 from ..tiling import HALO
@@ -42,6 +44,7 @@ class Row:
     peak_mib: float | None = None
     setup_s: float | None = None
     max_abs_error: float | None = None
+    psnr_set5: float | None = None  # dB, CPU rows at x3 (see set5_psnr)
     repeats: int | None = None
     extra: dict = field(default_factory=dict)
 
@@ -92,8 +95,10 @@ def run_row(
     scale: int,
     budget: float,
     min_repeats: int,
+    psnr: bool = False,
 ) -> Row:
-    """Set the row up, check its output against ``expected``, time it (or say why not)."""
+    """Set the row up, check its output against ``expected``, time it (or say why not); with ``psnr``,
+    score it on Set5 too (``row.psnr_set5``, see :func:`set5_psnr`)."""
     x = inputs[0]
     row = Row(cand.name, cand.precision, scale, x.shape[0], (x.shape[2], x.shape[3]))
     reason = memory_reason(x.shape[0], x.shape[2], x.shape[3], x.device)
@@ -126,4 +131,28 @@ def run_row(
     row.repeats = timing.repeats
     flops = 2 * macs_per_lr_pixel(model) * x.shape[2] * x.shape[3]
     row.gflops = flops / (row.ms_per_frame * 1e-3) / 1e9
+    if psnr:
+        try:
+            score = set5_psnr(lambda y: fn(y).float())
+        except Exception as exc:  # a peer's own error on other image sizes; the timed row stands
+            row.extra["psnr_set5_error"] = f"{type(exc).__name__}: {str(exc)[:200]}"
+        else:
+            row.psnr_set5 = None if score is None else round(score, 3)
     return row
+
+
+# The scale the Set5 PSNR column is measured at (the LR inputs of LR_bicubic/Set5/x3).
+PSNR_SCALE = 3
+
+
+def set5_psnr(fn: peers.Runner, scale: int = PSNR_SCALE) -> float | None:
+    """Mean PSNR (dB) of ``fn`` on Set5 with the evaluation protocol of :mod:`espcn_fast.evaluate`
+    (its standard LR inputs, Y only, shaved); None where the data folder or Set5's LR inputs are absent."""
+    try:
+        root = find_data_dir()
+    except FileNotFoundError:
+        return None
+    if not (root / "Set5").is_dir() or not (root / "LR_bicubic" / "Set5" / f"x{scale}").is_dir():
+        return None
+    (score,) = evaluate_sets(fn, scale, sets=("Set5",), data_dir=root)
+    return score.psnr

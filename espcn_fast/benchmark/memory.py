@@ -57,7 +57,9 @@ def rss_peak_mib(fn: Callable[[torch.Tensor], object], x: torch.Tensor) -> float
     return max(0, peak - base) / 1024
 
 
-def cpu_peak_mib_in_child(name: str, scale: int, batch: int, quick: bool, threads: int) -> float | None:
+def cpu_peak_mib_in_child(
+    name: str, scale: int, batch: int, quick: bool, threads: int, precision: str = "fp32"
+) -> float | None:
     """Run the benchmark in probe mode for one row; None where it can't be measured."""
     if not Path("/proc/self/status").exists():
         return None
@@ -76,7 +78,7 @@ def cpu_peak_mib_in_child(name: str, scale: int, batch: int, quick: bool, thread
         "--backends",
         name,
     ] + (["--quick"] if quick else [])
-    env = {**os.environ, **_PROBE_MALLOC, PROBE_ENV: "1"}
+    env = {**os.environ, **_PROBE_MALLOC, PROBE_ENV: precision}  # the row: its name and precision
     try:
         out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900, check=True).stdout
         return json.loads(out.strip().splitlines()[-1])["peak_mib"]

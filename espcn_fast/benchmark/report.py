@@ -7,25 +7,43 @@ from dataclasses import asdict
 from pathlib import Path
 
 from ..atomic_write import replacing
+from .config import PRECISION_ORDER
 from .grid import Row
 
 
+def grouped(rows: list[Row]) -> list[Row]:
+    """The rows by scale and batch (in the order they ran), then by precision (``PRECISION_ORDER``),
+    then in the order they ran."""
+    first: dict[tuple[int, int], int] = {}
+    for i, r in enumerate(rows):
+        first.setdefault((r.scale, r.batch), i)
+    rank = {p: i for i, p in enumerate(PRECISION_ORDER)}
+    return sorted(rows, key=lambda r: (first[(r.scale, r.batch)], rank.get(r.precision, len(rank))))
+
+
 def format_table(rows: list[Row]) -> str:
-    """Markdown, one line a row; ours in bold; skipped and wrong rows with their reason."""
+    """Markdown, one line a row, grouped (see :func:`grouped`); ours in bold; skipped and wrong rows
+    with their reason; a dash for a Set5 PSNR not measured (GPU rows, scales other than x3, no data)."""
     floors = any("x_floor" in r.extra for r in rows)
-    head = "| scale | batch | backend | precision | ms/frame | spread | fps | vs eager | GFLOP/s | peak MiB | setup s |"
+    head = (
+        "| scale | batch | backend | precision | ms/frame | Set5 x3 dB | spread | fps | vs eager | GFLOP/s "
+        "| peak MiB | setup s |"
+    )
     lines = [
         head + (" x floor |" if floors else ""),
-        "|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|" + ("---:|" if floors else ""),
+        "|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|" + ("---:|" if floors else ""),
     ]
-    for r in rows:
+    for r in grouped(rows):
         if r.status != "ok":
-            lines.append(f"| x{r.scale} | {r.batch} | {r.name} | {r.precision} | {r.status}: {r.reason} | | | | | | |")
+            lines.append(
+                f"| x{r.scale} | {r.batch} | {r.name} | {r.precision} | {r.status}: {r.reason} | | | | | | | |"
+            )
             continue
         mark = "**" if r.name.startswith("espcn_fast") else ""
+        psnr = "-" if r.psnr_set5 is None else f"{r.psnr_set5:.2f}"
         lines.append(
             f"| x{r.scale} | {r.batch} | {mark}{r.name}{mark} | {r.precision} | {mark}{r.ms_per_frame:.2f}{mark} | "
-            f"{r.ms_spread:.2f} | {r.fps:.1f} | {r.speedup_vs_eager:.2f}x | {r.gflops:.0f} | "
+            f"{psnr} | {r.ms_spread:.2f} | {r.fps:.1f} | {r.speedup_vs_eager:.2f}x | {r.gflops:.0f} | "
             f"{'' if r.peak_mib is None else f'{r.peak_mib:.0f}'} | {r.setup_s or 0:.1f} |"
             + (f" {r.extra.get('x_floor', '')} |" if floors else "")
         )
