@@ -182,7 +182,7 @@ static void check_async_order() {
     wgmma_commit();
     before[tid] = d[0];
     __syncthreads();
-    if (tid == 0) std::memcpy(smem, &two, 2);  // A[0][0] = 2 after the issue, before the wait
+    if (tid == 0) std::memcpy(smem, &two, 2);  // A[0][0] = 2 once the wgmma has started, before its wait
     __syncthreads();
     wgmma_wait_all();
     after[tid] = d[0];
