@@ -16,7 +16,8 @@ from .color import rgb_to_y
 from .data_dir import find_data_dir
 from .image_io import list_images, read_image
 from .metrics import psnr, ssim
-from .model import SuperResolver
+from .model import ESPCN, SuperResolver
+from .precision_model import PrecisionESPCN
 from .quantize import quantize
 from .resize import imresize, modcrop
 
@@ -113,3 +114,19 @@ def evaluate_sets(
     """Score the standard sets with their standard LR inputs (``LR_bicubic/<set>/x<r>``)."""
     root = find_data_dir(data_dir)
     return [evaluate_folder(model, root / s, scale, root / "LR_bicubic" / s / f"x{scale}", s, progress) for s in sets]
+
+
+def evaluate_precision(
+    model: ESPCN,
+    precision: str,
+    sets: Iterable[str] = ("Set5", "Set14"),
+    data_dir: str | os.PathLike | None = None,
+    progress: bool = False,
+) -> list[SetScore]:
+    """Score ``model``'s weights in the CPU kernels' ``precision`` arithmetic ("fp32", "bf16", "int8").
+
+    Runs :func:`~espcn_fast.reduced_precision.forward` in float64, so the scores are those of the
+    precision's roundings alone (the reference the kernels are tested against), on the standard sets.
+    """
+    reference = PrecisionESPCN(model, precision, dtype=torch.float64)
+    return evaluate_sets(reference, model.scale, sets, data_dir, progress)

@@ -90,12 +90,17 @@ class ESPCN(nn.Module):
         return super().load_state_dict(state_dict, strict=strict, assign=assign)
 
     @classmethod
-    def from_pretrained(cls, scale: int, device: str | torch.device = "cpu") -> ESPCN:
-        """The weights shipped in the package, trained on T91 (x2, x3, x4)."""
+    def from_pretrained(cls, scale: int, device: str | torch.device = "cpu", precision: str = "fp32") -> ESPCN:
+        """The weights shipped in the package, trained on T91 (x2, x3, x4).
+
+        ``precision="int8"`` loads the weights fine-tuned for the CPU kernels' int8 arithmetic
+        (still a float model here: run it as int8 with ``PrecisionESPCN(model, "int8")`` or
+        the kernels); any other precision the float weights.
+        """
         from .weights import load_weights, pretrained_path
 
         model = cls(scale)
-        model.load_state_dict(load_weights(pretrained_path(scale)))
+        model.load_state_dict(load_weights(pretrained_path(scale, precision)))
         return model.to(device).eval()
 
     @classmethod

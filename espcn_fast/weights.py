@@ -10,6 +10,7 @@ from pathlib import Path
 import torch
 
 from .atomic_write import replacing
+from .int8_weights import ScaleMismatchError, strip_weight_scales
 
 PRETRAINED_DIR = Path(__file__).resolve().parent / "pretrained"
 
@@ -28,12 +29,20 @@ class WeightsError(ValueError):
     """A weights file that can't be read, or weights that don't fit the model."""
 
 
-def pretrained_path(scale: int) -> Path:
-    """Path of the shipped weights for ``scale``; a clear error if there are none."""
-    path = PRETRAINED_DIR / f"espcn_x{scale}.safetensors"
+def pretrained_path(scale: int, precision: str = "fp32") -> Path:
+    """Path of the shipped weights for ``scale`` and the arithmetic they will run in; a clear error if
+    there are none.
+
+    ``precision="int8"`` gives the weights fine-tuned for the CPU kernels' int8 arithmetic
+    (``espcn_x<r>_int8.safetensors``); every other precision the float ones (bf16 loses too
+    little to need its own).
+    """
+    suffix = "_int8" if precision == "int8" else ""
+    path = PRETRAINED_DIR / f"espcn_x{scale}{suffix}.safetensors"
     if not path.is_file():
         shipped = sorted(p.stem for p in PRETRAINED_DIR.glob("espcn_x*.safetensors"))
-        raise WeightsError(f"no shipped weights for scale {scale}; the package has: {', '.join(shipped) or 'none'}")
+        what = f"scale {scale}" + (f" in {precision}" if suffix else "")
+        raise WeightsError(f"no shipped weights for {what}; the package has: {', '.join(shipped) or 'none'}")
     return path
 
 
@@ -53,7 +62,9 @@ def load_weights(path: str | os.PathLike) -> dict[str, torch.Tensor]:
 
     ``torch.save`` files are loaded with ``weights_only=True`` (no arbitrary
     pickles). ESPCN-PyTorch checkpoints (a dict with ``state_dict``) are
-    unwrapped. Errors name the file and what is wrong with it.
+    unwrapped. The int8 scales of the int8 weight files are checked against
+    the weights and dropped (:mod:`.int8_weights`). Errors name the file and
+    what is wrong with it.
     """
     path = Path(path)
     if not path.is_file():
@@ -79,7 +90,10 @@ def load_weights(path: str | os.PathLike) -> dict[str, torch.Tensor]:
         _check_finite(state)
     except WeightsError as exc:
         raise WeightsError(f"weights file {path} is unusable: {exc}") from None
-    return _strip_prefixes(state)
+    try:
+        return strip_weight_scales(_strip_prefixes(state))
+    except ScaleMismatchError as exc:
+        raise WeightsError(f"weights file {path} is unusable: {exc}") from None
 
 
 def _check_entries(state: Mapping) -> None:

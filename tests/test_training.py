@@ -234,6 +234,7 @@ def test_resume_names_every_changed_setting(tiny_data, tmp_path, capsys, monkeyp
         ("--schedule", "exponential"),
         ("--seed", "3"),
         ("--val-count", "2"),
+        ("--qat", "int8"),
     ]
     for flag, value in changes:
         args = _args(tiny_data, out, "--epochs", "2", "--resume")

@@ -31,6 +31,7 @@ from espcn_fast.data_dir import find_data_dir
 from espcn_fast.devices import device_problem
 from espcn_fast.evaluate import score_image
 from espcn_fast.model import ESPCN
+from espcn_fast.precision_model import PrecisionESPCN
 from espcn_fast.weights import WeightsError, load_weights, save_weights
 
 from .checkpoint import load_checkpoint, rng_state, save_atomic, set_rng_state
@@ -55,6 +56,7 @@ RESULT_SETTINGS = (
     "lr_min",
     "schedule",
     "last_layer_lr",
+    "qat",
 )
 
 
@@ -87,6 +89,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         type=int,
         default=5,
         help="T91 images held out for validation (0: none; best.* is then the last epoch)",
+    )
+    p.add_argument(
+        "--qat",
+        choices=("int8", "bf16"),
+        default=None,
+        help="quantization-aware training: train and validate the CPU kernels' arithmetic in this precision "
+        "(straight-through rounding); start from float weights with --init",
     )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch's default)")
@@ -244,9 +253,12 @@ class Trainer:
         self.model = ESPCN(args.scale)
         if args.init is not None:
             self.model.load_state_dict(load_weights(args.init))
-        check_validation_images(self.model, self.val_images, args.scale, data)
+        check_validation_images(self.scored_model(), self.val_images, args.scale, data)
         self.model.to(self.device)
         self.net: nn.Module = self.model
+        if args.qat is not None:
+            # The loss sees the reduced-precision model; the gradients reach the float parameters.
+            self.net = PrecisionESPCN(self.model, args.qat, straight_through=True)
         if self.distributed:
             self.net = nn.parallel.DistributedDataParallel(self.model)
         self.optimizer = make_optimizer(self.model, args)
@@ -308,12 +320,20 @@ class Trainer:
             self.args.init = ckpt["args"].get("init")
 
     # -- work ------------------------------------------------------------------
+    def scored_model(self) -> nn.Module:
+        """What validation scores: the model, or with ``--qat`` its reduced-precision arithmetic
+        (the same numbers as training's forward, without the straight-through gradients)."""
+        if self.args.qat is None:
+            return self.model
+        return PrecisionESPCN(self.model, self.args.qat)
+
     def validate(self) -> float | None:
         """Mean PSNR over the held-out images; None when none are held out."""
         if not self.val_images:
             return None
         self.model.eval()
-        scores = [score_image(self.model, img, self.args.scale)[0] for img in self.val_images.values()]
+        scored = self.scored_model()
+        scores = [score_image(scored, img, self.args.scale)[0] for img in self.val_images.values()]
         self.model.train()
         return sum(scores) / len(scores)
 
