@@ -14,7 +14,7 @@ import json
 import signal
 import sys
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 import torch
 
@@ -31,6 +31,9 @@ from .memory_budget import parse_size
 from .model import ESPCN
 from .upscale import OOM_LAST_TILE, upscale_image
 from .weights import WeightsError, load_weights, scale_of
+
+if TYPE_CHECKING:
+    from .video import VideoResult
 
 
 class CliError(Exception):
@@ -204,6 +207,8 @@ def cmd_video(args: argparse.Namespace) -> int:
     except ImportError:
         raise CliError("espcn-fast video needs PyAV: pip install 'espcn_fast[video]' (or pip install av)") from None
 
+    if args.cluster is not None:
+        return _video_on_cluster(args)
     device = _default_device(args.device)
     model = _load_model(args.scale, args.weights, device, args.backend, args.precision)
     try:
@@ -222,6 +227,49 @@ def cmd_video(args: argparse.Namespace) -> int:
         )
     except VideoError as exc:
         raise CliError(str(exc)) from None
+    return _report_video(args, result)
+
+
+def _video_on_cluster(args: argparse.Namespace) -> int:
+    """``espcn-fast video --cluster``: the video cut at keyframes into chunks, each upscaled by a Ray task,
+    joined by stream copy; chunks done are kept for a rerun until the output is in place."""
+    from .cluster import ClusterError
+    from .cluster_video import ChunkFailures, upscale_video_on_cluster
+    from .video import VideoError
+
+    device = _default_device(args.device)
+    _load_model(args.scale, args.weights, device, args.backend, args.precision)  # bad weights: one line, here
+    try:
+        result = upscale_video_on_cluster(
+            args.input,
+            args.output,
+            args.scale,
+            chunk_seconds=args.chunk_seconds,
+            cluster=args.cluster,
+            weights=args.weights,
+            device=device,
+            backend=args.backend,
+            precision=args.precision,
+            codec=args.codec,
+            crf=args.crf,
+            preset=args.preset,
+            batch=args.batch,
+            overwrite=args.overwrite,
+            workers=args.workers,
+            progress=not args.quiet,
+        )
+    except ChunkFailures as exc:
+        for line in exc.failures:
+            print(f"failed: {line}", file=sys.stderr)
+        print(f"espcn-fast: error: {exc}", file=sys.stderr)
+        return 1
+    except (ClusterError, VideoError) as exc:
+        raise CliError(str(exc)) from None
+    return _report_video(args, result)
+
+
+def _report_video(args: argparse.Namespace, result: VideoResult) -> int:
+    """The warnings, where the input fell short, and the frames done; the exit status."""
     for warning in result.warnings:
         print(f"espcn-fast: warning: {warning}", file=sys.stderr)
     if not result.complete:
@@ -364,6 +412,17 @@ def _positive(option: str):
     return parse
 
 
+def _seconds(text: str) -> float:
+    """An argparse type for ``--chunk-seconds``: a number of seconds above 0, or a one-line error."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--chunk-seconds takes a number of seconds, got {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"--chunk-seconds must be more than 0, got {text}")
+    return value
+
+
 def _memory_size(text: str) -> int:
     try:
         return parse_size(text)
@@ -471,6 +530,24 @@ def build_parser() -> argparse.ArgumentParser:
     vid.add_argument("--preset", default="veryfast", help="x264/x265 preset (default veryfast)")
     vid.add_argument("--batch", type=int, default=4, help="frames per network call (default 4)")
     vid.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    vid.add_argument(
+        "--cluster",
+        metavar="auto|local|ADDRESS",
+        help="run on a Ray cluster (as upscale --cluster): the video cut at keyframes into chunks, each "
+        "upscaled by a task, joined by stream copy; a rerun keeps the chunks done",
+    )
+    vid.add_argument(
+        "--workers",
+        type=_positive("--workers"),
+        help="with --cluster: chunks run at a time (default: one per GPU, or one per 2 CPUs)",
+    )
+    vid.add_argument(
+        "--chunk-seconds",
+        type=_seconds,
+        default=10.0,
+        metavar="N",
+        help="with --cluster: chunk length in seconds, cut at the next keyframe (default 10)",
+    )
     vid.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     vid.set_defaults(func=cmd_video)
 

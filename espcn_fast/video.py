@@ -92,6 +92,22 @@ class _Frame:
     v: np.ndarray
 
 
+@dataclass(frozen=True)
+class FrameRange:
+    """A part of a video cut at keyframes: the frames whose timestamps lie in [``start``, ``end``) of the
+    video stream's time base (``None``: from the first frame, to the last).
+
+    ``first_index`` is the number of the range's first frame in the whole video (for warnings that name
+    frames) and ``first_shape`` the (height, width) of the whole video's first frame, upright, which
+    sets the output's size as it does for the whole video.
+    """
+
+    start: int | None
+    end: int | None
+    first_index: int = 0
+    first_shape: tuple[int, int] | None = None
+
+
 def _plane(frame: VideoFrame, index: int) -> np.ndarray:
     """One plane of a decoded frame as (height, width) uint8 (line padding dropped)."""
     plane = frame.planes[index]
@@ -417,16 +433,20 @@ class _Decoder:
         scale: int,
         state: _PipelineState,
         out: queue.Queue,
+        frames: FrameRange | None = None,
     ) -> None:
         self.container, self.in_video, self.in_audio, self.scale = container, in_video, in_audio, scale
-        self.state, self.out = state, out
-        self.index = 0  # frames decoded
+        self.state, self.out, self.range = state, out, frames
+        self.index = frames.first_index if frames else 0  # frames decoded (numbered in the whole video)
         self.packets = 0  # video packets with data
         self.last_time = 0.0  # seconds: the last frame's time
         self.anchor = (0, 0)  # (index, pts) of the last frame with a timestamp
         self.size: tuple[int, ...] | None = None  # the picture size of the frames now coming
         self.timeline = _Timeline()
         self.tick = 1  # a frame, in time-base units: set in run, where an unreadable rate is caught
+        if frames is not None and frames.first_shape is not None:  # the output's size is the whole video's
+            self.size = frames.first_shape
+            self.state.size = (_even(frames.first_shape[0] * scale), _even(frames.first_shape[1] * scale))
 
     def run(self) -> None:
         """The thread's body. A decoding error ends the input there (the frames so far are kept); any
@@ -435,14 +455,20 @@ class _Decoder:
 
         try:
             self.tick = max(1, round(1 / (_frame_rate(self.in_video) * self.in_video.time_base)))
-            self._demux()
+            if self.range is None:
+                self._demux()
+            else:
+                self._demux_range(self.range)
         except av.FFmpegError as exc:  # corrupt part-way: keep what is done
             where = f"decoding stopped after frame {self.index} (t = {self.last_time:.2f} s)"
             self.state.problems.insert(0, f"{where}: {exc}")
         except Exception as exc:  # noqa: BLE001  (raised by the caller)
             self.state.error = exc
         finally:
-            self.state.decoded, self.state.packets = self.index, self.packets
+            self.state.decoded, self.state.packets = (
+                self.index - (self.range.first_index if self.range else 0),
+                self.packets,
+            )
             self.out.put(_END)
 
     def _demux(self) -> None:
@@ -458,6 +484,40 @@ class _Decoder:
             self.state.discarded += packet.is_discard
             for frame in packet.decode():
                 self._pass_frame(frame)
+
+    def _demux_range(self, frames: FrameRange) -> None:
+        """The video packets from the keyframe at ``frames.start`` up to the next range's keyframe, then
+        what the decoder still holds; only the frames inside the range are passed on (no audio)."""
+        video = self.in_video
+        if frames.start is not None:
+            self.container.seek(frames.start, stream=video, backward=True)
+        started = frames.start is None
+        for packet in self.container.demux(video):
+            if self.state.stop.is_set():
+                return
+            # A seek may land before the keyframe (or, without an index, between keyframes): decoding
+            # starts at a keyframe, and what comes before the range is decoded but not passed on.
+            started = started or packet.is_keyframe
+            if not started:
+                continue
+            if frames.end is not None and packet.is_keyframe and packet.pts is not None and packet.pts >= frames.end:
+                # The next range's keyframe: every frame of this one has been demuxed; what the decoder
+                # still holds comes out when it is flushed (at the input's end demux does that).
+                for frame in video.codec_context.decode(None):
+                    self._pass_frame(frame)
+                return
+            self._note(packet)
+            self.packets += packet.size > 0
+            self.state.discarded += packet.is_discard
+            for frame in packet.decode():
+                self._pass_frame(frame)
+
+    def _outside(self, pts: int | None) -> bool:
+        """Whether a frame at ``pts`` lies outside the range decoded (never, for the whole video)."""
+        if self.range is None or pts is None:
+            return False
+        start, end = self.range.start, self.range.end
+        return (start is not None and pts < start) or (end is not None and pts >= end)
 
     def _note(self, packet: Packet) -> None:
         """How far the packets reach, and the first one flagged damaged (a cut file: its last is partial)."""
@@ -483,6 +543,8 @@ class _Decoder:
 
     def _pass_frame(self, frame: VideoFrame) -> None:
         """A decoded frame onto the queue as timed 4:2:0 planes."""
+        if self._outside(frame.pts):
+            return
         planes = _yuv420(frame)
         when = frame.time if frame.time is not None else self.last_time
         self._check_size(planes.y.shape, when)
@@ -621,7 +683,8 @@ class _Encoder:
             self.state.fail(exc)
 
     def _open(self, size: tuple[int, ...]) -> None:
-        """The output's streams, the video's of ``size``, and the audio that came before the first frame."""
+        """The output's streams, the video's of ``size`` (the first frame's, or the whole video's for a range
+        of it), and the audio that came before the first frame."""
         self.video = _add_video_stream(
             self.output, self.in_video, self.codec, size, self.crf, self.preset, self.state.timestamps
         )
@@ -643,7 +706,7 @@ class _Encoder:
     def _encode(self, pts: int, y: np.ndarray, u: np.ndarray, v: np.ndarray) -> None:
         """One upscaled frame into the output, fitted into its size if the input changed size part-way."""
         if self.video is None:
-            self._open(y.shape)
+            self._open(self.state.size or y.shape)
         if y.shape != self.size:
             y, u, v = _letterbox(y, u, v, self.size)
         frame = _video_frame(y, u, v)
@@ -697,6 +760,47 @@ def upscale_video(
         container.close()
 
 
+def upscale_frame_range(
+    src: str | os.PathLike,
+    dst: str | os.PathLike,
+    model: SuperResolver,
+    scale: int,
+    frames: FrameRange,
+    device: torch.device | str = "cpu",
+    codec: str = "libx264",
+    crf: int | None = 18,
+    preset: str | None = "veryfast",
+    batch: int = 4,
+    queue_size: int = 16,
+) -> VideoResult:
+    """The frames of ``src`` in ``frames`` (a part cut at keyframes) through the pipeline of
+    :func:`upscale_video` into ``dst``, video only, with the timestamps, frame rate, colour tags and
+    output size the whole video gets; ``dst`` is replaced whole or not at all.
+
+    Raises :class:`VideoError` as :func:`upscale_video` does, and when the input falls short inside the
+    range (a decoding error, a damaged packet): a part is done completely or not at all.
+    """
+    src, dst = Path(src), Path(dst)
+    _check_paths(src, dst, overwrite=True)
+    if batch < 1:
+        raise ValueError(f"batch must be >= 1, got {batch}")
+    check_model_scale(model, scale, "upscale_frame_range")
+    network = _Network(model, scale, torch.device(device))
+    container = _open_input(src)
+    try:
+        with replacing(dst, suffix=dst.suffix) as tmp:
+            result = _run(
+                container, src, tmp, dst, network, scale, codec, crf, preset, batch, False, queue_size, frames
+            )
+            if result.stopped_at is not None:  # raised inside the block: the part is not kept
+                raise VideoError(f"{src}: {result.stopped_at}")
+            return result
+    except OSError as exc:
+        raise VideoError(f"cannot write {dst}: {exc.strerror or exc}") from None
+    finally:
+        container.close()
+
+
 def _run(
     container: InputContainer,
     src: Path,
@@ -710,12 +814,14 @@ def _run(
     batch: int,
     progress: bool,
     queue_size: int,
+    frames: FrameRange | None = None,
 ) -> VideoResult:
-    """The pipeline of :func:`upscale_video` from the open input ``container`` into ``tmp``; raises
-    (so that ``tmp`` is removed) unless at least one frame was written."""
+    """The pipeline of :func:`upscale_video` from the open input ``container`` into ``tmp`` (``frames``:
+    only those, without the audio); raises (so that ``tmp`` is removed) unless at least one frame was
+    written."""
     in_video = container.streams.video[0]
     in_video.thread_type = "AUTO"
-    in_audio = list(container.streams.audio)
+    in_audio = list(container.streams.audio) if frames is None else []
     output = _open_output(tmp, dst)
     state = _PipelineState()
     # Bounded, so that a stage running ahead waits: memory holds a few frames, not the video.
@@ -724,13 +830,13 @@ def _run(
     bar = _progress_bar(in_video, scale) if progress else None
     start = time.perf_counter()
     _run_stages(
-        _Decoder(container, in_video, in_audio, scale, state, decoded),
+        _Decoder(container, in_video, in_audio, scale, state, decoded, frames),
         _Upscaler(network, batch, decoded, upscaled),
         _Encoder(output, in_video, in_audio, state, upscaled, bar, codec=codec, crf=crf, preset=preset),
         state,
     )
     seconds = time.perf_counter() - start
-    return _result(container, in_video, src, dst, state, network.seconds, seconds)
+    return _result(container, in_video, src, dst, state, network.seconds, seconds, whole=frames is None)
 
 
 def _open_output(tmp: Path, dst: Path) -> OutputContainer:
@@ -785,8 +891,10 @@ def _result(
     state: _PipelineState,
     network_seconds: float,
     seconds: float,
+    whole: bool = True,
 ) -> VideoResult:
-    """What the run did, with where the input fell short; raises what ended it, or when no frame was written."""
+    """What the run did, with where the input fell short; raises what ended it, or when no frame was written.
+    ``whole=False``, a part of the video: the container's declared length is not checked against it."""
     problems = state.problems
     if state.damaged is not None:
         kind, damaged = state.damaged
@@ -795,7 +903,7 @@ def _result(
         if kind != "video" or state.decoded < state.packets - state.discarded:
             problems.append(damaged)
     _raise_failure(state, src, dst)
-    shortfall = _shortfall(container, in_video, state.decoded, state.end, state.discarded)
+    shortfall = _shortfall(container, in_video, state.decoded, state.end, state.discarded) if whole else None
     if shortfall is not None:
         problems.append(shortfall)
     return VideoResult(

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -37,3 +42,54 @@ def random_rgb(h: int, w: int, seed: int = 0) -> torch.Tensor:
     from espcn_fast.benchmark.synthetic_video import scene
 
     return torch.from_numpy(scene(h, w, seed)).permute(2, 0, 1).contiguous()
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    """A real Ray cluster on this machine (2 CPUs) for a test module's cluster jobs."""
+    ray = pytest.importorskip("ray")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    yield ray
+    ray.shutdown()
+
+
+def ray_process_ids(name: str) -> list[int]:
+    """The ids of this machine's Ray worker processes now running ``name`` (an actor class or a task's
+    function: Ray shows it as ``ray::NAME`` in the process's command line)."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
+            except OSError:
+                continue
+            if cmdline.startswith(f"ray::{name}".encode()):
+                pids.append(int(entry))
+    return pids
+
+
+def kill_one_ray_process(name: str, killed: list[int]) -> None:
+    """SIGKILL the first Ray worker process running ``name``, once: its id is added to ``killed``."""
+    pids = [] if killed else ray_process_ids(name)
+    if pids:
+        os.kill(pids[0], signal.SIGKILL)
+        killed.append(pids[0])
+
+
+@contextmanager
+def polling(step: Callable[[], None], every: float = 0.01) -> Iterator[None]:
+    """Calls ``step`` on a thread every ``every`` seconds while the block runs (a watcher of a job)."""
+    stop = threading.Event()
+
+    def run() -> None:
+        while not stop.is_set():
+            step()
+            stop.wait(every)
+
+    watcher = threading.Thread(target=run, daemon=True)
+    watcher.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        watcher.join()

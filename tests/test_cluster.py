@@ -4,8 +4,6 @@ image among good ones, a worker killed mid-job, manifests and globs, and pools t
 from __future__ import annotations
 
 import os
-import signal
-import threading
 import time
 from pathlib import Path
 
@@ -21,14 +19,9 @@ from espcn_fast.cluster import ClusterError, _start_pool, collect, pool_shape, u
 from espcn_fast.image_io import read_image, write_image  # noqa: E402
 from espcn_fast.upscale import upscale_image  # noqa: E402
 
-from .conftest import random_rgb  # noqa: E402
+from .conftest import kill_one_ray_process, polling, random_rgb  # noqa: E402
 
-
-@pytest.fixture(scope="module", autouse=True)
-def local_cluster():
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
-    yield
-    ray.shutdown()
+pytestmark = pytest.mark.usefixtures("local_ray")
 
 
 def _images(folder: Path, names: list[str], size: int = 20) -> list[Path]:
@@ -113,46 +106,22 @@ def test_manifests_and_glob_patterns(tmp_path):
         collect(tmp_path / "clash.txt", tmp_path / "o")
 
 
-def _worker_pids() -> list[int]:
-    pids = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
-            except OSError:
-                continue
-            if cmdline.startswith(b"ray::_Worker"):
-                pids.append(int(entry))
-    return pids
-
-
 def test_a_worker_killed_mid_job_is_replaced_and_nothing_is_lost_or_written_twice(tmp_path):
     src = tmp_path / "in"
     _images(src, [f"i{k:02d}.png" for k in range(24)], size=72)
     out = tmp_path / "out"
     first_write: dict[str, int] = {}
     killed: list[int] = []
-    stop = threading.Event()
 
     def watch() -> None:  # kills a worker once outputs appear, and notes each output's first inode
-        while not stop.is_set():
-            for p in out.iterdir() if out.is_dir() else []:
-                if not p.name.startswith("."):
-                    first_write.setdefault(p.name, p.stat().st_ino)
-            if first_write and not killed:
-                pids = _worker_pids()
-                if pids:
-                    os.kill(pids[0], signal.SIGKILL)
-                    killed.append(pids[0])
-            time.sleep(0.01)
+        for p in out.iterdir() if out.is_dir() else []:
+            if not p.name.startswith("."):
+                first_write.setdefault(p.name, p.stat().st_ino)
+        if first_write:
+            kill_one_ray_process("_Worker", killed)
 
-    watcher = threading.Thread(target=watch, daemon=True)
-    watcher.start()
-    try:
+    with polling(watch):
         summary = upscale_images(src, out, 3, workers=2, batch=3, progress=False)
-    finally:
-        stop.set()
-        watcher.join()
     assert killed, "no worker process was found to kill"
     assert summary.ok and len(summary.done) == 24, summary.failed
     names = sorted(p.name for p in out.iterdir())
