@@ -90,8 +90,9 @@ Precision parse_precision(const char* op, c10::string_view precision) {
   if (precision == "tf32") return Precision::kTf32;
   if (precision == "fp16") return Precision::kFp16;
   if (precision == "bf16") return Precision::kBf16;
+  if (precision == "int8") return Precision::kInt8;
   TORCH_CHECK(false, op, ": unknown precision '", std::string(precision.data(), precision.size()),
-              "'; choose fp32, tf32, fp16 or bf16");
+              "'; choose fp32, tf32, fp16, bf16 or int8");
 }
 
 at::ScalarType precision_weight_dtype(Precision p) {

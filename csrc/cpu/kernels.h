@@ -4,6 +4,10 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
+#include <string>
+
+#include "../precision.h"
 
 namespace espcn::cpu {
 
@@ -50,11 +54,43 @@ struct Kernels {
   void (*tanh)(const float* x, float* y, size_t n);
 };
 
+// A layer of the bf16/int8 kernels (dot_rows.h): weights as 32-bit words of
+// `pack` input channels (2 bf16 or 4 int8), [in_group][ky][kx][out_stride].
+// Per output channel: bias; int8 also the scale back to float (weight scale
+// / 127) and the accumulator's start, -128 * the sum of its int8 weights.
+// A tanh layer's outputs are padded to whole groups (zero weights and bias).
+struct DotLayer {
+  const uint32_t* weight;
+  const float* scale;       // int8 only
+  const float* bias;
+  const int32_t* acc_start;  // int8 only
+  int in_groups;
+  int out_channels;
+  int out_stride;
+  int kernel;
+};
+
+struct DotKernels {
+  const char* name;
+  Precision precision;
+  int pack;  // input channels per weight word
+  // Scratch floats per thread; then layer 1 (float32) and layers 2, 3 on
+  // rows [y0, y1) of one image, written through the pixel shuffle.
+  size_t (*espcn_scratch)(const PackedConv& l1, const DotLayer& l2, const DotLayer& l3, int w);
+  void (*espcn)(const PackedConv& l1, const DotLayer& l2, const DotLayer& l3, const ConvJob& job, float* scratch);
+  // The tanh of these kernels (for tests).
+  void (*tanh)(const float* x, float* y, size_t n);
+};
+
 // The kernels for this CPU: AVX-512 where present, else AVX2+FMA, else
 // portable. ESPCN_FAST_CPU_ISA=avx512|avx2|portable forces one (an
 // unsupported choice falls back, never an illegal instruction).
 const Kernels& cpu_kernels();
 // All the implementations this CPU can run, best first.
 int available_kernels(const Kernels** out, int max);
+// The kernels of a reduced precision (kBf16, kInt8), or nullptr with the
+// reason in `why_not` (the instruction set this CPU lacks, or the one
+// ESPCN_FAST_CPU_ISA forces).
+const DotKernels* dot_kernels(Precision p, std::string& why_not);
 
 }  // namespace espcn::cpu

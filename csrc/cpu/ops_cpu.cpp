@@ -5,12 +5,14 @@
 #include <ATen/ops/empty.h>
 #include <torch/library.h>
 
+#include <cmath>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "../checks.h"
 #include "../tile_geometry.h"
+#include "dot_weights.h"
 #include "kernels.h"
 
 namespace espcn::cpu {
@@ -112,12 +114,49 @@ at::Tensor conv2d_pixel_shuffle(const at::Tensor& x, const at::Tensor& weight, c
   return conv_layer("espcn_fast::conv2d_pixel_shuffle", x, weight, bias, Epilogue::kPixelShuffle, scale, clamp);
 }
 
+// The bf16/int8 network (dot_rows.h). Layer 1 stays float32 (its weights
+// given in bfloat16 for bf16); layers 2 and 3 are packed for the dot kernels.
+at::Tensor espcn_forward_dot(const char* op, Precision precision, const at::Tensor& x, const at::Tensor& w1,
+                             const at::Tensor& b1, const at::Tensor& w2, const at::Tensor& b2, const at::Tensor& w3,
+                             const at::Tensor& b3, int64_t scale, bool clamp) {
+  std::string why_not;
+  const DotKernels* k = dot_kernels(precision, why_not);
+  TORCH_CHECK(k != nullptr, op, ": ", why_not);
+  const at::ScalarType wdtype = precision_weight_dtype(precision);
+  check_input(op, x, {at::kFloat});
+  check_conv(op, "w1", "b1", x, w1, b1, x.size(1), cpu_kernels().max_kernel, wdtype);
+  check_conv(op, "w2", "b2", x, w2, b2, w1.size(0), cpu_kernels().max_kernel, wdtype);
+  check_conv(op, "w3", "b3", x, w3, b3, w2.size(0), cpu_kernels().max_kernel, wdtype);
+  const int64_t out_channels = check_scale(op, x, scale, w3.size(0), "w3");
+  // Non-finite values have no int8 code, and the tanh clamps them: refused
+  // rather than turned into plausible pixels.
+  const at::Tensor xc = x.contiguous();
+  const float* xp = xc.data_ptr<float>();
+  int64_t bad = 0;
+  for (int64_t i = 0, n = xc.numel(); i < n; ++i) bad += !std::isfinite(xp[i]);
+  TORCH_CHECK(bad == 0, op, ": x holds ", bad, " NaN or infinite value(s); precision '",
+              precision == Precision::kInt8 ? "int8" : "bf16", "' takes finite inputs");
+  auto as_float = [](const at::Tensor& t) { return t.to(at::kFloat).contiguous(); };
+  const at::Tensor f2 = as_float(w2), f3 = as_float(w3), d2 = b2.contiguous(), d3 = b3.contiguous();
+  const Packed p1 = pack(as_float(w1), b1);
+  const PackedDot l2 = pack_dot(f2.data_ptr<float>(), d2.data_ptr<float>(), int(f2.size(0)), int(f2.size(1)),
+                                int(f2.size(2)), precision, /*tanh_layer=*/true);
+  const PackedDot l3 = pack_dot(f3.data_ptr<float>(), d3.data_ptr<float>(), int(f3.size(0)), int(f3.size(1)),
+                                int(f3.size(2)), precision, /*tanh_layer=*/false);
+  return run_strips(xc, out_channels, Epilogue::kPixelShuffle, int(scale), clamp,
+                    k->espcn_scratch(p1.conv, l2.layer, l3.layer, int(x.size(3))),
+                    [&](const ConvJob& job, float* scratch) { k->espcn(p1.conv, l2.layer, l3.layer, job, scratch); });
+}
+
 at::Tensor espcn_forward(const at::Tensor& x, const at::Tensor& w1, const at::Tensor& b1,
                          const at::Tensor& w2, const at::Tensor& b2, const at::Tensor& w3,
-                         const at::Tensor& b3, int64_t scale, bool clamp, c10::string_view precision) {
+                         const at::Tensor& b3, int64_t scale, bool clamp, c10::string_view precision_name) {
   const char* op = "espcn_fast::espcn_forward";
-  TORCH_CHECK(parse_precision(op, precision) == Precision::kFp32, op, ": the CPU kernels compute in fp32; precision '",
-              std::string(precision.data(), precision.size()), "' runs on CUDA tensors only");
+  const Precision precision = parse_precision(op, precision_name);
+  TORCH_CHECK(precision == Precision::kFp32 || precision == Precision::kBf16 || precision == Precision::kInt8, op,
+              ": the CPU kernels compute in fp32, bf16 or int8; precision '",
+              std::string(precision_name.data(), precision_name.size()), "' runs on CUDA tensors only");
+  if (precision != Precision::kFp32) return espcn_forward_dot(op, precision, x, w1, b1, w2, b2, w3, b3, scale, clamp);
   const Kernels& k = cpu_kernels();
   check_input(op, x, {at::kFloat});
   check_conv(op, "w1", "b1", x, w1, b1, x.size(1), k.max_kernel);
@@ -130,7 +169,19 @@ at::Tensor espcn_forward(const at::Tensor& x, const at::Tensor& w1, const at::Te
                     [&](const ConvJob& job, float* scratch) { k.espcn(p1.conv, p2.conv, p3.conv, job, scratch); });
 }
 
-std::string cpu_isa() { return cpu_kernels().name; }
+// The kernels that run `precision` here ("avx512", "avx512-vnni", ...), or
+// the error saying why none does.
+std::string cpu_isa(c10::string_view precision_name) {
+  const char* op = "espcn_fast::cpu_isa";
+  const Precision precision = parse_precision(op, precision_name);
+  if (precision == Precision::kFp32) return cpu_kernels().name;
+  TORCH_CHECK(precision == Precision::kBf16 || precision == Precision::kInt8, op, ": precision '",
+              std::string(precision_name.data(), precision_name.size()), "' has no CPU kernels");
+  std::string why_not;
+  const DotKernels* k = dot_kernels(precision, why_not);
+  TORCH_CHECK(k != nullptr, op, ": ", why_not);
+  return k->name;
+}
 
 }  // namespace
 

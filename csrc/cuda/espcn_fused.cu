@@ -48,6 +48,7 @@ bool espcn_fused_supported(Precision precision) {
     case Precision::kTf32: bytes = fused_bytes_tf32(); break;
     case Precision::kFp16: bytes = fused_bytes_fp16(); break;
     case Precision::kBf16: bytes = fused_bytes_bf16(); break;
+    case Precision::kInt8: return false;  // CPU only; the bindings refuse it
   }
   return bytes <= info.smem_optin;
 }
@@ -61,6 +62,7 @@ cudaError_t espcn_fused(const EspcnArgs& a, cudaStream_t stream) {
     case Precision::kTf32: return launch_fused_tf32(a, stream);
     case Precision::kFp16: return launch_fused_fp16(a, stream);
     case Precision::kBf16: return launch_fused_bf16(a, stream);
+    case Precision::kInt8: break;
   }
   return cudaErrorInvalidValue;
 }

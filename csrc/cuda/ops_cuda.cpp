@@ -67,6 +67,7 @@ at::Tensor espcn_forward(const at::Tensor& x, const at::Tensor& w1, const at::Te
                          c10::string_view precision_name) {
   const char* op = "espcn_fast::espcn_forward";
   const Precision precision = parse_precision(op, precision_name);
+  TORCH_CHECK(precision != Precision::kInt8, op, ": precision 'int8' runs on CPU tensors only");
   const at::ScalarType wdtype = precision_weight_dtype(precision);
   check_input(op, x, {at::kFloat, at::kHalf});
   check_conv(op, "w1", "b1", x, w1, b1, x.size(1), kLayerMaxKernel, wdtype);

@@ -1,0 +1,331 @@
+// The whole network in bf16 or int8 on AVX-512 dot-product instructions:
+// vdpbf16ps (AVX512-BF16: two bf16 products per 32-bit lane, float32 sums)
+// and vpdpbusd (AVX512-VNNI: four u8 x s8 products per lane, int32 sums).
+// The arithmetic is espcn_fast/reduced_precision.py's. Included by
+// isa_avx512_dot.cpp after conv_rows.h, whose rings, layer-1 convolution and
+// pixel-shuffle store it reuses.
+//
+// Layout: an intermediate row holds its channels in groups of kPack (2 bf16
+// or 4 u8), one 32-bit word per pixel and group, so one vector load gives 16
+// pixels x kPack channels: exactly a dot instruction's operand. Weights are
+// words of kPack input channels, [group][ky][kx][cout], broadcast from
+// memory. Direct convolution: in int8 a dot does 64 multiply-adds, four
+// times an FMA, which leaves Winograd's transforms nothing to win.
+//
+// int8 activations are stored as u8 = round(127 a) + 128, since vpdpbusd
+// multiplies unsigned by signed bytes; the accumulator starts at
+// -128 * sum(q_w) of its output channel, so that it ends at the exact
+// sum(round(127 a) * q_w). Padding words hold the code of 0 (0x80 bytes).
+
+namespace espcn::cpu::ESPCN_ISA {
+namespace {
+
+constexpr int kDotAcc = 24;  // accumulator registers of a tile (of 32 zmm)
+
+typedef uint32_t word;
+
+// tanh(y) = 1 - 2 / (exp(2y) + 1), |error| < 3e-7: exp from 2^round and a
+// degree-6 polynomial in the remainder, one Newton step on rcp14. Enough for
+// bf16 (2^-9) and int8 (1/254) storage, at half the instructions of tanh_v.
+inline __m512 tanh_fast(__m512 y) {
+  y = _mm512_min_ps(_mm512_max_ps(y, _mm512_set1_ps(-9.0f)), _mm512_set1_ps(9.0f));
+  const __m512 z = _mm512_mul_ps(y, _mm512_set1_ps(2.88539008177792681f));  // 2y log2(e)
+  const __m512 n = _mm512_roundscale_ps(z, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  const __m512 f = _mm512_sub_ps(z, n);  // exact, |f| <= 1/2
+  // 2^f = exp(f ln2): Taylor coefficients ln2^k / k!.
+  __m512 p = _mm512_set1_ps(1.5403530393381609e-4f);
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.3333558146428443e-3f));
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(9.6181291076284772e-3f));
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(5.5504108664821580e-2f));
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(2.4022650695910071e-1f));
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(6.9314718055994531e-1f));
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.0f));
+  const __m512 d = _mm512_add_ps(_mm512_scalef_ps(p, n), _mm512_set1_ps(1.0f));
+  __m512 r = _mm512_rcp14_ps(d);
+  r = _mm512_fmadd_ps(r, _mm512_fnmadd_ps(d, r, _mm512_set1_ps(1.0f)), r);
+  return _mm512_fnmadd_ps(_mm512_set1_ps(2.0f), r, _mm512_set1_ps(1.0f));
+}
+
+// What a layer's arithmetic needs from its number format.
+struct Int8 {
+  static constexpr int kPack = 4;
+  static constexpr word kZero = 0x80808080u;  // four codes of 0
+  using Acc = __m512i;
+  static Acc dot(Acc acc, __m512i a, __m512i w) { return _mm512_dpbusd_epi32(acc, a, w); }
+  static Acc start(const DotLayer& L, int c) { return _mm512_set1_epi32(L.acc_start[c]); }
+  static __m512 value(Acc acc, const DotLayer& L, int c) {
+    return _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc), _mm512_set1_ps(L.scale[c]), _mm512_set1_ps(L.bias[c]));
+  }
+  // kPack activations in [-1, 1] -> their codes, channel k in byte k.
+  static __m512i pack(const __m512* a) {
+    __m512i out = _mm512_setzero_si512();
+    for (int k = 0; k < kPack; ++k) {
+      // round(127 a) in the current rounding mode (to nearest even), then + 128.
+      const __m512i q = _mm512_add_epi32(_mm512_cvtps_epi32(_mm512_mul_ps(a[k], _mm512_set1_ps(127.0f))),
+                                         _mm512_set1_epi32(128));
+      out = _mm512_or_si512(out, _mm512_slli_epi32(q, 8 * k));
+    }
+    return out;
+  }
+};
+
+struct Bf16 {
+  static constexpr int kPack = 2;
+  static constexpr word kZero = 0;
+  using Acc = __m512;
+  static Acc dot(Acc acc, __m512i a, __m512i w) { return _mm512_dpbf16_ps(acc, (__m512bh)a, (__m512bh)w); }
+  static Acc start(const DotLayer& L, int c) { return _mm512_set1_ps(L.bias[c]); }
+  static __m512 value(Acc acc, const DotLayer&, int) { return acc; }
+  // Two float vectors -> bf16 (to nearest even), channel k in half k.
+  static __m512i pack(const __m512* a) {
+    const __m512i lo = _mm512_cvtepu16_epi32((__m256i)_mm512_cvtneps_pbh(a[0]));
+    const __m512i hi = _mm512_cvtepu16_epi32((__m256i)_mm512_cvtneps_pbh(a[1]));
+    return _mm512_or_si512(lo, _mm512_slli_epi32(hi, 16));
+  }
+};
+
+inline __m512i load_words(const word* p) { return _mm512_loadu_si512(p); }
+
+// One register tile: output channels [c0, c0 + NC) x pixels [x0, x0 + NX * VW)
+// of one row. rows[ky] points at group 0, column x0 - K / 2 of input row
+// y - K / 2 + ky; groups are `lp` words apart. With kTanh, the tile stores
+// tanh of its values packed as words at group c0 / kPack of `out` (`out_lp`
+// words per group; NC a multiple of kPack); else float32 values at channel c0
+// of the planar float row `fout`.
+template <class F, int NC, int NX, int K, bool kTanh>
+inline void dot_tile(const word* const* rows, size_t lp, const DotLayer& L, int c0, word* out, float* fout,
+                     size_t out_lp) {
+  typename F::Acc acc[NC][NX];
+#pragma GCC unroll 16
+  for (int c = 0; c < NC; ++c) {
+    const typename F::Acc s = F::start(L, c0 + c);
+#pragma GCC unroll 8
+    for (int v = 0; v < NX; ++v) acc[c][v] = s;
+  }
+  const word* wp = L.weight + c0;
+  for (int g = 0; g < L.in_groups; ++g) {
+#pragma GCC unroll 8
+    for (int ky = 0; ky < K; ++ky) {
+      const word* src = rows[ky] + g * lp;
+#pragma GCC unroll 8
+      for (int kx = 0; kx < K; ++kx, wp += L.out_stride) {
+        __m512i in[NX];
+#pragma GCC unroll 8
+        for (int v = 0; v < NX; ++v) in[v] = load_words(src + kx + v * VW);
+#pragma GCC unroll 16
+        for (int c = 0; c < NC; ++c) {
+          const __m512i s = _mm512_set1_epi32(int(wp[c]));
+#pragma GCC unroll 8
+          for (int v = 0; v < NX; ++v) acc[c][v] = F::dot(acc[c][v], in[v], s);
+        }
+      }
+    }
+  }
+  if constexpr (kTanh) {
+    static_assert(NC % F::kPack == 0, "a tanh tile stores whole groups");
+#pragma GCC unroll 8
+    for (int j = 0; j < NC / F::kPack; ++j) {
+#pragma GCC unroll 8
+      for (int v = 0; v < NX; ++v) {
+        __m512 a[F::kPack];
+        for (int k = 0; k < F::kPack; ++k) {
+          const int c = j * F::kPack + k;
+          a[k] = tanh_fast(F::value(acc[c][v], L, c0 + c));
+        }
+        _mm512_storeu_si512(out + (c0 / F::kPack + j) * out_lp + v * VW, F::pack(a));
+      }
+    }
+  } else {
+#pragma GCC unroll 16
+    for (int c = 0; c < NC; ++c) {
+#pragma GCC unroll 8
+      for (int v = 0; v < NX; ++v) _mm512_storeu_ps(fout + (c0 + c) * out_lp + v * VW, F::value(acc[c][v], L, c0 + c));
+    }
+  }
+}
+
+constexpr int dot_nx(int nc) { return kDotAcc / nc > 6 ? 6 : kDotAcc / nc; }
+
+// Channels [c0, c0 + NC) of one output row over columns [0, xend).
+template <class F, int NC, int K, bool kTanh>
+void dot_row_channels(const word* const* rows, size_t lp, const DotLayer& L, int c0, word* out, float* fout,
+                      size_t out_lp, int xend) {
+  constexpr int NX = dot_nx(NC);
+  const word* r[K];
+  int x = 0;
+  for (; x + NX * VW <= xend; x += NX * VW) {
+    for (int ky = 0; ky < K; ++ky) r[ky] = rows[ky] + x;
+    dot_tile<F, NC, NX, K, kTanh>(r, lp, L, c0, out + x, fout + x, out_lp);
+  }
+  for (; x < xend; x += VW) {
+    for (int ky = 0; ky < K; ++ky) r[ky] = rows[ky] + x;
+    dot_tile<F, NC, 1, K, kTanh>(r, lp, L, c0, out + x, fout + x, out_lp);
+  }
+}
+
+// One output row of every channel: with kTanh packed words into `out`, else
+// floats into `fout`. Channels go in near-equal chunks of at most 8, whole
+// groups each when kTanh (a tanh layer's channels are padded to whole groups).
+template <class F, int K, bool kTanh>
+void dot_row_k(const word* const* rows, size_t lp, const DotLayer& L, word* out, float* fout, size_t out_lp,
+               int xend) {
+  constexpr int unit = kTanh ? F::kPack : 1;
+  const int units = ceil_div(L.out_channels, unit);
+  const int chunks = ceil_div(units * unit, kMaxNC);
+  for (int i = 0, c0 = 0; i < chunks; ++i) {
+    const int c1 = int(int64_t(units) * (i + 1) / chunks) * unit;
+    switch (c1 - c0) {
+#define ESPCN_CASE(n)                                                                                     \
+  case n:                                                                                                 \
+    if constexpr (n % unit == 0) dot_row_channels<F, n, K, kTanh>(rows, lp, L, c0, out, fout, out_lp, xend); \
+    break;
+      ESPCN_CASE(1) ESPCN_CASE(2) ESPCN_CASE(3) ESPCN_CASE(4)
+      ESPCN_CASE(5) ESPCN_CASE(6) ESPCN_CASE(7) ESPCN_CASE(8)
+#undef ESPCN_CASE
+    }
+    c0 = c1;
+  }
+}
+
+template <class F, bool kTanh>
+void dot_row(const word* const* rows, size_t lp, const DotLayer& L, word* out, float* fout, size_t out_lp,
+             int xend) {
+  switch (L.kernel) {
+    case 1: dot_row_k<F, 1, kTanh>(rows, lp, L, out, fout, out_lp, xend); break;
+    case 3: dot_row_k<F, 3, kTanh>(rows, lp, L, out, fout, out_lp, xend); break;
+    case 5: dot_row_k<F, 5, kTanh>(rows, lp, L, out, fout, out_lp, xend); break;
+    case 7: dot_row_k<F, 7, kTanh>(rows, lp, L, out, fout, out_lp, xend); break;
+  }
+}
+
+// A ring of `n` rows of `groups` word rows (see Ring), padding words set to
+// the format's zero.
+struct WordRing {
+  word* base;
+  int n, groups, pad;
+  size_t lp;
+  int last = -(1 << 30);
+  size_t slot_words() const { return lp * groups; }
+  word* slot(int row) const { return base + ring_slot(row, n) * slot_words(); }
+  word* at(int row) const { return slot(row) + pad; }
+  size_t words() const { return size_t(n) * slot_words(); }
+};
+
+void fill(word* p, size_t n, word value) {
+  for (size_t i = 0; i < n; ++i) p[i] = value;
+}
+
+// Set the columns right of the image back to the zero code (the tiles
+// store whole vectors), for the next layer's padding.
+template <class F>
+void clear_right(const WordRing& ring, int row, int w) {
+  word* out = ring.at(row);
+  for (int g = 0; g < ring.groups; ++g) fill(out + g * ring.lp + w, ring.lp - ring.pad - w, F::kZero);
+}
+
+// Layer 1 in float32 (conv_rows.h), then tanh and packing into the ring a1.
+template <class F>
+void ensure_layer1(WordRing& a1, Ring& in, const PackedConv& l1, const float* x, int h, int w, int upto,
+                   float* row, size_t row_lp) {
+  const int pad = l1.kernel / 2;
+  const int xend = ceil_div(w, VW) * VW;
+  const float* rows[kMaxKernel];
+  while (a1.last < upto) {
+    const int y = ++a1.last;
+    if (y < 0 || y >= h) {
+      fill(a1.slot(y), a1.slot_words(), F::kZero);
+      continue;
+    }
+    ensure_input(in, x, h, w, y + pad);
+    for (int ky = 0; ky < l1.kernel; ++ky) rows[ky] = in.at(y - pad + ky) - pad;
+    conv_row(rows, in.lp, l1, row, row_lp, xend, false);
+    word* out = a1.at(y);
+    for (int g = 0; g < a1.groups; ++g) {
+      for (int x0 = 0; x0 < xend; x0 += VW) {
+        __m512 a[F::kPack];
+        for (int k = 0; k < F::kPack; ++k) {
+          const int c = g * F::kPack + k;
+          // Channels padded to a whole group hold tanh(0) = 0.
+          a[k] = c < l1.out_channels ? tanh_fast(_mm512_loadu_ps(row + c * row_lp + x0)) : _mm512_setzero_ps();
+        }
+        _mm512_storeu_si512(out + g * a1.lp + x0, F::pack(a));
+      }
+    }
+    clear_right<F>(a1, y, w);
+  }
+}
+
+// A tanh layer on words: rows of `dst` up to `upto` from the ring `src`.
+template <class F, typename EnsureSrc>
+void ensure_dot_layer(WordRing& dst, const WordRing& src, const DotLayer& L, int h, int w, int upto,
+                      EnsureSrc ensure_src) {
+  const int pad = L.kernel / 2;
+  const int xend = ceil_div(w, VW) * VW;
+  const word* rows[kMaxKernel];
+  while (dst.last < upto) {
+    const int y = ++dst.last;
+    if (y < 0 || y >= h) {
+      fill(dst.slot(y), dst.slot_words(), F::kZero);
+      continue;
+    }
+    ensure_src(y + pad);
+    for (int ky = 0; ky < L.kernel; ++ky) rows[ky] = src.at(y - pad + ky) - pad;
+    dot_row<F, true>(rows, src.lp, L, dst.at(y), nullptr, dst.lp, xend);
+    clear_right<F>(dst, y, w);
+  }
+}
+
+size_t dot_scratch(const PackedConv& l1, const DotLayer& l2, const DotLayer& l3, int w) {
+  const size_t c1 = size_t(l1.kernel) * l1.in_channels * row_floats(w, l1.kernel / 2);
+  const size_t a1 = size_t(l2.kernel) * l2.in_groups * row_floats(w, l2.kernel / 2);
+  const size_t a2 = size_t(l3.kernel) * l3.in_groups * row_floats(w, l3.kernel / 2);
+  const int row_channels = l1.out_channels > l3.out_channels ? l1.out_channels : l3.out_channels;
+  return c1 + a1 + a2 + size_t(row_channels) * row_floats(w, 0) + 64;
+}
+
+template <class F>
+void dot_espcn(const PackedConv& l1, const DotLayer& l2, const DotLayer& l3, const ConvJob& job, float* scratch) {
+  const int w = job.w, h = job.h;
+  const int xend = ceil_div(w, VW) * VW;
+  const int p1 = l1.kernel / 2, p2 = l2.kernel / 2, p3 = l3.kernel / 2;
+  float* base = align64(scratch);
+  Ring in{base, l1.kernel, l1.in_channels, p1, row_floats(w, p1)};
+  zero(in.base, in.floats());
+  WordRing a1{reinterpret_cast<word*>(in.base + in.floats()), l2.kernel, l2.in_groups, p2, row_floats(w, p2)};
+  WordRing a2{a1.base + a1.words(), l3.kernel, l3.in_groups, p3, row_floats(w, p3)};
+  fill(a1.base, a1.words() + a2.words(), F::kZero);
+  float* row = reinterpret_cast<float*>(a2.base + a2.words());
+  const size_t row_lp = row_floats(w, 0);
+  a2.last = job.y0 - p3 - 1;
+  a1.last = a2.last - p2;
+  in.last = a1.last - p1;
+  auto ensure_a1 = [&](int upto) { ensure_layer1<F>(a1, in, l1, job.x, h, w, upto, row, row_lp); };
+  const word* rows[kMaxKernel];
+  for (int y = job.y0; y < job.y1; ++y) {
+    ensure_dot_layer<F>(a2, a1, l2, h, w, y + p3, ensure_a1);
+    for (int ky = 0; ky < l3.kernel; ++ky) rows[ky] = a2.at(y - p3 + ky) - p3;
+    dot_row<F, false>(rows, a2.lp, l3, nullptr, row, row_lp, xend);
+    store_pixel_shuffle(row, row_lp, l3.out_channels, y, h, w, job.scale, job.clamp, job.out);
+  }
+}
+
+void tanh_fast_array(const float* x, float* y, size_t n) {
+  size_t i = 0;
+  for (; i + VW <= n; i += VW) _mm512_storeu_ps(y + i, tanh_fast(_mm512_loadu_ps(x + i)));
+  if (i < n) {
+    const __mmask16 m = __mmask16((1u << (n - i)) - 1);
+    _mm512_mask_storeu_ps(y + i, m, tanh_fast(_mm512_maskz_loadu_ps(m, x + i)));
+  }
+}
+
+}  // namespace
+
+const DotKernels* dot_kernels(Precision p) {
+  static const DotKernels int8{ESPCN_ISA_NAME "-vnni", Precision::kInt8, Int8::kPack, dot_scratch,
+                               dot_espcn<Int8>, tanh_fast_array};
+  static const DotKernels bf16{ESPCN_ISA_NAME "-bf16", Precision::kBf16, Bf16::kPack, dot_scratch,
+                               dot_espcn<Bf16>, tanh_fast_array};
+  return p == Precision::kInt8 ? &int8 : p == Precision::kBf16 ? &bf16 : nullptr;
+}
+
+}  // namespace espcn::cpu::ESPCN_ISA

@@ -1,0 +1,58 @@
+// See dot_weights.h.
+#include "dot_weights.h"
+
+#include <cmath>
+#include <cstring>
+
+#include "../tile_geometry.h"
+
+namespace espcn::cpu {
+
+uint16_t bf16_bits(float f) {
+  uint32_t bits;
+  std::memcpy(&bits, &f, 4);
+  return uint16_t((bits + 0x7fffu + ((bits >> 16) & 1u)) >> 16);
+}
+
+PackedDot pack_dot(const float* w, const float* b, int co, int ci, int k, Precision p, bool tanh_layer) {
+  const bool int8 = p == Precision::kInt8;
+  const int pack = int8 ? 4 : 2;
+  const int groups = ceil_div(ci, pack);
+  const int out = tanh_layer ? ceil_div(co, pack) * pack : co;
+  PackedDot d;
+  d.weight.assign(size_t(groups) * k * k * out, 0u);
+  d.bias.assign(out, 0.0f);
+  d.scale.assign(out, 0.0f);
+  d.acc_start.assign(out, 0);
+  for (int o = 0; o < co; ++o) {
+    const float* wo = w + size_t(o) * ci * k * k;
+    // int8: scale max|w| / 127 of the channel (1 when it is all zeros), in float32 as the reference.
+    float s = 1.0f;
+    if (int8) {
+      float m = 0.0f;
+      for (int i = 0; i < ci * k * k; ++i) m = std::fmax(m, std::fabs(wo[i]));
+      if (m > 0.0f) s = m / 127.0f;
+      d.scale[o] = s / 127.0f;  // times the activations' 1/127
+    }
+    int32_t qsum = 0;
+    for (int i = 0; i < ci; ++i)
+      for (int t = 0; t < k * k; ++t) {
+        const float v = wo[size_t(i) * k * k + t];
+        uint32_t bits;
+        if (int8) {
+          const float q = std::fmin(127.0f, std::fmax(-127.0f, std::nearbyint(v / s)));  // ties to even
+          qsum += int32_t(q);
+          bits = uint32_t(uint8_t(int8_t(q))) << (8 * (i % pack));
+        } else {
+          bits = uint32_t(bf16_bits(v)) << (16 * (i % pack));
+        }
+        d.weight[(size_t(i / pack) * k * k + t) * out + o] |= bits;
+      }
+    d.bias[o] = b[o];
+    d.acc_start[o] = -128 * qsum;
+  }
+  d.layer = DotLayer{d.weight.data(), d.scale.data(), d.bias.data(), d.acc_start.data(), groups, out, out, k};
+  return d;
+}
+
+}  // namespace espcn::cpu

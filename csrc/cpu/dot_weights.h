@@ -1,0 +1,28 @@
+// Weights of the bf16/int8 kernels (DotLayer, kernels.h) from float32 ones:
+// rounded to bf16, or quantized to int8 per output channel as
+// espcn_fast/reduced_precision.py does. No torch: the bindings and the C++
+// checks share it.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "kernels.h"
+
+namespace espcn::cpu {
+
+struct PackedDot {
+  std::vector<uint32_t> weight;
+  std::vector<float> scale, bias;
+  std::vector<int32_t> acc_start;
+  DotLayer layer;
+};
+
+// w: (co, ci, k, k) float32, b: (co,). A tanh layer's outputs are padded to
+// whole groups of the precision's pack (the next layer's input words).
+PackedDot pack_dot(const float* w, const float* b, int co, int ci, int k, Precision p, bool tanh_layer);
+
+// float32 -> bf16 bits, to nearest even (finite values).
+uint16_t bf16_bits(float f);
+
+}  // namespace espcn::cpu
