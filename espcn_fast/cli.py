@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, NoReturn
 
 import torch
 
-from . import published
+from . import ops, published
 from .atomic_write import existing_output, replacing
 from .backends import BACKENDS, resolve
 from .data_dir import find_data_dir
@@ -50,10 +50,11 @@ def _terminate(signum: int, frame: object) -> None:
     raise Terminated
 
 
-def _load_reference(scale: int, weights: Path | None) -> ESPCN:
-    """The shipped weights for ``scale``, or ``weights`` checked to be for it."""
+def _load_reference(scale: int, weights: Path | None, precision: str = "fp32") -> ESPCN:
+    """The shipped weights for ``scale`` (those for int8 with ``precision="int8"``), or ``weights``
+    checked to be for it."""
     if weights is None:
-        return ESPCN.from_pretrained(scale)
+        return ESPCN.from_pretrained(scale, precision=precision)
     state = load_weights(weights)
     if scale_of(state) != scale:
         raise WeightsError(f"{weights} holds weights for scale {scale_of(state)}, not --scale {scale}")
@@ -65,10 +66,14 @@ def _load_reference(scale: int, weights: Path | None) -> ESPCN:
 def _load_model(
     scale: int, weights: Path | None, device: str, backend: str = "auto", precision: str = "fp32"
 ) -> FastESPCN:
-    reference = _load_reference(scale, weights)
+    reference = _load_reference(scale, weights, precision)
     try:
         model = FastESPCN.from_reference(reference, backend=backend, precision=precision)
-        resolve(backend, torch.device(device))  # a backend that can't run on this device fails here, not mid-job
+        chosen = resolve(backend, torch.device(device))  # a backend that can't run on this device fails here
+        if precision in ops.CPU_ONLY_PRECISIONS and chosen != "cpu":
+            raise ValueError(f"--precision {precision} runs on the CPU only (--device cpu)")
+        if chosen == "cpu" and precision != "fp32" and precision in ops.CPU_PRECISIONS:
+            ops.cpu_isa(precision)  # a CPU without the instruction set: the error names it
     except (RuntimeError, ValueError) as exc:
         raise CliError(str(exc)) from None
     return model.to(device)
@@ -395,7 +400,8 @@ def _add_precision(sub: argparse.ArgumentParser) -> None:
         "--precision",
         choices=PRECISIONS,
         default="fp32",
-        help="arithmetic of the GPU backends: fp32, or tf32/fp16/bf16 on the tensor cores (default fp32)",
+        help="arithmetic: fp32 (default); GPU: tf32/fp16/bf16 on the tensor cores; CPU: bf16 (AVX512-BF16) "
+        "or int8 (AVX512-VNNI, with the int8 weights unless --weights is given)",
     )
 
 

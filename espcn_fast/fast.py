@@ -25,11 +25,15 @@ class FastESPCN(ESPCN):
         backend: ``"auto"`` (the fastest available for the input's device, see
             :mod:`espcn_fast.backends`), ``"cpu"``, ``"cuda"``, ``"triton"`` or
             ``"torch"`` (the reference layers).
-        precision: arithmetic of the CUDA backend: ``"fp32"`` (exact float32
-            on the CUDA cores), or ``"tf32"``, ``"fp16"``, ``"bf16"`` on the
-            tensor cores with float32 accumulation. The CPU backend always
-            computes in fp32 (a non-fp32 precision with ``backend="cpu"`` is
-            an error; under ``"auto"`` CPU inputs run in fp32).
+        precision: the arithmetic. ``"fp32"``: float32 everywhere. CUDA and
+            Triton: ``"tf32"``, ``"fp16"``, ``"bf16"`` on the tensor cores with
+            float32 accumulation. CPU: ``"bf16"`` (AVX512-BF16) and ``"int8"``
+            (AVX512-VNNI; CPU only), as :mod:`espcn_fast.reduced_precision`
+            defines them; int8 is meant for the int8 weights
+            (``from_pretrained(scale, precision="int8")``). ``"tf32"`` and
+            ``"fp16"`` run CPU inputs in fp32 under ``"auto"`` and are an error
+            with ``backend="cpu"``; a CPU without the instruction set a
+            precision needs is an error naming it.
         clamp: clamp the output to [0, 1] inside the kernel.
         tile: run inputs larger than ``tile`` x ``tile`` LR pixels in tiles
             with a 4-pixel halo (:mod:`espcn_fast.tiling`): identical output,
@@ -70,8 +74,13 @@ class FastESPCN(ESPCN):
             raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(backends.BACKENDS)}")
         if precision not in PRECISIONS:
             raise ValueError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
-        if backend == "cpu" and precision != "fp32":
-            raise ValueError(f"backend 'cpu' computes in fp32; precision {precision!r} needs backend 'cuda' or 'auto'")
+        if backend == "cpu" and precision not in ops.CPU_PRECISIONS:
+            raise ValueError(
+                f"backend 'cpu' computes in {', '.join(ops.CPU_PRECISIONS)}; "
+                f"precision {precision!r} needs backend 'cuda' or 'auto'"
+            )
+        if backend in ("cuda", "triton") and precision in ops.CPU_ONLY_PRECISIONS:
+            raise ValueError(f"precision {precision!r} runs on the CPU only; use backend 'cpu' or 'auto'")
         # What can run here. forward asks afresh, except under torch.compile,
         # which cannot trace those queries and looks up this copy instead
         # (taken when the module is built or unpickled).
@@ -91,8 +100,10 @@ class FastESPCN(ESPCN):
 
     @classmethod
     def from_pretrained(cls, scale: int, device: str | torch.device = "cpu", **kwargs) -> FastESPCN:  # type: ignore[override]
-        """The shipped weights (see :meth:`ESPCN.from_pretrained`) on the fast path."""
-        return cls.from_reference(ESPCN.from_pretrained(scale), **kwargs).to(device)
+        """The shipped weights (see :meth:`ESPCN.from_pretrained`) on the fast path; with
+        ``precision="int8"`` the weights fine-tuned for int8."""
+        reference = ESPCN.from_pretrained(scale, precision=kwargs.get("precision", "fp32"))
+        return cls.from_reference(reference, **kwargs).to(device)
 
     @classmethod
     def from_reference(cls, model: ESPCN, **kwargs) -> FastESPCN:
@@ -238,9 +249,13 @@ class FastESPCN(ESPCN):
                 f"backend {backend!r} takes float32/float16/bfloat16 inputs, got {x.dtype}; "
                 "use backend='torch' for float64"
             )
-        if backend == "cpu":  # computes in float32
-            out = ops.espcn_forward(x.float(), *self._weights(x.device, "fp32"), self.scale, self.clamp)
+        if backend == "cpu":  # reads and writes float32
+            precision = self.precision if self.precision in ops.CPU_PRECISIONS else "fp32"
+            weights = self._weights(x.device, precision)
+            out = ops.espcn_forward(x.float(), *weights, self.scale, self.clamp, precision)
             return out.to(x.dtype)
+        if self.precision in ops.CPU_ONLY_PRECISIONS:
+            raise RuntimeError(f"FastESPCN: precision {self.precision!r} runs on CPU tensors only, got {x.device}")
         if backend in ("cuda", "triton"):
             xin = (x if x.dtype in ops.IMAGE_DTYPES else x.float()).contiguous()
             if backend == "cuda":

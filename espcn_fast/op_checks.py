@@ -12,8 +12,9 @@ from collections.abc import Sequence
 
 import torch
 
-# espcn_forward's arithmetic: "fp32" everywhere; on CUDA also "tf32", "fp16" and "bf16" on the tensor cores.
-PRECISIONS = ("fp32", "tf32", "fp16", "bf16")
+# espcn_forward's arithmetic: "fp32" everywhere; on CUDA also "tf32", "fp16" and "bf16" on the tensor cores;
+# on the CPU "bf16" and "int8" on dot-product instructions (AVX512-BF16, AVX512-VNNI).
+PRECISIONS = ("fp32", "tf32", "fp16", "bf16", "int8")
 
 
 def check_precision(op: str, precision: str) -> None:

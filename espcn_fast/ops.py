@@ -26,8 +26,17 @@ except ImportError as exc:  # a source checkout without a build
 
 HAVE_EXTENSION = EXTENSION_ERROR is None
 
-# The tensor-core precisions' weights come in WEIGHT_DTYPES[precision].
-WEIGHT_DTYPES = {"fp32": torch.float32, "tf32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+# espcn_forward's weights w1..w3 come in WEIGHT_DTYPES[precision] (int8: float32, quantized by the kernel).
+WEIGHT_DTYPES = {
+    "fp32": torch.float32,
+    "tf32": torch.float32,
+    "fp16": torch.float16,
+    "bf16": torch.bfloat16,
+    "int8": torch.float32,
+}
+# The precisions of the CPU kernels, and those only they compute in.
+CPU_PRECISIONS = ("fp32", "bf16", "int8")
+CPU_ONLY_PRECISIONS = ("int8",)
 # What the GPU kernels (CUDA and Triton) read and write; FastESPCN converts other float images.
 IMAGE_DTYPES = (torch.float32, torch.float16)
 
@@ -39,9 +48,11 @@ def has_kernel(op: str, dispatch_key: str) -> bool:
     return torch._C._dispatch_has_kernel_for_dispatch_key(f"espcn_fast::{op}", dispatch_key)
 
 
-def cpu_isa() -> str | None:
-    """The CPU kernels in use here ("avx512", "avx2", "portable"), or None without the extension."""
-    return torch.ops.espcn_fast.cpu_isa() if HAVE_EXTENSION else None
+def cpu_isa(precision: str = "fp32") -> str | None:
+    """The CPU kernels that run ``precision`` here ("avx512", "avx2", "portable" for fp32; "avx512-bf16",
+    "avx512-vnni" for bf16, int8), or None without the extension. RuntimeError naming the missing
+    instruction set where this CPU cannot run ``precision``."""
+    return torch.ops.espcn_fast.cpu_isa(precision) if HAVE_EXTENSION else None
 
 
 def fake_kernels(namespace: str) -> dict[str, Callable[..., torch.Tensor]]:
@@ -116,8 +127,9 @@ def espcn_forward(
 ) -> torch.Tensor:
     """The whole ESPCN in one op: conv-tanh, conv-tanh, conv-pixel-shuffle (optionally clamped).
 
-    ``precision`` other than "fp32" runs on CUDA tensors only, with w1..w3 in
-    ``WEIGHT_DTYPES[precision]`` (biases float32).
+    ``precision``: "fp32" everywhere; "tf32", "fp16", "bf16" on CUDA tensors; "bf16" and "int8" on
+    CPU tensors (arithmetic of :mod:`espcn_fast.reduced_precision`; the int8 kernel quantizes the
+    float32 weights itself). w1..w3 come in ``WEIGHT_DTYPES[precision]``, biases in float32.
     """
     _require_extension()
     return torch.ops.espcn_fast.espcn_forward(x, w1, b1, w2, b2, w3, b3, scale, clamp, precision)

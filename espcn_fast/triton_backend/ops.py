@@ -164,6 +164,9 @@ def espcn_forward(
     """The whole network (three layer kernels) in ``precision``; as ``espcn_fast::espcn_forward``."""
     op = "espcn_fast_triton::espcn_forward"
     check_precision(op, precision)
+    torch._check(
+        precision not in cpp_ops.CPU_ONLY_PRECISIONS, lambda: f"{op}: precision '{precision}' runs on the CPU only"
+    )
     check_layers(op, x, [("w1", w1), ("w2", w2), ("w3", w3)], scale)
     wdtype = cpp_ops.WEIGHT_DTYPES[precision]
     _check_input(op, x)
