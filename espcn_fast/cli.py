@@ -286,7 +286,7 @@ def _report_video(args: argparse.Namespace, result: VideoResult) -> int:
         return 1
     if not args.quiet:
         timings = result.timings
-        steps = "".join(f", {k} {timings[k]:.1f} s" for k in ("plan", "chunks", "join") if k in timings)
+        steps = "".join(f", {k} {timings[k]:.2f} s" for k in ("plan", "chunks", "join") if k in timings)
         print(
             f"{args.input} -> {result.output}: {result.frames} frames in {result.seconds:.1f} s "
             f"({result.fps:.1f} fps; the network alone {timings['network']:.1f} s{steps})"

@@ -187,6 +187,8 @@ def test_the_cluster_benchmark_runs_and_writes_its_table(tmp_path):
         "16",
         "--scale",
         "2",
+        "--video-seconds",
+        "0",
         "--json",
         str(out),
     ]
