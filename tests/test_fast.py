@@ -206,10 +206,12 @@ def test_import_without_extension_keeps_the_reference():
 @needs_extension
 def test_precisions_on_cpu():
     ref = _random_reference(3)
-    with pytest.raises(ValueError, match="backend 'cpu' computes in fp32; precision 'fp16' needs backend 'cuda'"):
+    with pytest.raises(
+        ValueError, match="backend 'cpu' computes in fp32, bf16, int8; precision 'fp16' needs backend 'cuda'"
+    ):
         FastESPCN(3, backend="cpu", precision="fp16")
-    # Under "auto" CPU inputs run the fp32 CPU kernels whatever the precision.
-    fast = FastESPCN.from_reference(ref, precision="bf16")
+    # Under "auto" CPU inputs run the fp32 CPU kernels for the GPU-only precisions.
+    fast = FastESPCN.from_reference(ref, precision="fp16")
     x = torch.rand(1, 1, 9, 11)
     with torch.no_grad():
         assert fast.backend_for(x) == "cpu"

@@ -325,8 +325,8 @@ def test_espcn_forward_precision_errors_on_cpu():
     ws = weights(random_model(3))
     x = torch.rand(1, 1, 6, 6)
     with pytest.raises(
-        RuntimeError, match="the CPU kernels compute in fp32; precision 'fp16' runs on CUDA tensors only"
+        RuntimeError, match="the CPU kernels compute in fp32, bf16 or int8; precision 'fp16' runs on CUDA tensors only"
     ):
         ops.espcn_forward(x, *ws, 3, False, "fp16")
-    with pytest.raises(RuntimeError, match="unknown precision 'fp8'; choose fp32, tf32, fp16 or bf16"):
+    with pytest.raises(RuntimeError, match="unknown precision 'fp8'; choose fp32, tf32, fp16, bf16 or int8"):
         ops.espcn_forward(x, *ws, 3, False, "fp8")

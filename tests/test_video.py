@@ -321,7 +321,7 @@ def test_bad_batch_and_precision_are_one_line_errors(tmp_path, capsys):
     assert (
         main(["video", str(src), "-o", str(tmp_path / "b.mp4"), "--backend", "cpu", "--precision", "fp16", "-q"]) == 2
     )
-    assert "backend 'cpu' computes in fp32; precision 'fp16'" in capsys.readouterr().err
+    assert "backend 'cpu' computes in fp32, bf16, int8; precision 'fp16'" in capsys.readouterr().err
     assert not (tmp_path / "a.mp4").exists() and not (tmp_path / "b.mp4").exists()
 
 

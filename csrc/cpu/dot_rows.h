@@ -309,22 +309,11 @@ void dot_espcn(const PackedConv& l1, const DotLayer& l2, const DotLayer& l3, con
   }
 }
 
-void tanh_fast_array(const float* x, float* y, size_t n) {
-  size_t i = 0;
-  for (; i + VW <= n; i += VW) _mm512_storeu_ps(y + i, tanh_fast(_mm512_loadu_ps(x + i)));
-  if (i < n) {
-    const __mmask16 m = __mmask16((1u << (n - i)) - 1);
-    _mm512_mask_storeu_ps(y + i, m, tanh_fast(_mm512_maskz_loadu_ps(m, x + i)));
-  }
-}
-
 }  // namespace
 
 const DotKernels* dot_kernels(Precision p) {
-  static const DotKernels int8{ESPCN_ISA_NAME "-vnni", Precision::kInt8, Int8::kPack, dot_scratch,
-                               dot_espcn<Int8>, tanh_fast_array};
-  static const DotKernels bf16{ESPCN_ISA_NAME "-bf16", Precision::kBf16, Bf16::kPack, dot_scratch,
-                               dot_espcn<Bf16>, tanh_fast_array};
+  static const DotKernels int8{ESPCN_ISA_NAME "-vnni", Precision::kInt8, Int8::kPack, dot_scratch, dot_espcn<Int8>};
+  static const DotKernels bf16{ESPCN_ISA_NAME "-bf16", Precision::kBf16, Bf16::kPack, dot_scratch, dot_espcn<Bf16>};
   return p == Precision::kInt8 ? &int8 : p == Precision::kBf16 ? &bf16 : nullptr;
 }
 

@@ -78,8 +78,6 @@ struct DotKernels {
   // rows [y0, y1) of one image, written through the pixel shuffle.
   size_t (*espcn_scratch)(const PackedConv& l1, const DotLayer& l2, const DotLayer& l3, int w);
   void (*espcn)(const PackedConv& l1, const DotLayer& l2, const DotLayer& l3, const ConvJob& job, float* scratch);
-  // The tanh of these kernels (for tests).
-  void (*tanh)(const float* x, float* y, size_t n);
 };
 
 // The kernels for this CPU: AVX-512 where present, else AVX2+FMA, else

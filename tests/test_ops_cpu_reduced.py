@@ -1,0 +1,274 @@
+"""The CPU's bf16 and int8 kernels against their arithmetic (``reduced_precision.forward``) in float64."""
+
+from __future__ import annotations
+
+import os
+from contextlib import contextmanager
+
+import pytest
+import torch
+
+from espcn_fast import FastESPCN, ops, reduced_precision
+
+from .kernel_checks import poisoned_outputs, random_model, weights
+
+pytestmark = pytest.mark.skipif(not ops.HAVE_EXTENSION, reason=f"{ops.EXTENSION_ERROR}")
+
+PRECISIONS = ["bf16", "int8"]
+
+
+def _runs(precision: str) -> str | None:
+    """The kernels that run ``precision`` here, or None."""
+    try:
+        return ops.cpu_isa(precision)
+    except RuntimeError:
+        return None
+
+
+def needs(precision: str):
+    """Skip where this CPU lacks the precision's instruction set."""
+    if _runs(precision) is None:
+        pytest.skip(f"this CPU has no {precision} kernels")
+
+
+@contextmanager
+def threads(n: int):
+    old = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+
+
+@contextmanager
+def forced_isa(name: str):
+    old = os.environ.get("ESPCN_FAST_CPU_ISA")
+    os.environ["ESPCN_FAST_CPU_ISA"] = name
+    try:
+        yield
+    finally:
+        if old is None:
+            del os.environ["ESPCN_FAST_CPU_ISA"]
+        else:
+            os.environ["ESPCN_FAST_CPU_ISA"] = old
+
+
+def kernel_weights(ws: list[torch.Tensor], precision: str) -> list[torch.Tensor]:
+    """The op's weights: bfloat16 for bf16, float32 for int8; biases float32."""
+    dtype = ops.WEIGHT_DTYPES[precision]
+    return [t.to(dtype) if i % 2 == 0 else t for i, t in enumerate(ws)]
+
+
+def reference(x: torch.Tensor, ws: list[torch.Tensor], scale: int, precision: str, clamp: bool = False):
+    out = reduced_precision.forward(x.double(), [t.double() for t in ws], scale, precision)
+    return out.clamp(0, 1) if clamp else out
+
+
+def assert_matches(out: torch.Tensor, ref: torch.Tensor, ws: list[torch.Tensor], precision: str) -> None:
+    """Every element written and within the precision's rounding of the reference.
+
+    The kernels compute the reference's roundings, so outputs agree to float32 rounding except
+    where an activation lies within the kernels' tanh error (3e-7) and float32 sums of a rounding
+    boundary (a half step of 127 a for int8, of a bf16 mantissa for bf16) and is stored one step
+    the other way. A layer-2 activation one step off moves an output by at most one step times
+    the largest |w3|; layer-1 ones reach it damped by layer 2. Such flips are rare (measured on
+    these random models: errors up to 3.0 steps x max|w3|, a mean under 0.03 of that, a relative
+    error under 3e-4), so the bounds below leave room for a few more without hiding a wrong tap,
+    channel or row, which moves outputs by many steps everywhere.
+    """
+    assert out.shape == ref.shape
+    out = out.double()
+    assert torch.isfinite(out).all(), f"{int((~torch.isfinite(out)).sum())} outputs unwritten (NaN)"
+    unit = (1 / 127 if precision == "int8" else 2**-8) * float(ws[4].abs().max())
+    err = (out - ref).abs()
+    assert float(err.max()) <= 6 * unit, f"max error {float(err.max()) / unit:.2f} steps x max|w3|"
+    assert float(err.mean()) <= 0.1 * unit, f"mean error {float(err.mean()) / unit:.3f} steps x max|w3|"
+    rel = float((out - ref).norm() / ref.norm())
+    assert rel <= 1e-3, f"relative error {rel:.2e}"
+
+
+@pytest.mark.parametrize("precision", PRECISIONS)
+@pytest.mark.parametrize("scale", [2, 3, 4])
+@pytest.mark.parametrize("shape", [(1, 1, 1, 1), (1, 1, 2, 3), (2, 1, 7, 13), (1, 1, 37, 53), (3, 1, 131, 29)])
+def test_random_weights(precision, scale, shape):
+    needs(precision)
+    ws = weights(random_model(scale, seed=scale))
+    x = torch.rand(shape, generator=torch.Generator().manual_seed(shape[2]))
+    with poisoned_outputs(), threads(2):
+        out = ops.espcn_forward(x, *kernel_weights(ws, precision), scale, False, precision)
+    assert_matches(out, reference(x, ws, scale, precision), ws, precision)
+
+
+@pytest.mark.parametrize("precision", PRECISIONS)
+@pytest.mark.parametrize("c1, c2, ks", [(13, 7, (5, 3, 3)), (8, 6, (3, 3, 5)), (6, 5, (1, 5, 3)), (9, 3, (7, 1, 7))])
+def test_other_widths_and_kernel_sizes(precision, c1, c2, ks):
+    # Channel counts that are not whole groups of 2 (bf16) or 4 (int8), and every kernel size.
+    needs(precision)
+    g = torch.Generator().manual_seed(c1 * 10 + c2)
+    ws = []
+    for cin, cout, k in [(1, c1, ks[0]), (c1, c2, ks[1]), (c2, 4, ks[2])]:
+        ws += [torch.randn(cout, cin, k, k, generator=g) * 0.3, torch.randn(cout, generator=g) * 0.5]
+    x = torch.rand(2, 1, 11, 19, generator=g)
+    with poisoned_outputs(), threads(2):
+        out = ops.espcn_forward(x, *kernel_weights(ws, precision), 2, False, precision)
+    assert_matches(out, reference(x, ws, 2, precision), ws, precision)
+
+
+@pytest.mark.parametrize("precision", PRECISIONS)
+def test_shipped_weights_1080p_frame(precision):
+    """The shipped x3 weights on a 360x640 frame: every output within one 8-bit level of the
+    reference, and on average within a hundredth of one (measured: bf16 2.7e-6, int8 less)."""
+    needs(precision)
+    model = FastESPCN.from_pretrained(3)
+    ws = weights(model)
+    x = torch.rand(1, 1, 360, 640, generator=torch.Generator().manual_seed(7))
+    with poisoned_outputs():
+        out = ops.espcn_forward(x, *kernel_weights(ws, precision), 3, True, precision)
+    ref = reference(x, ws, 3, precision, clamp=True)
+    err = (out.double() - ref).abs()
+    assert float(err.max()) < 1 / 255, f"max error {float(err.max()):.3g}"
+    assert float(err.mean()) < 0.01 / 255
+
+
+@pytest.mark.parametrize("precision", PRECISIONS)
+def test_strips_and_threads_give_identical_results(precision):
+    needs(precision)
+    ws = kernel_weights(weights(random_model(3, seed=5)), precision)
+    x = torch.rand(3, 1, 45, 37, generator=torch.Generator().manual_seed(1))
+    outs = []
+    for n in (1, 2, 3):
+        with threads(n):
+            outs.append(ops.espcn_forward(x, *ws, 3, False, precision))
+    assert torch.equal(outs[0], outs[1]) and torch.equal(outs[0], outs[2])
+    # A batch is its images run one by one.
+    alone = torch.cat([ops.espcn_forward(x[i : i + 1], *ws, 3, False, precision) for i in range(3)])
+    assert torch.equal(outs[0], alone)
+
+
+@pytest.mark.parametrize("precision", PRECISIONS)
+def test_clamp_and_non_contiguous_input(precision):
+    needs(precision)
+    ws = kernel_weights(weights(random_model(2, seed=6)), precision)
+    x = torch.rand(2, 1, 20, 30)
+    raw = ops.espcn_forward(x, *ws, 2, False, precision)
+    assert raw.min() < 0 or raw.max() > 1  # the random model leaves [0, 1], so the clamp is exercised
+    torch.testing.assert_close(ops.espcn_forward(x, *ws, 2, True, precision), raw.clamp(0, 1), rtol=0, atol=0)
+    strided = torch.rand(2, 1, 30, 20).transpose(2, 3)
+    torch.testing.assert_close(
+        ops.espcn_forward(strided, *ws, 2, False, precision),
+        ops.espcn_forward(strided.contiguous(), *ws, 2, False, precision),
+        rtol=0,
+        atol=0,
+    )
+
+
+@pytest.mark.parametrize("precision", PRECISIONS)
+def test_empty_batch(precision):
+    needs(precision)
+    ws = kernel_weights(weights(random_model(2)), precision)
+    assert ops.espcn_forward(torch.rand(0, 1, 5, 5), *ws, 2, False, precision).shape == (0, 1, 10, 10)
+
+
+def test_int8_quantizes_as_the_reference():
+    """Weights already on their int8 grid give the same output as the float ones they round from."""
+    needs("int8")
+    ws = weights(random_model(3, seed=8))
+    on_grid = list(ws)
+    on_grid[2] = reduced_precision.fake_quantize_weight(ws[2])
+    on_grid[4] = reduced_precision.fake_quantize_weight(ws[4])
+    x = torch.rand(1, 1, 16, 24)
+    a = ops.espcn_forward(x, *ws, 3, False, "int8")
+    b = ops.espcn_forward(x, *on_grid, 3, False, "int8")
+    torch.testing.assert_close(a, b, rtol=0, atol=1e-6)
+
+
+# -- FastESPCN ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("precision", PRECISIONS)
+def test_fast_espcn_runs_the_precision_on_cpu(precision):
+    needs(precision)
+    model = random_model(3, seed=9)
+    fast = FastESPCN.from_reference(model, precision=precision)
+    x = torch.rand(1, 1, 21, 17)
+    assert fast.backend_for(x) == "cpu"
+    expected = ops.espcn_forward(x, *kernel_weights(weights(model), precision), 3, False, precision)
+    torch.testing.assert_close(fast(x), expected, rtol=0, atol=0)
+    half = ops.espcn_forward(x.half().float(), *kernel_weights(weights(model), precision), 3, False, precision)
+    torch.testing.assert_close(fast(x.half()), half.half(), rtol=0, atol=0)  # converted in and out
+
+
+def test_fast_espcn_precision_errors():
+    with pytest.raises(ValueError, match="backend 'cpu' computes in fp32, bf16, int8; precision 'fp16'"):
+        FastESPCN(3, backend="cpu", precision="fp16")
+    for backend in ("cuda", "triton"):
+        with pytest.raises(ValueError, match="precision 'int8' runs on the CPU only"):
+            FastESPCN(3, backend=backend, precision="int8")
+
+
+# -- opcheck, torch.compile ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("precision", PRECISIONS)
+def test_opcheck(precision):
+    needs(precision)
+    ws = kernel_weights(weights(random_model(3, seed=4)), precision)
+    torch.library.opcheck(
+        torch.ops.espcn_fast.espcn_forward.default, (torch.rand(2, 1, 9, 7), *ws, 3, False, precision)
+    )
+
+
+def test_torch_compile_traces_the_int8_op():
+    needs("int8")
+    ws = weights(random_model(2, seed=3))
+    fn = torch.compile(lambda x: ops.espcn_forward(x, *ws, 2, False, "int8"), fullgraph=True)
+    x = torch.rand(1, 1, 12, 10)
+    torch.testing.assert_close(fn(x), ops.espcn_forward(x, *ws, 2, False, "int8"), rtol=0, atol=0)
+
+
+# -- errors ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("precision", PRECISIONS)
+def test_forced_lower_isa_names_the_instruction_set(precision):
+    needed = "AVX512-VNNI \\(vpdpbusd\\)" if precision == "int8" else "AVX512-BF16 \\(vdpbf16ps\\)"
+    ws = kernel_weights(weights(random_model(2)), precision)
+    with forced_isa("avx2"):
+        match = f"precision '{precision}' on the CPU runs on AVX-512 with {needed}, and ESPCN_FAST_CPU_ISA=avx2"
+        with pytest.raises(RuntimeError, match=match):
+            ops.espcn_forward(torch.rand(1, 1, 4, 4), *ws, 2, False, precision)
+        with pytest.raises(RuntimeError, match=match):
+            ops.cpu_isa(precision)
+        assert ops.cpu_isa() == "avx2"  # fp32 still runs
+
+
+@pytest.mark.parametrize("precision", PRECISIONS)
+def test_non_finite_inputs_are_refused(precision):
+    needs(precision)
+    ws = kernel_weights(weights(random_model(2)), precision)
+    x = torch.rand(1, 1, 6, 6)
+    x[0, 0, 1, 2] = float("nan")
+    x[0, 0, 3, 3] = float("inf")
+    with pytest.raises(RuntimeError, match=f"x holds 2 NaN or infinite value\\(s\\); precision '{precision}'"):
+        ops.espcn_forward(x, *ws, 2, False, precision)
+
+
+def test_weight_dtypes_are_checked():
+    ws = weights(random_model(2))
+    x = torch.rand(1, 1, 6, 6)
+    if _runs("bf16"):
+        with pytest.raises(RuntimeError, match="w1 must be bfloat16, got float"):
+            ops.espcn_forward(x, *ws, 2, False, "bf16")
+    if _runs("int8"):
+        with pytest.raises(RuntimeError, match="w1 must be float32, got bfloat16"):
+            ops.espcn_forward(x, *kernel_weights(ws, "bf16"), 2, False, "int8")
+
+
+def test_cpu_isa_names_the_kernels():
+    assert ops.cpu_isa("fp32") in ("avx512", "avx2", "portable")
+    for precision, name in (("bf16", "avx512-bf16"), ("int8", "avx512-vnni")):
+        if _runs(precision):
+            assert ops.cpu_isa(precision) == name
+    with pytest.raises(RuntimeError, match="precision 'fp16' has no CPU kernels"):
+        ops.cpu_isa("fp16")
