@@ -308,7 +308,7 @@ class _Worker:
         from .model import ESPCN
 
         torch.set_num_threads(threads)
-        reference = ESPCN.from_pretrained(scale) if weights is None else ESPCN.from_file(weights)
+        reference = ESPCN.from_pretrained(scale, precision=precision) if weights is None else ESPCN.from_file(weights)
         if reference.scale != scale:
             raise ValueError(f"{weights} holds weights for scale {reference.scale}, not {scale}")
         self.model = FastESPCN.from_reference(reference, backend=backend, precision=precision).to(device)

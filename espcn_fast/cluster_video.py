@@ -263,7 +263,8 @@ def _upscale_chunk(src: str, dst: str, frames, settings: dict, threads: int) -> 
     model = _MODELS.get(key)
     if model is None:
         scale, weights = settings["scale"], settings["weights"]
-        reference = ESPCN.from_pretrained(scale) if weights is None else ESPCN.from_file(weights)
+        precision = settings["precision"]
+        reference = ESPCN.from_pretrained(scale, precision=precision) if weights is None else ESPCN.from_file(weights)
         if reference.scale != scale:
             raise VideoError(f"{weights} holds weights for scale {reference.scale}, not {scale}")
         model = FastESPCN.from_reference(reference, backend=settings["backend"], precision=settings["precision"])
