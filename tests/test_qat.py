@@ -85,3 +85,17 @@ def test_resume_refuses_another_qat(qat_data, init, tmp_path, capsys):
     assert main(_args(qat_data, out, "--epochs", "2", "--resume", "--qat", "bf16")) == 2
     assert "--qat int8 (now bf16)" in capsys.readouterr().err
     assert main(_args(qat_data, out, "--epochs", "2", "--resume", "--qat", "int8")) == 0
+
+
+def test_distill_reproduces_the_init_model(qat_data, init, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(_args(qat_data, out, "--epochs", "1", "--qat", "int8", "--distill", "--init", str(init))) == 0
+    distilled = json.loads((out / "log.jsonl").read_text())["loss"]
+    plain = tmp_path / "plain"
+    assert main(_args(qat_data, plain, "--epochs", "1", "--qat", "int8", "--init", str(init))) == 0
+    # the target is the float model's output, which the int8 model nearly is: far below the HR loss
+    assert 0 < distilled < json.loads((plain / "log.jsonl").read_text())["loss"] / 10
+    for missing in (["--init", str(init)], ["--qat", "int8"]):  # without --qat, and without --init
+        with pytest.raises(SystemExit) as exc:
+            main(_args(qat_data, tmp_path / "x", "--epochs", "1", "--distill", *missing))
+        assert exc.value.code == 2 and "--distill" in capsys.readouterr().err

@@ -30,10 +30,11 @@ COLUMNS = {
 }
 
 
-def scale_row(scale: int) -> dict[str, dict[str, float]]:
+def scale_row(scale: int, columns: list[str]) -> dict[str, dict[str, float]]:
     """``{set: {column: PSNR}}`` for one scale."""
     row: dict[str, dict[str, float]] = {s: {} for s in SETS}
-    for column, (weights, arithmetic) in COLUMNS.items():
+    for column in columns:
+        weights, arithmetic = COLUMNS[column]
         model = ESPCN.from_pretrained(scale, precision=weights)
         for score in evaluate_precision(model, arithmetic, SETS):
             row[score.name][column] = round(score.psnr, 4)
@@ -57,12 +58,14 @@ def markdown(table: dict[int, dict[str, dict[str, float]]]) -> str:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m training.precision_table", description=__doc__.splitlines()[0])
     p.add_argument("--scales", type=int, nargs="+", default=[2, 3, 4])
+    p.add_argument("--columns", nargs="+", choices=list(COLUMNS), default=list(COLUMNS))
     p.add_argument("--threads", type=int, default=1)
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
-    table = {scale: scale_row(scale) for scale in args.scales}
+    table = {scale: scale_row(scale, args.columns) for scale in args.scales}
     print(json.dumps(table, indent=1))
-    print(markdown(table))
+    if set(args.columns) == set(COLUMNS):
+        print(markdown(table))
     return 0
 
 

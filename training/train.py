@@ -57,6 +57,7 @@ RESULT_SETTINGS = (
     "schedule",
     "last_layer_lr",
     "qat",
+    "distill",
 )
 
 
@@ -97,6 +98,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="quantization-aware training: train and validate the CPU kernels' arithmetic in this precision "
         "(straight-through rounding); start from float weights with --init",
     )
+    p.add_argument(
+        "--distill",
+        action="store_true",
+        help="with --qat: learn to reproduce the --init model's output rather than the HR patches",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch's default)")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
@@ -134,6 +140,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             p.error(f"--{name.replace('_', '-')} must be positive and finite, got {value}")
     if args.lr_min > args.lr:
         p.error(f"--lr-min must be <= --lr (the schedule decays), got {args.lr_min} > {args.lr}")
+    if args.distill and args.qat is None:
+        p.error("--distill trains a --qat model to reproduce its float --init: pass --qat")
+    if args.distill and args.init is None and not args.resume:
+        p.error("--distill reproduces the --init model: pass --init")
     if args.resume and args.overwrite:
         p.error("--resume continues the run in --out, --overwrite replaces it: pass one")
     if args.device is not None:
@@ -274,6 +284,13 @@ class Trainer:
             self.out.mkdir(parents=True, exist_ok=True)
         if args.resume:
             self.resume()
+        self.teacher: ESPCN | None = None
+        if args.distill:
+            if self.args.init is None:
+                raise TrainingDataError("--distill: the run records no --init weights to reproduce; pass --init")
+            self.teacher = ESPCN(args.scale)
+            self.teacher.load_state_dict(load_weights(self.args.init))
+            self.teacher.requires_grad_(False).eval().to(self.device)
 
     # -- state ---------------------------------------------------------------
     def state(self) -> dict[str, Any]:
@@ -362,6 +379,11 @@ class Trainer:
         for step in range(args.steps):
             lr, hr = self.sampler.sample(args.batch)
             lr, hr = lr.to(self.device), hr.to(self.device)
+            if self.teacher is not None:
+                # The float model's output is a target with no noise of its own: the loss measures
+                # what the roundings cost, not the detail no 3-layer model predicts.
+                with torch.no_grad():
+                    hr = self.teacher(lr)
             loss = nn.functional.mse_loss(self.net(lr), hr)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
