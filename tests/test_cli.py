@@ -338,3 +338,36 @@ def test_an_output_without_an_image_suffix_is_a_folder(tmp_path, name):
     out = tmp_path / name
     assert main(["upscale", str(src), "-o", str(out), "--scale", "2", "-q", "--device", "cpu"]) == 0
     assert read_image(out / "one.png").shape == (3, 20, 24)
+
+
+def _cpu_runs(precision: str) -> bool:
+    from espcn_fast import ops
+
+    try:
+        return ops.cpu_isa(precision) is not None
+    except RuntimeError:
+        return False
+
+
+@pytest.mark.parametrize("precision", ["bf16", "int8"])
+def test_upscale_in_reduced_precision_on_the_cpu(tmp_path, precision):
+    if not _cpu_runs(precision):
+        pytest.skip(f"this CPU has no {precision} kernels")
+    write_image(random_rgb(24, 20), tmp_path / "a.png")
+    for p in ("fp32", precision):
+        args = ["upscale", str(tmp_path / "a.png"), "-o", str(tmp_path / f"{p}.png"), "--scale", "3", "-q"]
+        assert main([*args, "--precision", p]) == 0
+    # bf16 rounds the fp32 network's values; int8 runs its own weights: close to fp32, not equal.
+    fp32, other = read_image(tmp_path / "fp32.png").float(), read_image(tmp_path / f"{precision}.png").float()
+    assert psnr(other / 255, fp32 / 255) > 35
+
+
+def test_reduced_precision_errors_are_one_line(tmp_path, capsys, monkeypatch):
+    write_image(random_rgb(12, 10), tmp_path / "a.png")
+    args = ["upscale", str(tmp_path / "a.png"), "-o", str(tmp_path / "o.png"), "--scale", "3", "-q"]
+    monkeypatch.setenv("ESPCN_FAST_CPU_ISA", "avx2")
+    assert main([*args, "--precision", "int8"]) == 2
+    err = capsys.readouterr().err
+    assert "precision 'int8' on the CPU runs on AVX-512 with AVX512-VNNI (vpdpbusd)" in err
+    assert len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "o.png").exists()
