@@ -4,6 +4,7 @@ close each precision must come to that reference."""
 
 from __future__ import annotations
 
+import os
 from contextlib import contextmanager
 
 import torch
@@ -22,6 +23,31 @@ def poisoned_outputs():
     finally:
         torch.use_deterministic_algorithms(old[0])
         torch.utils.deterministic.fill_uninitialized_memory = old[1]
+
+
+@contextmanager
+def threads(n: int):
+    """torch's intra-op threads set to ``n`` (the CPU kernels' strips run on them)."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+
+
+@contextmanager
+def forced_cpu_isa(name: str):
+    """``ESPCN_FAST_CPU_ISA=name``: the CPU kernels read it at each call."""
+    old = os.environ.get("ESPCN_FAST_CPU_ISA")
+    os.environ["ESPCN_FAST_CPU_ISA"] = name
+    try:
+        yield
+    finally:
+        if old is None:
+            del os.environ["ESPCN_FAST_CPU_ISA"]
+        else:
+            os.environ["ESPCN_FAST_CPU_ISA"] = old
 
 
 def random_model(scale: int, seed: int = 0) -> ESPCN:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from contextlib import contextmanager
 
 import pytest
@@ -11,7 +10,7 @@ import torch.nn.functional as F
 
 from espcn_fast import ESPCN, ops
 
-from .kernel_checks import poisoned_outputs, random_model, reference64, weights
+from .kernel_checks import forced_cpu_isa, poisoned_outputs, random_model, reference64, threads, weights
 
 pytestmark = pytest.mark.skipif(not ops.HAVE_EXTENSION, reason=f"{ops.EXTENSION_ERROR}")
 
@@ -20,27 +19,10 @@ ISAS = ["avx512", "avx2", "portable"]
 
 @contextmanager
 def cpu_isa(name: str):
-    old = os.environ.get("ESPCN_FAST_CPU_ISA")
-    os.environ["ESPCN_FAST_CPU_ISA"] = name
-    try:
+    with forced_cpu_isa(name):
         if ops.cpu_isa() != name:
             pytest.skip(f"this CPU cannot run the {name} kernels")
         yield
-    finally:
-        if old is None:
-            del os.environ["ESPCN_FAST_CPU_ISA"]
-        else:
-            os.environ["ESPCN_FAST_CPU_ISA"] = old
-
-
-@contextmanager
-def threads(n: int):
-    old = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(old)
 
 
 def test_poisoning_works():

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import os
-from contextlib import contextmanager
-
 import pytest
 import torch
 
 from espcn_fast import FastESPCN, ops, reduced_precision
 
-from .kernel_checks import poisoned_outputs, random_model, weights
+from .kernel_checks import forced_cpu_isa, poisoned_outputs, random_model, threads, weights
 
 pytestmark = pytest.mark.skipif(not ops.HAVE_EXTENSION, reason=f"{ops.EXTENSION_ERROR}")
 
@@ -29,29 +26,6 @@ def needs(precision: str):
     """Skip where this CPU lacks the precision's instruction set."""
     if _runs(precision) is None:
         pytest.skip(f"this CPU has no {precision} kernels")
-
-
-@contextmanager
-def threads(n: int):
-    old = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(old)
-
-
-@contextmanager
-def forced_isa(name: str):
-    old = os.environ.get("ESPCN_FAST_CPU_ISA")
-    os.environ["ESPCN_FAST_CPU_ISA"] = name
-    try:
-        yield
-    finally:
-        if old is None:
-            del os.environ["ESPCN_FAST_CPU_ISA"]
-        else:
-            os.environ["ESPCN_FAST_CPU_ISA"] = old
 
 
 def kernel_weights(ws: list[torch.Tensor], precision: str) -> list[torch.Tensor]:
@@ -234,7 +208,7 @@ def test_torch_compile_traces_the_int8_op():
 def test_forced_lower_isa_names_the_instruction_set(precision):
     needed = "AVX512-VNNI \\(vpdpbusd\\)" if precision == "int8" else "AVX512-BF16 \\(vdpbf16ps\\)"
     ws = kernel_weights(weights(random_model(2)), precision)
-    with forced_isa("avx2"):
+    with forced_cpu_isa("avx2"):
         match = f"precision '{precision}' on the CPU runs on AVX-512 with {needed}, and ESPCN_FAST_CPU_ISA=avx2"
         with pytest.raises(RuntimeError, match=match):
             ops.espcn_forward(torch.rand(1, 1, 4, 4), *ws, 2, False, precision)
