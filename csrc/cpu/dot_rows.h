@@ -24,10 +24,11 @@ constexpr int kDotAcc = 24;  // accumulator registers of a tile (of 32 zmm)
 
 typedef uint32_t word;
 
-// tanh(y) = 1 - 2 / (exp(2y) + 1), |error| < 3e-7: exp from 2^round and a
-// degree-6 polynomial in the remainder, one Newton step on rcp14. Enough for
-// bf16 (2^-9) and int8 (1/254) storage, at half the instructions of tanh_v.
-inline __m512 tanh_fast(__m512 y) {
+// r = 1 / (exp(2y) + 1), so that tanh(y) = 1 - 2r, with |error| < 2e-7:
+// exp from 2^round and a degree-6 polynomial in the remainder, one Newton
+// step on rcp14. Enough for bf16 (2^-9) and int8 (1/254) storage, at half
+// the instructions of tanh_v; the formats fold 1 - 2r into their rounding.
+inline __m512 tanh_recip(__m512 y) {
   y = _mm512_min_ps(_mm512_max_ps(y, _mm512_set1_ps(-9.0f)), _mm512_set1_ps(9.0f));
   const __m512 z = _mm512_mul_ps(y, _mm512_set1_ps(2.88539008177792681f));  // 2y log2(e)
   const __m512 n = _mm512_roundscale_ps(z, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
@@ -42,8 +43,7 @@ inline __m512 tanh_fast(__m512 y) {
   p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.0f));
   const __m512 d = _mm512_add_ps(_mm512_scalef_ps(p, n), _mm512_set1_ps(1.0f));
   __m512 r = _mm512_rcp14_ps(d);
-  r = _mm512_fmadd_ps(r, _mm512_fnmadd_ps(d, r, _mm512_set1_ps(1.0f)), r);
-  return _mm512_fnmadd_ps(_mm512_set1_ps(2.0f), r, _mm512_set1_ps(1.0f));
+  return _mm512_fmadd_ps(r, _mm512_fnmadd_ps(d, r, _mm512_set1_ps(1.0f)), r);
 }
 
 // What a layer's arithmetic needs from its number format.
@@ -56,12 +56,15 @@ struct Int8 {
   static __m512 value(Acc acc, const DotLayer& L, int c) {
     return _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc), _mm512_set1_ps(L.scale[c]), _mm512_set1_ps(L.bias[c]));
   }
-  // kPack activations in [-1, 1] -> their codes, channel k in byte k.
-  static __m512i pack(const __m512* a) {
+  // tanh of kPack pre-activations -> their codes, channel k in byte k:
+  // round(127 tanh) (to nearest even, the current rounding mode) + 128, with
+  // tanh rounded to float32 first as the reference does (folding it all into
+  // round(255 - 254 r) made ten times more codes differ from the reference).
+  static __m512i pack_tanh(const __m512* y) {
     __m512i out = _mm512_setzero_si512();
     for (int k = 0; k < kPack; ++k) {
-      // round(127 a) in the current rounding mode (to nearest even), then + 128.
-      const __m512i q = _mm512_add_epi32(_mm512_cvtps_epi32(_mm512_mul_ps(a[k], _mm512_set1_ps(127.0f))),
+      const __m512 t = _mm512_fnmadd_ps(_mm512_set1_ps(2.0f), tanh_recip(y[k]), _mm512_set1_ps(1.0f));
+      const __m512i q = _mm512_add_epi32(_mm512_cvtps_epi32(_mm512_mul_ps(t, _mm512_set1_ps(127.0f))),
                                          _mm512_set1_epi32(128));
       out = _mm512_or_si512(out, _mm512_slli_epi32(q, 8 * k));
     }
@@ -76,11 +79,12 @@ struct Bf16 {
   static Acc dot(Acc acc, __m512i a, __m512i w) { return _mm512_dpbf16_ps(acc, (__m512bh)a, (__m512bh)w); }
   static Acc start(const DotLayer& L, int c) { return _mm512_set1_ps(L.bias[c]); }
   static __m512 value(Acc acc, const DotLayer&, int) { return acc; }
-  // Two float vectors -> bf16 (to nearest even), channel k in half k.
-  static __m512i pack(const __m512* a) {
-    const __m512i lo = _mm512_cvtepu16_epi32((__m256i)_mm512_cvtneps_pbh(a[0]));
-    const __m512i hi = _mm512_cvtepu16_epi32((__m256i)_mm512_cvtneps_pbh(a[1]));
-    return _mm512_or_si512(lo, _mm512_slli_epi32(hi, 16));
+  // tanh of two pre-activations -> bf16 (to nearest even), channel k in half k.
+  static __m512i pack_tanh(const __m512* y) {
+    const __m512 one = _mm512_set1_ps(1.0f), two = _mm512_set1_ps(2.0f);
+    const __m256bh a0 = _mm512_cvtneps_pbh(_mm512_fnmadd_ps(two, tanh_recip(y[0]), one));
+    const __m256bh a1 = _mm512_cvtneps_pbh(_mm512_fnmadd_ps(two, tanh_recip(y[1]), one));
+    return _mm512_or_si512(_mm512_cvtepu16_epi32((__m256i)a0), _mm512_slli_epi32(_mm512_cvtepu16_epi32((__m256i)a1), 16));
   }
 };
 
@@ -130,9 +134,9 @@ inline void dot_tile(const word* const* rows, size_t lp, const DotLayer& L, int 
         __m512 a[F::kPack];
         for (int k = 0; k < F::kPack; ++k) {
           const int c = j * F::kPack + k;
-          a[k] = tanh_fast(F::value(acc[c][v], L, c0 + c));
+          a[k] = F::value(acc[c][v], L, c0 + c);
         }
-        _mm512_storeu_si512(out + (c0 / F::kPack + j) * out_lp + v * VW, F::pack(a));
+        _mm512_storeu_si512(out + (c0 / F::kPack + j) * out_lp + v * VW, F::pack_tanh(a));
       }
     }
   } else {
@@ -246,9 +250,9 @@ void ensure_layer1(WordRing& a1, Ring& in, const PackedConv& l1, const float* x,
         for (int k = 0; k < F::kPack; ++k) {
           const int c = g * F::kPack + k;
           // Channels padded to a whole group hold tanh(0) = 0.
-          a[k] = c < l1.out_channels ? tanh_fast(_mm512_loadu_ps(row + c * row_lp + x0)) : _mm512_setzero_ps();
+          a[k] = c < l1.out_channels ? _mm512_loadu_ps(row + c * row_lp + x0) : _mm512_setzero_ps();
         }
-        _mm512_storeu_si512(out + g * a1.lp + x0, F::pack(a));
+        _mm512_storeu_si512(out + g * a1.lp + x0, F::pack_tanh(a));
       }
     }
     clear_right<F>(a1, y, w);
