@@ -7,12 +7,11 @@
 The benchmark itself is espcn_fast.benchmark (also ``python -m espcn_fast.benchmark``).
 """
 
-import os
 import sys
 
-from espcn_fast.benchmark.malloc_env import PROBE_ENV, reexec_with_malloc_env
+from espcn_fast.benchmark.malloc_env import reexec_with_malloc_env
 
-if __name__ == "__main__" and not os.environ.get(PROBE_ENV):
+if __name__ == "__main__":
     reexec_with_malloc_env()  # before torch is imported: glibc reads its settings at start
 
 from espcn_fast.benchmark.cli import main  # noqa: E402

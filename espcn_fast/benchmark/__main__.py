@@ -1,12 +1,10 @@
 """``python -m espcn_fast.benchmark``: the benchmark of :mod:`espcn_fast.benchmark.cli`."""
 
-import os
 import sys
 
-from .malloc_env import PROBE_ENV, reexec_with_malloc_env
+from .malloc_env import reexec_with_malloc_env
 
-if not os.environ.get(PROBE_ENV):
-    reexec_with_malloc_env(["-m", "espcn_fast.benchmark"])
+reexec_with_malloc_env(["-m", "espcn_fast.benchmark"])
 
 from .cli import main  # noqa: E402  (after the re-exec: torch is imported there)
 

@@ -5,21 +5,26 @@
     python benchmarks/run.py --device cpu --scales 3 --batch 1 --backends espcn_fast:cpu eager
 
 Each row is checked against the float64 reference model on the benchmark input
-before it is timed; a wrong row is flagged and not timed (and a wrong row of
-espcn_fast's makes the exit status 1); a row that would not fit the machine's
-memory is skipped with the reason. CPU rows at x3 are also scored on Set5 (its
-standard x3 LR inputs, the protocol of espcn_fast.evaluate): the Set5 x3 dB
-column. The table groups each scale and batch's rows by precision (fp32, then
-tf32, fp16, bf16, int8). Prints a table and the run's length, and
-writes a JSON file with every number and the machine (--json, rewritten after
-each row) and a bar chart of frames per second (--plot).
+(the reference of the weights it runs) before it is timed, within the tolerance
+of its precision (``config.TOLERANCE``); a wrong row is flagged and not timed
+(and a wrong row of espcn_fast's makes the exit status 1); a row that would not
+fit the machine's memory, or whose instruction set this CPU lacks (our bf16 and
+int8 rows), is skipped with the reason. On the CPU our rows run in fp32, bf16
+and int8 (int8 with the weights fine-tuned for it where the package ships them,
+the float weights, said in the row's label, until then). CPU rows at x3 are
+also scored on Set5 (its standard x3 LR inputs, the protocol of
+espcn_fast.evaluate): the Set5 x3 dB column. The table groups each scale and
+batch's rows by precision (fp32, then tf32, fp16, bf16, int8), so that each
+of ours stands with the peers of its class. Prints a table, the speedups at x3
+1080p batch 1 (``speedups.summary_lines``) and the run's length, and writes a
+JSON file with every number and the machine (--json, rewritten after each row)
+and a bar chart of frames per second (--plot).
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import os
 import sys
 import time
@@ -32,10 +37,8 @@ from ..model import ESPCN
 from .config import FRAME, QUICK_FRAME, candidates, macs_per_lr_pixel
 from .grid import PSNR_SCALE, Row, reference_output, run_row
 from .machine import describe
-from .malloc_env import PROBE_ENV
-from .memory import cpu_peak_mib_in_child, rss_peak_mib
 from .report import format_table, frame_label, grouped, plot, write_json
-from .speedups import against_eager, against_floor
+from .speedups import against_eager, against_floor, summary_lines
 
 # Under outputs/ (git-ignored): a run does not change the checkout. Results worth keeping are
 # copied to benchmarks/results/ by hand, with their RESULTS.md entry.
@@ -55,27 +58,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--budget", type=float, help="seconds of timing per row (default 2, quick 0.3)")
     p.add_argument("--json", type=Path, default=DEFAULT_JSON, help=f"results file (default {DEFAULT_JSON})")
     p.add_argument("--plot", type=Path, help="bar chart PNG (default: beside the JSON)")
-    p.add_argument("--no-memory", action="store_true", help="skip the CPU peak-memory runs (a child process per row)")
+    p.add_argument("--no-memory", action="store_true", help="skip the CPU peak-memory measurement (one call a row)")
     return p.parse_args(argv)
-
-
-def memory_probe(args: argparse.Namespace, device: torch.device) -> int:
-    """Child mode: set up one row, print its peak memory during one call as JSON."""
-    scale, batch = args.scales[0], args.batch[0]
-    frame = QUICK_FRAME if args.quick else FRAME
-    precision = os.environ[PROBE_ENV]
-    cand = next(
-        c
-        for c in candidates(device, torch.get_num_threads())
-        if c.name == args.backends[0] and c.precision == precision
-    )
-    model = ESPCN.from_pretrained(scale).to(device)
-    x = torch.rand(batch, 1, frame[0] // scale, frame[1] // scale, device=device)
-    fn, _ = cand.make(model, x)
-    with torch.inference_mode():
-        peak = rss_peak_mib(fn, x)
-    print(json.dumps({"peak_mib": None if peak is None else round(peak, 1)}))
-    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -92,8 +76,6 @@ def main(argv: list[str] | None = None) -> int:
     frame = QUICK_FRAME if args.quick else FRAME
     batches = [1] if args.quick and args.batch == [1, 8] else args.batch
     scales = [3] if args.quick and args.scales == [2, 3, 4] else args.scales
-    if os.environ.get(PROBE_ENV):
-        return memory_probe(args, device)
     machine = describe(device, threads)
     print(
         f"device: {machine.get('gpu') or machine['cpu']}, {threads} thread(s), torch {torch.__version__}, "
@@ -132,13 +114,32 @@ def main(argv: list[str] | None = None) -> int:
     for scale in scales:
         model = ESPCN.from_pretrained(scale).to(device)
         h, w = frame[0] // scale, frame[1] // scale
+        # The frames of every batch are the first of one pool of the largest batch, so that the float64
+        # reference (seconds a frame on 2 cores, most of a full run's fixed cost) is computed once a scale.
+        pool = [torch.rand(max(batches), 1, h, w, generator=g).to(device) for _ in range(3)]
+        references: dict[str, torch.Tensor] = {}  # by the weights' note ("" the shipped float weights)
         for batch in batches:
-            inputs = [torch.rand(batch, 1, h, w, generator=g).to(device) for _ in range(3)]
-            expected = reference_output(model, inputs[0])
+            inputs = [p[:batch] for p in pool]
             for cand in cands:
+                # A row that runs other weights (our int8 rows) is checked against their own reference.
+                row_model, note = cand.weights(model) if cand.weights else (model, "")
+                key = "" if row_model is model else note
+                if key not in references:
+                    references[key] = reference_output(row_model, pool[0])
                 # Set5 PSNR: CPU rows, once a row (the same runner at every batch)
                 psnr = device.type == "cpu" and scale == PSNR_SCALE and (cand.name, cand.precision) not in scored
-                row = run_row(cand, model, inputs, expected, scale, budget, min_repeats, psnr=psnr)
+                row = run_row(
+                    cand,
+                    row_model,
+                    inputs,
+                    references[key][:batch],
+                    scale,
+                    budget,
+                    min_repeats,
+                    psnr=psnr,
+                    memory=device.type == "cpu" and not args.no_memory,
+                    note=note,
+                )
                 if row.psnr_set5 is not None:
                     scored.add((cand.name, cand.precision))
                 if device.type == "cuda":
@@ -152,16 +153,15 @@ def main(argv: list[str] | None = None) -> int:
                 status = f"{row.ms_per_frame:.2f} ms/frame" if row.status == "ok" else f"{row.status}: {row.reason}"
                 print(f"  x{scale} batch {batch} {h}x{w}: {cand.name} {cand.precision}: {status}", flush=True)
                 write_json(args.json, result, rows)  # a run cut short keeps its rows
-            del inputs, expected
+        del pool, inputs, references
     against_eager(rows)
     rows = grouped(rows)
-    if device.type == "cpu" and not args.no_memory:
-        print("peak memory (a child process per row)...", flush=True)
-        for row in rows:
-            if row.status == "ok":
-                row.peak_mib = cpu_peak_mib_in_child(row.name, row.scale, row.batch, args.quick, threads, row.precision)
     print()
     print(format_table(rows))
+    summary = summary_lines(rows, threads)
+    if summary:
+        print("\n" + "\n".join(summary))
+    result["summary"] = summary
     minutes = (time.perf_counter() - started) / 60
     result["run_minutes"] = round(minutes, 2)
     write_json(args.json, result, rows)

@@ -3,23 +3,29 @@
 from __future__ import annotations
 
 import copy
+import functools
+import math
+import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 
 from ..data_dir import find_data_dir
-from ..evaluate import evaluate_sets
+from ..evaluate import psnr_image
+from ..image_io import list_images, read_image
 from ..memory_budget import available_memory, format_size
 from ..model import ESPCN
 from ..tiling import HALO
 from . import peers
 from .config import TOLERANCE, Candidate, macs_per_lr_pixel
-from .memory import cuda_peak_mib
+from .memory import call_with_rss_peak, cuda_peak_mib
 from .timing import time_fn
 
 # Rows of LR pixels the float64 reference computes at a time: its CPU convolutions unfold their input
-# (64 x 9 values a pixel in float64 for layer 2), 19 GB for a batch of eight 540x960 frames at once.
-REFERENCE_ROWS = 64
+# (64 x 9 values a pixel in float64 for layer 2), 19 GB for a batch of eight 540x960 frames at once,
+# 0.6 GB for 128 rows (with fewer, the 4-row halos above and below cost more).
+REFERENCE_ROWS = 128
 # Bytes per LR pixel and batch image that a row keeps at its peak, beyond the inputs: eager PyTorch's
 # 64- and 32-channel float32 activations and the output, with room for a peer's copies of them.
 ROW_BYTES_PER_LR_PIXEL = 2 * 4 * (64 + 32 + 16)
@@ -87,6 +93,22 @@ def memory_reason(batch: int, h: int, w: int, device: torch.device) -> str | Non
     return None
 
 
+# Calls a CPU batch's timing makes at the least: each call already averages the batch's frames, and a
+# batch of 8 at x2 takes seconds a call on 2 cores (the batch-8 rows were most of a full run's time).
+MIN_BATCH_REPEATS = 3
+
+
+def calls_for(batch: int, device: torch.device, min_repeats: int) -> tuple[int, int]:
+    """``(warm-up calls, least timed calls)`` of a row: on the CPU the accuracy check's call is the first
+    warm-up (2 more for a single frame, none for a batch) and a batch of ``b`` frames is timed at least
+    ``max(MIN_BATCH_REPEATS, min_repeats / b)`` times; a GPU row as asked (its calls are cheap)."""
+    if device.type != "cpu":
+        return 3, min_repeats
+    if batch == 1:
+        return 2, min_repeats
+    return 0, max(MIN_BATCH_REPEATS, math.ceil(min_repeats / batch))
+
+
 def run_row(
     cand: Candidate,
     model: ESPCN,
@@ -96,11 +118,27 @@ def run_row(
     budget: float,
     min_repeats: int,
     psnr: bool = False,
+    memory: bool = False,
+    note: str = "",
 ) -> Row:
     """Set the row up, check its output against ``expected``, time it (or say why not); with ``psnr``,
-    score it on Set5 too (``row.psnr_set5``, see :func:`set5_psnr`)."""
+    score it on Set5 too (``row.psnr_set5``, see :func:`set5_psnr`); with ``memory``, measure a CPU row's
+    peak memory during the check's call (a CUDA row's always, after timing). ``model`` is what the row runs (``expected`` its reference);
+    ``note`` says which weights where not the shipped float ones (``row.extra["weights"]``).
+    ``row.extra["seconds"]`` says where the row's time went (setup, check, timing, psnr)."""
     x = inputs[0]
     row = Row(cand.name, cand.precision, scale, x.shape[0], (x.shape[2], x.shape[3]))
+    if note:
+        row.extra["weights"] = note
+    seconds = row.extra.setdefault("seconds", {})
+    clock = time.perf_counter()
+
+    def lap(phase: str) -> None:  # what each phase cost, to see what a full run's time goes to
+        nonlocal clock
+        now = time.perf_counter()
+        seconds[phase] = round(now - clock, 2)
+        clock = now
+
     reason = memory_reason(x.shape[0], x.shape[2], x.shape[3], x.device)
     if reason is not None:
         row.status, row.reason = "skipped", reason
@@ -111,17 +149,26 @@ def run_row(
         row.status, row.reason = "skipped", str(exc)
         return row
     row.setup_s = round(setup, 3)
+    lap("setup")
     with torch.inference_mode():
-        out = fn(x).float()
+        if memory and x.device.type == "cpu":  # the check's call is the one measured (no call of its own)
+            out, peak = call_with_rss_peak(fn, x)
+            row.peak_mib = None if peak is None else round(peak, 1)
+        else:
+            out = fn(x)
+        out = out.float()
     if out.shape != expected.shape:
         row.status, row.reason = "wrong", f"output shape {tuple(out.shape)}, expected {tuple(expected.shape)}"
         return row
     row.max_abs_error = (out - expected).abs().max().item()
     del out
+    lap("check")
     if not row.max_abs_error <= TOLERANCE[cand.precision]:
         row.status, row.reason = "wrong", f"max error {row.max_abs_error:.3g} > {TOLERANCE[cand.precision]}"
         return row
-    timing = time_fn(fn, inputs, x.device, budget_s=budget, min_repeats=min_repeats)
+    warmup, repeats = calls_for(x.shape[0], x.device, min_repeats)
+    timing = time_fn(fn, inputs, x.device, warmup=warmup, budget_s=budget, min_repeats=repeats)
+    lap("timing")
     if x.device.type == "cuda":
         row.peak_mib = round(cuda_peak_mib(fn, x), 1)
     batch = x.shape[0]
@@ -138,6 +185,7 @@ def run_row(
             row.extra["psnr_set5_error"] = f"{type(exc).__name__}: {str(exc)[:200]}"
         else:
             row.psnr_set5 = None if score is None else round(score, 3)
+        lap("psnr")
     return row
 
 
@@ -154,5 +202,16 @@ def set5_psnr(fn: peers.Runner, scale: int = PSNR_SCALE) -> float | None:
         return None
     if not (root / "Set5").is_dir() or not (root / "LR_bicubic" / "Set5" / f"x{scale}").is_dir():
         return None
-    (score,) = evaluate_sets(fn, scale, sets=("Set5",), data_dir=root)
-    return score.psnr
+    pairs = _set5_pairs(root, scale)
+    return sum(psnr_image(fn, hr, scale, lr) for hr, lr in pairs) / len(pairs)
+
+
+@functools.lru_cache(maxsize=4)  # read once a run, not once a row
+def _set5_pairs(root: Path, scale: int) -> tuple[tuple[torch.Tensor, torch.Tensor], ...]:
+    """Set5's HR images with their standard LR inputs (every LR file must be there, as in evaluate_folder)."""
+    lr_dir = root / "LR_bicubic" / "Set5" / f"x{scale}"
+    paths = list_images(root / "Set5", "evaluation folder")
+    missing = [p.name for p in paths if not (lr_dir / p.name).is_file()]
+    if missing:
+        raise ValueError(f"the LR folder {lr_dir} lacks {', '.join(missing)}")
+    return tuple((read_image(p), read_image(lr_dir / p.name)) for p in paths)

@@ -12,8 +12,6 @@ import os
 import sys
 
 MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": str(2**30), "MALLOC_TRIM_THRESHOLD_": str(2**31)}
-# Set in the memory probe's child (espcn_fast.benchmark.memory), which keeps its own malloc settings.
-PROBE_ENV = "ESPCN_BENCH_MEMORY_PROBE"
 
 
 def reexec_with_malloc_env(launch: list[str] | None = None) -> None:

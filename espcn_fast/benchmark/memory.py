@@ -1,28 +1,30 @@
-"""Peak memory of one benchmark row.
+"""Peak memory of one benchmark row, measured in the benchmark's own process.
 
 CUDA: the caching allocator's peak during one call, over what was allocated
-before it. CPU: the rise of the process's peak resident set during one call,
-measured in a fresh child process whose glibc maps every large allocation
-and unmaps it on free (MALLOC_MMAP_THRESHOLD_=64 KiB), so that the resident
-set follows live memory. (The timing runs keep freed memory instead, which
-is faster, and would report no rise at all.)
+before it. CPU: the rise of the process's peak resident set (VmHWM) during the
+row's first call after its setup, the accuracy check's: what the call needs,
+with what a framework allocates on its first run and keeps. The timing runs
+keep freed memory mapped (``malloc_env``), so first every free page of glibc's
+heaps is handed back (``malloc_trim(0)``, which also drops the pages inside
+free chunks) and the high-water mark is reset to the present resident set
+(writing "5" to /proc/self/clear_refs): every page the call then touches,
+fresh or reused from a free list, counts. No call of its own, in place of a
+fresh child process a row (which set each row up a second time: compiles,
+quantization, calibration) and was the largest fixed cost of a full run.
 """
 
 from __future__ import annotations
 
-import contextlib
-import json
-import os
-import subprocess
-import sys
+import ctypes
+import ctypes.util
 from collections.abc import Callable
+from functools import lru_cache
 from pathlib import Path
+from typing import TypeVar
 
 import torch
 
-from .malloc_env import PROBE_ENV
-
-_PROBE_MALLOC = {"MALLOC_MMAP_THRESHOLD_": "65536", "MALLOC_TRIM_THRESHOLD_": "131072"}
+T = TypeVar("T")
 
 
 def _status_kib(field: str) -> int | None:
@@ -44,43 +46,37 @@ def cuda_peak_mib(fn: Callable[[torch.Tensor], object], x: torch.Tensor) -> floa
     return (torch.cuda.max_memory_allocated(x.device) - base) / 2**20
 
 
-def rss_peak_mib(fn: Callable[[torch.Tensor], object], x: torch.Tensor) -> float | None:
-    """In this process: the peak RSS rise during one call (after a warm-up call)."""
-    fn(x)
-    with contextlib.suppress(OSError):
+@lru_cache(maxsize=1)
+def _malloc_trim() -> Callable[[int], int] | None:
+    """glibc's ``malloc_trim``, or None (another C library)."""
+    name = ctypes.util.find_library("c")
+    try:
+        return ctypes.CDLL(name).malloc_trim if name else None
+    except (OSError, AttributeError):
+        return None
+
+
+def reset_high_water_mark() -> bool:
+    """Free heap pages back to the OS, then VmHWM := VmRSS; False where this cannot be done here."""
+    trim = _malloc_trim()
+    if trim is None:
+        return False
+    trim(0)
+    try:
         Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        return False
+    return True
+
+
+def call_with_rss_peak(fn: Callable[[torch.Tensor], T], x: torch.Tensor) -> tuple[T, float | None]:
+    """``(fn(x), the peak resident-set rise of this process during that call in MiB)``; the peak is None
+    where the high-water mark cannot be reset (not Linux, not glibc)."""
+    if not reset_high_water_mark():
+        return fn(x), None
     base = _status_kib("VmRSS")
-    fn(x)
+    out = fn(x)
     peak = _status_kib("VmHWM")
     if base is None or peak is None:
-        return None
-    return max(0, peak - base) / 1024
-
-
-def cpu_peak_mib_in_child(
-    name: str, scale: int, batch: int, quick: bool, threads: int, precision: str = "fp32"
-) -> float | None:
-    """Run the benchmark in probe mode for one row; None where it can't be measured."""
-    if not Path("/proc/self/status").exists():
-        return None
-    cmd = [
-        sys.executable,
-        "-m",
-        "espcn_fast.benchmark",
-        "--device",
-        "cpu",
-        "--scales",
-        str(scale),
-        "--batch",
-        str(batch),
-        "--threads",
-        str(threads),
-        "--backends",
-        name,
-    ] + (["--quick"] if quick else [])
-    env = {**os.environ, **_PROBE_MALLOC, PROBE_ENV: precision}  # the row: its name and precision
-    try:
-        out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900, check=True).stdout
-        return json.loads(out.strip().splitlines()[-1])["peak_mib"]
-    except (subprocess.SubprocessError, ValueError, KeyError, IndexError):
-        return None
+        return out, None
+    return out, max(0, peak - base) / 1024

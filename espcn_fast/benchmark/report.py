@@ -22,8 +22,8 @@ def grouped(rows: list[Row]) -> list[Row]:
 
 
 def format_table(rows: list[Row]) -> str:
-    """Markdown, one line a row, grouped (see :func:`grouped`); ours in bold; skipped and wrong rows
-    with their reason; a dash for a Set5 PSNR not measured (GPU rows, scales other than x3, no data)."""
+    """Markdown, one line a row, grouped (see :func:`grouped`); ours in bold, with the weights where not
+    the shipped float ones; skipped and wrong rows with their reason; a dash for a Set5 PSNR not measured (GPU rows, scales other than x3, no data)."""
     floors = any("x_floor" in r.extra for r in rows)
     head = (
         "| scale | batch | backend | precision | ms/frame | Set5 x3 dB | spread | fps | vs eager | GFLOP/s "
@@ -40,9 +40,10 @@ def format_table(rows: list[Row]) -> str:
             )
             continue
         mark = "**" if r.name.startswith("espcn_fast") else ""
+        name = f"{mark}{r.name}{mark}" + (f" ({r.extra['weights']})" if r.extra.get("weights") else "")
         psnr = "-" if r.psnr_set5 is None else f"{r.psnr_set5:.2f}"
         lines.append(
-            f"| x{r.scale} | {r.batch} | {mark}{r.name}{mark} | {r.precision} | {mark}{r.ms_per_frame:.2f}{mark} | "
+            f"| x{r.scale} | {r.batch} | {name} | {r.precision} | {mark}{r.ms_per_frame:.2f}{mark} | "
             f"{psnr} | {r.ms_spread:.2f} | {r.fps:.1f} | {r.speedup_vs_eager:.2f}x | {r.gflops:.0f} | "
             f"{'' if r.peak_mib is None else f'{r.peak_mib:.0f}'} | {r.setup_s or 0:.1f} |"
             + (f" {r.extra.get('x_floor', '')} |" if floors else "")
