@@ -51,7 +51,10 @@ struct Int8 {
   static constexpr int kPack = 4;
   static constexpr word kZero = 0x80808080u;  // four codes of 0
   using Acc = __m512i;
-  static Acc dot(Acc acc, __m512i a, __m512i w) { return _mm512_dpbusd_epi32(acc, a, w); }
+  using Vec = __m512i;
+  static Vec load(const word* p) { return _mm512_loadu_si512(p); }
+  static Vec broadcast(word w) { return _mm512_set1_epi32(int(w)); }
+  static Acc dot(Acc acc, Vec a, Vec w) { return _mm512_dpbusd_epi32(acc, a, w); }
   static Acc start(const DotLayer& L, int c) { return _mm512_set1_epi32(L.acc_start[c]); }
   static __m512 value(Acc acc, const DotLayer& L, int c) {
     return _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc), _mm512_set1_ps(L.scale[c]), _mm512_set1_ps(L.bias[c]));
@@ -76,7 +79,10 @@ struct Bf16 {
   static constexpr int kPack = 2;
   static constexpr word kZero = 0;
   using Acc = __m512;
-  static Acc dot(Acc acc, __m512i a, __m512i w) { return _mm512_dpbf16_ps(acc, (__m512bh)a, (__m512bh)w); }
+  using Vec = __m512i;
+  static Vec load(const word* p) { return _mm512_loadu_si512(p); }
+  static Vec broadcast(word w) { return _mm512_set1_epi32(int(w)); }
+  static Acc dot(Acc acc, Vec a, Vec w) { return _mm512_dpbf16_ps(acc, (__m512bh)a, (__m512bh)w); }
   static Acc start(const DotLayer& L, int c) { return _mm512_set1_ps(L.bias[c]); }
   static __m512 value(Acc acc, const DotLayer&, int) { return acc; }
   // tanh of two pre-activations -> bf16 (to nearest even), channel k in half k.
@@ -88,21 +94,34 @@ struct Bf16 {
   }
 };
 
-inline __m512i load_words(const word* p) { return _mm512_loadu_si512(p); }
+// Layer 1's input side: float32 rows of the image and float32 weights (as
+// words of their bits), one FMA per tap. Its outputs are packed by the
+// network's format, so its tanh layer writes words like the others.
+struct Float32In {
+  static constexpr int kPack = 1;
+  using Acc = __m512;
+  using Vec = __m512;
+  static Vec load(const word* p) { return _mm512_loadu_ps(reinterpret_cast<const float*>(p)); }
+  static Vec broadcast(word w) { return _mm512_castsi512_ps(_mm512_set1_epi32(int(w))); }
+  static Acc dot(Acc acc, Vec a, Vec w) { return _mm512_fmadd_ps(a, w, acc); }
+  static Acc start(const DotLayer& L, int c) { return _mm512_set1_ps(L.bias[c]); }
+  static __m512 value(Acc acc, const DotLayer&, int) { return acc; }
+};
 
 // One register tile: output channels [c0, c0 + NC) x pixels [x0, x0 + NX * VW)
 // of one row. rows[ky] points at group 0, column x0 - K / 2 of input row
 // y - K / 2 + ky; groups are `lp` words apart. With kTanh, the tile stores
 // tanh of its values packed as words at group c0 / kPack of `out` (`out_lp`
 // words per group; NC a multiple of kPack); else float32 values at channel c0
-// of the planar float row `fout`.
-template <class F, int NC, int NX, int K, bool kTanh>
+// of the planar float row `fout`. In: the inputs' format (its multiply-add);
+// Out: the format that packs the outputs.
+template <class In, class Out, int NC, int NX, int K, bool kTanh>
 inline void dot_tile(const word* const* rows, size_t lp, const DotLayer& L, int c0, word* out, float* fout,
                      size_t out_lp) {
-  typename F::Acc acc[NC][NX];
+  typename In::Acc acc[NC][NX];
 #pragma GCC unroll 16
   for (int c = 0; c < NC; ++c) {
-    const typename F::Acc s = F::start(L, c0 + c);
+    const typename In::Acc s = In::start(L, c0 + c);
 #pragma GCC unroll 8
     for (int v = 0; v < NX; ++v) acc[c][v] = s;
   }
@@ -113,37 +132,37 @@ inline void dot_tile(const word* const* rows, size_t lp, const DotLayer& L, int 
       const word* src = rows[ky] + g * lp;
 #pragma GCC unroll 8
       for (int kx = 0; kx < K; ++kx, wp += L.out_stride) {
-        __m512i in[NX];
+        typename In::Vec in[NX];
 #pragma GCC unroll 8
-        for (int v = 0; v < NX; ++v) in[v] = load_words(src + kx + v * VW);
+        for (int v = 0; v < NX; ++v) in[v] = In::load(src + kx + v * VW);
 #pragma GCC unroll 16
         for (int c = 0; c < NC; ++c) {
-          const __m512i s = _mm512_set1_epi32(int(wp[c]));
+          const typename In::Vec s = In::broadcast(wp[c]);
 #pragma GCC unroll 8
-          for (int v = 0; v < NX; ++v) acc[c][v] = F::dot(acc[c][v], in[v], s);
+          for (int v = 0; v < NX; ++v) acc[c][v] = In::dot(acc[c][v], in[v], s);
         }
       }
     }
   }
   if constexpr (kTanh) {
-    static_assert(NC % F::kPack == 0, "a tanh tile stores whole groups");
+    static_assert(NC % Out::kPack == 0, "a tanh tile stores whole groups");
 #pragma GCC unroll 8
-    for (int j = 0; j < NC / F::kPack; ++j) {
+    for (int j = 0; j < NC / Out::kPack; ++j) {
 #pragma GCC unroll 8
       for (int v = 0; v < NX; ++v) {
-        __m512 a[F::kPack];
-        for (int k = 0; k < F::kPack; ++k) {
-          const int c = j * F::kPack + k;
-          a[k] = F::value(acc[c][v], L, c0 + c);
+        __m512 a[Out::kPack];
+        for (int k = 0; k < Out::kPack; ++k) {
+          const int c = j * Out::kPack + k;
+          a[k] = In::value(acc[c][v], L, c0 + c);
         }
-        _mm512_storeu_si512(out + (c0 / F::kPack + j) * out_lp + v * VW, F::pack_tanh(a));
+        _mm512_storeu_si512(out + (c0 / Out::kPack + j) * out_lp + v * VW, Out::pack_tanh(a));
       }
     }
   } else {
 #pragma GCC unroll 16
     for (int c = 0; c < NC; ++c) {
 #pragma GCC unroll 8
-      for (int v = 0; v < NX; ++v) _mm512_storeu_ps(fout + (c0 + c) * out_lp + v * VW, F::value(acc[c][v], L, c0 + c));
+      for (int v = 0; v < NX; ++v) _mm512_storeu_ps(fout + (c0 + c) * out_lp + v * VW, In::value(acc[c][v], L, c0 + c));
     }
   }
 }
@@ -151,7 +170,7 @@ inline void dot_tile(const word* const* rows, size_t lp, const DotLayer& L, int 
 constexpr int dot_nx(int nc) { return kDotAcc / nc > 6 ? 6 : kDotAcc / nc; }
 
 // Channels [c0, c0 + NC) of one output row over columns [0, xend).
-template <class F, int NC, int K, bool kTanh>
+template <class In, class Out, int NC, int K, bool kTanh>
 void dot_row_channels(const word* const* rows, size_t lp, const DotLayer& L, int c0, word* out, float* fout,
                       size_t out_lp, int xend) {
   constexpr int NX = dot_nx(NC);
@@ -159,21 +178,21 @@ void dot_row_channels(const word* const* rows, size_t lp, const DotLayer& L, int
   int x = 0;
   for (; x + NX * VW <= xend; x += NX * VW) {
     for (int ky = 0; ky < K; ++ky) r[ky] = rows[ky] + x;
-    dot_tile<F, NC, NX, K, kTanh>(r, lp, L, c0, out + x, fout + x, out_lp);
+    dot_tile<In, Out, NC, NX, K, kTanh>(r, lp, L, c0, out + x, fout + x, out_lp);
   }
   for (; x < xend; x += VW) {
     for (int ky = 0; ky < K; ++ky) r[ky] = rows[ky] + x;
-    dot_tile<F, NC, 1, K, kTanh>(r, lp, L, c0, out + x, fout + x, out_lp);
+    dot_tile<In, Out, NC, 1, K, kTanh>(r, lp, L, c0, out + x, fout + x, out_lp);
   }
 }
 
 // One output row of every channel: with kTanh packed words into `out`, else
 // floats into `fout`. Channels go in near-equal chunks of at most 8, whole
 // groups each when kTanh (a tanh layer's channels are padded to whole groups).
-template <class F, int K, bool kTanh>
+template <class In, class Out, int K, bool kTanh>
 void dot_row_k(const word* const* rows, size_t lp, const DotLayer& L, word* out, float* fout, size_t out_lp,
                int xend) {
-  constexpr int unit = kTanh ? F::kPack : 1;
+  constexpr int unit = kTanh ? Out::kPack : 1;
   const int units = ceil_div(L.out_channels, unit);
   const int chunks = ceil_div(units * unit, kMaxNC);
   for (int i = 0, c0 = 0; i < chunks; ++i) {
@@ -181,7 +200,8 @@ void dot_row_k(const word* const* rows, size_t lp, const DotLayer& L, word* out,
     switch (c1 - c0) {
 #define ESPCN_CASE(n)                                                                                     \
   case n:                                                                                                 \
-    if constexpr (n % unit == 0) dot_row_channels<F, n, K, kTanh>(rows, lp, L, c0, out, fout, out_lp, xend); \
+    if constexpr (n % unit == 0)                                                                          \
+      dot_row_channels<In, Out, n, K, kTanh>(rows, lp, L, c0, out, fout, out_lp, xend);                   \
     break;
       ESPCN_CASE(1) ESPCN_CASE(2) ESPCN_CASE(3) ESPCN_CASE(4)
       ESPCN_CASE(5) ESPCN_CASE(6) ESPCN_CASE(7) ESPCN_CASE(8)
@@ -191,14 +211,14 @@ void dot_row_k(const word* const* rows, size_t lp, const DotLayer& L, word* out,
   }
 }
 
-template <class F, bool kTanh>
+template <class In, class Out, bool kTanh>
 void dot_row(const word* const* rows, size_t lp, const DotLayer& L, word* out, float* fout, size_t out_lp,
              int xend) {
   switch (L.kernel) {
-    case 1: dot_row_k<F, 1, kTanh>(rows, lp, L, out, fout, out_lp, xend); break;
-    case 3: dot_row_k<F, 3, kTanh>(rows, lp, L, out, fout, out_lp, xend); break;
-    case 5: dot_row_k<F, 5, kTanh>(rows, lp, L, out, fout, out_lp, xend); break;
-    case 7: dot_row_k<F, 7, kTanh>(rows, lp, L, out, fout, out_lp, xend); break;
+    case 1: dot_row_k<In, Out, 1, kTanh>(rows, lp, L, out, fout, out_lp, xend); break;
+    case 3: dot_row_k<In, Out, 3, kTanh>(rows, lp, L, out, fout, out_lp, xend); break;
+    case 5: dot_row_k<In, Out, 5, kTanh>(rows, lp, L, out, fout, out_lp, xend); break;
+    case 7: dot_row_k<In, Out, 7, kTanh>(rows, lp, L, out, fout, out_lp, xend); break;
   }
 }
 
@@ -227,13 +247,13 @@ void clear_right(const WordRing& ring, int row, int w) {
   for (int g = 0; g < ring.groups; ++g) fill(out + g * ring.lp + w, ring.lp - ring.pad - w, F::kZero);
 }
 
-// Layer 1 in float32 (conv_rows.h), then tanh and packing into the ring a1.
+// Layer 1 in float32 from the image's rows, tanh and packing on the
+// registers, into the ring a1 (its outputs padded to whole groups).
 template <class F>
-void ensure_layer1(WordRing& a1, Ring& in, const PackedConv& l1, const float* x, int h, int w, int upto,
-                   float* row, size_t row_lp) {
+void ensure_layer1(WordRing& a1, Ring& in, const DotLayer& l1, const float* x, int h, int w, int upto) {
   const int pad = l1.kernel / 2;
   const int xend = ceil_div(w, VW) * VW;
-  const float* rows[kMaxKernel];
+  const word* rows[kMaxKernel];
   while (a1.last < upto) {
     const int y = ++a1.last;
     if (y < 0 || y >= h) {
@@ -241,20 +261,8 @@ void ensure_layer1(WordRing& a1, Ring& in, const PackedConv& l1, const float* x,
       continue;
     }
     ensure_input(in, x, h, w, y + pad);
-    for (int ky = 0; ky < l1.kernel; ++ky) rows[ky] = in.at(y - pad + ky) - pad;
-    conv_row(rows, in.lp, l1, row, row_lp, xend, false);
-    word* out = a1.at(y);
-    for (int g = 0; g < a1.groups; ++g) {
-      for (int x0 = 0; x0 < xend; x0 += VW) {
-        __m512 a[F::kPack];
-        for (int k = 0; k < F::kPack; ++k) {
-          const int c = g * F::kPack + k;
-          // Channels padded to a whole group hold tanh(0) = 0.
-          a[k] = c < l1.out_channels ? _mm512_loadu_ps(row + c * row_lp + x0) : _mm512_setzero_ps();
-        }
-        _mm512_storeu_si512(out + g * a1.lp + x0, F::pack_tanh(a));
-      }
-    }
+    for (int ky = 0; ky < l1.kernel; ++ky) rows[ky] = reinterpret_cast<const word*>(in.at(y - pad + ky) - pad);
+    dot_row<Float32In, F, true>(rows, in.lp, l1, a1.at(y), nullptr, a1.lp, xend);
     clear_right<F>(a1, y, w);
   }
 }
@@ -274,26 +282,25 @@ void ensure_dot_layer(WordRing& dst, const WordRing& src, const DotLayer& L, int
     }
     ensure_src(y + pad);
     for (int ky = 0; ky < L.kernel; ++ky) rows[ky] = src.at(y - pad + ky) - pad;
-    dot_row<F, true>(rows, src.lp, L, dst.at(y), nullptr, dst.lp, xend);
+    dot_row<F, F, true>(rows, src.lp, L, dst.at(y), nullptr, dst.lp, xend);
     clear_right<F>(dst, y, w);
   }
 }
 
-size_t dot_scratch(const PackedConv& l1, const DotLayer& l2, const DotLayer& l3, int w) {
-  const size_t c1 = size_t(l1.kernel) * l1.in_channels * row_floats(w, l1.kernel / 2);
+size_t dot_scratch(const DotLayer& l1, const DotLayer& l2, const DotLayer& l3, int w) {
+  const size_t c1 = size_t(l1.kernel) * l1.in_groups * row_floats(w, l1.kernel / 2);
   const size_t a1 = size_t(l2.kernel) * l2.in_groups * row_floats(w, l2.kernel / 2);
   const size_t a2 = size_t(l3.kernel) * l3.in_groups * row_floats(w, l3.kernel / 2);
-  const int row_channels = l1.out_channels > l3.out_channels ? l1.out_channels : l3.out_channels;
-  return c1 + a1 + a2 + size_t(row_channels) * row_floats(w, 0) + 64;
+  return c1 + a1 + a2 + size_t(l3.out_channels) * row_floats(w, 0) + 64;
 }
 
 template <class F>
-void dot_espcn(const PackedConv& l1, const DotLayer& l2, const DotLayer& l3, const ConvJob& job, float* scratch) {
+void dot_espcn(const DotLayer& l1, const DotLayer& l2, const DotLayer& l3, const ConvJob& job, float* scratch) {
   const int w = job.w, h = job.h;
   const int xend = ceil_div(w, VW) * VW;
   const int p1 = l1.kernel / 2, p2 = l2.kernel / 2, p3 = l3.kernel / 2;
   float* base = align64(scratch);
-  Ring in{base, l1.kernel, l1.in_channels, p1, row_floats(w, p1)};
+  Ring in{base, l1.kernel, l1.in_groups, p1, row_floats(w, p1)};
   zero(in.base, in.floats());
   WordRing a1{reinterpret_cast<word*>(in.base + in.floats()), l2.kernel, l2.in_groups, p2, row_floats(w, p2)};
   WordRing a2{a1.base + a1.words(), l3.kernel, l3.in_groups, p3, row_floats(w, p3)};
@@ -303,12 +310,12 @@ void dot_espcn(const PackedConv& l1, const DotLayer& l2, const DotLayer& l3, con
   a2.last = job.y0 - p3 - 1;
   a1.last = a2.last - p2;
   in.last = a1.last - p1;
-  auto ensure_a1 = [&](int upto) { ensure_layer1<F>(a1, in, l1, job.x, h, w, upto, row, row_lp); };
+  auto ensure_a1 = [&](int upto) { ensure_layer1<F>(a1, in, l1, job.x, h, w, upto); };
   const word* rows[kMaxKernel];
   for (int y = job.y0; y < job.y1; ++y) {
     ensure_dot_layer<F>(a2, a1, l2, h, w, y + p3, ensure_a1);
     for (int ky = 0; ky < l3.kernel; ++ky) rows[ky] = a2.at(y - p3 + ky) - p3;
-    dot_row<F, false>(rows, a2.lp, l3, nullptr, row, row_lp, xend);
+    dot_row<F, F, false>(rows, a2.lp, l3, nullptr, row, row_lp, xend);
     store_pixel_shuffle(row, row_lp, l3.out_channels, y, h, w, job.scale, job.clamp, job.out);
   }
 }

@@ -55,4 +55,17 @@ PackedDot pack_dot(const float* w, const float* b, int co, int ci, int k, Precis
   return d;
 }
 
+PackedDot pack_dot_float(const float* w, const float* b, int co, int ci, int k, int out_pack) {
+  const int out = ceil_div(co, out_pack) * out_pack;
+  PackedDot d;
+  d.weight.assign(size_t(ci) * k * k * out, 0u);
+  d.bias.assign(out, 0.0f);
+  for (int o = 0; o < co; ++o) {
+    for (int i = 0; i < ci * k * k; ++i) std::memcpy(&d.weight[size_t(i) * out + o], &w[size_t(o) * ci * k * k + i], 4);
+    d.bias[o] = b[o];
+  }
+  d.layer = DotLayer{d.weight.data(), nullptr, d.bias.data(), nullptr, ci, out, out, k};
+  return d;
+}
+
 }  // namespace espcn::cpu

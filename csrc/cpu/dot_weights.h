@@ -22,6 +22,10 @@ struct PackedDot {
 // whole groups of the precision's pack (the next layer's input words).
 PackedDot pack_dot(const float* w, const float* b, int co, int ci, int k, Precision p, bool tanh_layer);
 
+// Layer 1 of those kernels, which stays float32: its weights as words of
+// their bits, its outputs padded to whole groups of `out_pack` channels.
+PackedDot pack_dot_float(const float* w, const float* b, int co, int ci, int k, int out_pack);
+
 // float32 -> bf16 bits, to nearest even (finite values).
 uint16_t bf16_bits(float f);
 

@@ -115,7 +115,7 @@ at::Tensor conv2d_pixel_shuffle(const at::Tensor& x, const at::Tensor& weight, c
 }
 
 // The bf16/int8 network (dot_rows.h). Layer 1 stays float32 (its weights
-// given in bfloat16 for bf16); layers 2 and 3 are packed for the dot kernels.
+// given in bfloat16 for bf16); every layer is packed for the dot kernels.
 at::Tensor espcn_forward_dot(const char* op, Precision precision, const at::Tensor& x, const at::Tensor& w1,
                              const at::Tensor& b1, const at::Tensor& w2, const at::Tensor& b2, const at::Tensor& w3,
                              const at::Tensor& b3, int64_t scale, bool clamp) {
@@ -138,14 +138,16 @@ at::Tensor espcn_forward_dot(const char* op, Precision precision, const at::Tens
               precision == Precision::kInt8 ? "int8" : "bf16", "' takes finite inputs");
   auto as_float = [](const at::Tensor& t) { return t.to(at::kFloat).contiguous(); };
   const at::Tensor f2 = as_float(w2), f3 = as_float(w3), d2 = b2.contiguous(), d3 = b3.contiguous();
-  const Packed p1 = pack(as_float(w1), b1);
+  const at::Tensor f1 = as_float(w1), d1 = b1.contiguous();
+  const PackedDot l1 = pack_dot_float(f1.data_ptr<float>(), d1.data_ptr<float>(), int(f1.size(0)), int(f1.size(1)),
+                                      int(f1.size(2)), k->pack);
   const PackedDot l2 = pack_dot(f2.data_ptr<float>(), d2.data_ptr<float>(), int(f2.size(0)), int(f2.size(1)),
                                 int(f2.size(2)), precision, /*tanh_layer=*/true);
   const PackedDot l3 = pack_dot(f3.data_ptr<float>(), d3.data_ptr<float>(), int(f3.size(0)), int(f3.size(1)),
                                 int(f3.size(2)), precision, /*tanh_layer=*/false);
   return run_strips(xc, out_channels, Epilogue::kPixelShuffle, int(scale), clamp,
-                    k->espcn_scratch(p1.conv, l2.layer, l3.layer, int(x.size(3))),
-                    [&](const ConvJob& job, float* scratch) { k->espcn(p1.conv, l2.layer, l3.layer, job, scratch); });
+                    k->espcn_scratch(l1.layer, l2.layer, l3.layer, int(x.size(3))),
+                    [&](const ConvJob& job, float* scratch) { k->espcn(l1.layer, l2.layer, l3.layer, job, scratch); });
 }
 
 at::Tensor espcn_forward(const at::Tensor& x, const at::Tensor& w1, const at::Tensor& b1,
