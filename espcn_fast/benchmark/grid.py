@@ -123,9 +123,10 @@ def run_row(
 ) -> Row:
     """Set the row up, check its output against ``expected``, time it (or say why not); with ``psnr``,
     score it on Set5 too (``row.psnr_set5``, see :func:`set5_psnr`); with ``memory``, measure a CPU row's
-    peak memory during the check's call (a CUDA row's always, after timing). ``model`` is what the row runs (``expected`` its reference);
-    ``note`` says which weights where not the shipped float ones (``row.extra["weights"]``).
-    ``row.extra["seconds"]`` says where the row's time went (setup, check, timing, psnr)."""
+    peak memory during the check's call (a CUDA row's always, after timing). ``model`` is what the row
+    runs (``expected`` its reference); ``note`` names its weights where they are not the shipped float
+    ones (``row.extra["weights"]``); ``row.extra["seconds"]`` says where the row's time went (setup,
+    check, timing, psnr)."""
     x = inputs[0]
     row = Row(cand.name, cand.precision, scale, x.shape[0], (x.shape[2], x.shape[3]))
     if note:

@@ -23,7 +23,8 @@ def grouped(rows: list[Row]) -> list[Row]:
 
 def format_table(rows: list[Row]) -> str:
     """Markdown, one line a row, grouped (see :func:`grouped`); ours in bold, with the weights where not
-    the shipped float ones; skipped and wrong rows with their reason; a dash for a Set5 PSNR not measured (GPU rows, scales other than x3, no data)."""
+    the shipped float ones; skipped and wrong rows with their reason; a dash for a Set5 PSNR not measured
+    (GPU rows, scales other than x3, no data)."""
     floors = any("x_floor" in r.extra for r in rows)
     head = (
         "| scale | batch | backend | precision | ms/frame | Set5 x3 dB | spread | fps | vs eager | GFLOP/s "
