@@ -6,7 +6,7 @@
 
 Each row is checked against the float64 reference model on the benchmark input
 (the reference of the weights it runs) before it is timed, within the tolerance
-of its precision (``config.TOLERANCE``); a wrong row is flagged and not timed
+of its precision (``config.tolerance``; ours in int8 a tighter one); a wrong row is flagged and not timed
 (and a wrong row of espcn_fast's makes the exit status 1); a row that would not
 fit the machine's memory, or whose instruction set this CPU lacks (our bf16 and
 int8 rows), is skipped with the reason. On the CPU our rows run in fp32, bf16

@@ -18,7 +18,7 @@ from ..memory_budget import available_memory, format_size
 from ..model import ESPCN
 from ..tiling import HALO
 from . import peers
-from .config import TOLERANCE, Candidate, macs_per_lr_pixel
+from .config import Candidate, macs_per_lr_pixel, tolerance
 from .memory import call_with_rss_peak, cuda_peak_mib
 from .timing import time_fn
 
@@ -164,8 +164,9 @@ def run_row(
     row.max_abs_error = (out - expected).abs().max().item()
     del out
     lap("check")
-    if not row.max_abs_error <= TOLERANCE[cand.precision]:
-        row.status, row.reason = "wrong", f"max error {row.max_abs_error:.3g} > {TOLERANCE[cand.precision]}"
+    bound = tolerance(cand.precision, cand.ours)
+    if not row.max_abs_error <= bound:
+        row.status, row.reason = "wrong", f"max error {row.max_abs_error:.3g} > {bound}"
         return row
     warmup, repeats = calls_for(x.shape[0], x.device, min_repeats)
     timing = time_fn(fn, inputs, x.device, warmup=warmup, budget_s=budget, min_repeats=repeats)
