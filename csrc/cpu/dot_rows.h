@@ -247,29 +247,12 @@ void clear_right(const WordRing& ring, int row, int w) {
   for (int g = 0; g < ring.groups; ++g) fill(out + g * ring.lp + w, ring.lp - ring.pad - w, F::kZero);
 }
 
-// Layer 1 in float32 from the image's rows, tanh and packing on the
-// registers, into the ring a1 (its outputs padded to whole groups).
-template <class F>
-void ensure_layer1(WordRing& a1, Ring& in, const DotLayer& l1, const float* x, int h, int w, int upto) {
-  const int pad = l1.kernel / 2;
-  const int xend = ceil_div(w, VW) * VW;
-  const word* rows[kMaxKernel];
-  while (a1.last < upto) {
-    const int y = ++a1.last;
-    if (y < 0 || y >= h) {
-      fill(a1.slot(y), a1.slot_words(), F::kZero);
-      continue;
-    }
-    ensure_input(in, x, h, w, y + pad);
-    for (int ky = 0; ky < l1.kernel; ++ky) rows[ky] = reinterpret_cast<const word*>(in.at(y - pad + ky) - pad);
-    dot_row<Float32In, F, true>(rows, in.lp, l1, a1.at(y), nullptr, a1.lp, xend);
-    clear_right<F>(a1, y, w);
-  }
-}
-
-// A tanh layer on words: rows of `dst` up to `upto` from the ring `src`.
-template <class F, typename EnsureSrc>
-void ensure_dot_layer(WordRing& dst, const WordRing& src, const DotLayer& L, int h, int w, int upto,
+// A tanh layer: rows of the ring `dst` up to `upto`, each from the rows
+// that ensure_src(y) makes ready below it; src_row(y) points at their
+// group 0, column 0 (`src_lp` words a group), in the format In. Layer 1
+// reads the image's float32 rows (In = Float32In), layer 2 the words of a1.
+template <class In, class F, typename SrcRow, typename EnsureSrc>
+void ensure_dot_layer(WordRing& dst, SrcRow src_row, size_t src_lp, const DotLayer& L, int h, int w, int upto,
                       EnsureSrc ensure_src) {
   const int pad = L.kernel / 2;
   const int xend = ceil_div(w, VW) * VW;
@@ -281,8 +264,8 @@ void ensure_dot_layer(WordRing& dst, const WordRing& src, const DotLayer& L, int
       continue;
     }
     ensure_src(y + pad);
-    for (int ky = 0; ky < L.kernel; ++ky) rows[ky] = src.at(y - pad + ky) - pad;
-    dot_row<F, F, true>(rows, src.lp, L, dst.at(y), nullptr, dst.lp, xend);
+    for (int ky = 0; ky < L.kernel; ++ky) rows[ky] = src_row(y - pad + ky) - pad;
+    dot_row<In, F, true>(rows, src_lp, L, dst.at(y), nullptr, dst.lp, xend);
     clear_right<F>(dst, y, w);
   }
 }
@@ -310,10 +293,13 @@ void dot_espcn(const DotLayer& l1, const DotLayer& l2, const DotLayer& l3, const
   a2.last = job.y0 - p3 - 1;
   a1.last = a2.last - p2;
   in.last = a1.last - p1;
-  auto ensure_a1 = [&](int upto) { ensure_layer1<F>(a1, in, l1, job.x, h, w, upto); };
+  auto in_row = [&](int r) { return reinterpret_cast<const word*>(in.at(r)); };
+  auto ensure_in = [&](int upto) { ensure_input(in, job.x, h, w, upto); };
+  auto ensure_a1 = [&](int upto) { ensure_dot_layer<Float32In, F>(a1, in_row, in.lp, l1, h, w, upto, ensure_in); };
+  auto a1_row = [&](int r) { return static_cast<const word*>(a1.at(r)); };
   const word* rows[kMaxKernel];
   for (int y = job.y0; y < job.y1; ++y) {
-    ensure_dot_layer<F>(a2, a1, l2, h, w, y + p3, ensure_a1);
+    ensure_dot_layer<F, F>(a2, a1_row, a1.lp, l2, h, w, y + p3, ensure_a1);
     for (int ky = 0; ky < l3.kernel; ++ky) rows[ky] = a2.at(y - p3 + ky) - p3;
     dot_row<F, F, false>(rows, a2.lp, l3, nullptr, row, row_lp, xend);
     store_pixel_shuffle(row, row_lp, l3.out_channels, y, h, w, job.scale, job.clamp, job.out);
