@@ -14,14 +14,22 @@ namespace avx512_dot { const DotKernels* dot_kernels(Precision p); }
 #endif
 namespace portable { const Kernels* kernels(); }
 
+#if defined(__x86_64__)
+namespace {
+// The AVX-512 sets every avx512 build is compiled for.
+bool has_avx512() {
+  __builtin_cpu_init();
+  return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
+         __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq");
+}
+}  // namespace
+#endif
+
 int available_kernels(const Kernels** out, int max) {
   int n = 0;
   auto add = [&](const Kernels* k) { if (n < max) out[n++] = k; };
 #if defined(__x86_64__)
-  __builtin_cpu_init();
-  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
-      __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq"))
-    add(avx512::kernels());
+  if (has_avx512()) add(avx512::kernels());
   if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) add(avx2::kernels());
 #endif
   add(portable::kernels());
@@ -50,11 +58,8 @@ const DotKernels* dot_kernels(Precision p, std::string& why_not) {
               ", and ESPCN_FAST_CPU_ISA=" + want + " forces other kernels";
     return nullptr;
   }
-  __builtin_cpu_init();
-  const bool avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
-                      __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq");
   const bool ext = int8 ? __builtin_cpu_supports("avx512vnni") : __builtin_cpu_supports("avx512bf16");
-  if (avx512 && ext) return avx512_dot::dot_kernels(p);
+  if (has_avx512() && ext) return avx512_dot::dot_kernels(p);
 #endif
   why_not = "precision '" + precision + "' on the CPU needs AVX-512 with " + needs +
             ", which this CPU lacks; use precision 'fp32'";

@@ -114,6 +114,20 @@ at::Tensor conv2d_pixel_shuffle(const at::Tensor& x, const at::Tensor& weight, c
   return conv_layer("espcn_fast::conv2d_pixel_shuffle", x, weight, bias, Epilogue::kPixelShuffle, scale, clamp);
 }
 
+// espcn_forward's arguments, in every precision: a float32 image, three
+// layers of `wdtype` weights, a scale the last layer's channels allow.
+// Returns the output's channels.
+int64_t check_network(const char* op, const at::Tensor& x, const at::Tensor& w1, const at::Tensor& b1,
+                      const at::Tensor& w2, const at::Tensor& b2, const at::Tensor& w3, const at::Tensor& b3,
+                      int64_t scale, at::ScalarType wdtype) {
+  const int max_kernel = cpu_kernels().max_kernel;
+  check_input(op, x, {at::kFloat});
+  check_conv(op, "w1", "b1", x, w1, b1, x.size(1), max_kernel, wdtype);
+  check_conv(op, "w2", "b2", x, w2, b2, w1.size(0), max_kernel, wdtype);
+  check_conv(op, "w3", "b3", x, w3, b3, w2.size(0), max_kernel, wdtype);
+  return check_scale(op, x, scale, w3.size(0), "w3");
+}
+
 // The bf16/int8 network (dot_rows.h). Layer 1 stays float32 (its weights
 // given in bfloat16 for bf16); every layer is packed for the dot kernels.
 at::Tensor espcn_forward_dot(const char* op, Precision precision, const at::Tensor& x, const at::Tensor& w1,
@@ -123,11 +137,7 @@ at::Tensor espcn_forward_dot(const char* op, Precision precision, const at::Tens
   const DotKernels* k = dot_kernels(precision, why_not);
   TORCH_CHECK(k != nullptr, op, ": ", why_not);
   const at::ScalarType wdtype = precision_weight_dtype(precision);
-  check_input(op, x, {at::kFloat});
-  check_conv(op, "w1", "b1", x, w1, b1, x.size(1), cpu_kernels().max_kernel, wdtype);
-  check_conv(op, "w2", "b2", x, w2, b2, w1.size(0), cpu_kernels().max_kernel, wdtype);
-  check_conv(op, "w3", "b3", x, w3, b3, w2.size(0), cpu_kernels().max_kernel, wdtype);
-  const int64_t out_channels = check_scale(op, x, scale, w3.size(0), "w3");
+  const int64_t out_channels = check_network(op, x, w1, b1, w2, b2, w3, b3, scale, wdtype);
   // Non-finite values have no int8 code, and the tanh clamps them: refused
   // rather than turned into plausible pixels.
   const at::Tensor xc = x.contiguous();
@@ -136,15 +146,16 @@ at::Tensor espcn_forward_dot(const char* op, Precision precision, const at::Tens
   for (int64_t i = 0, n = xc.numel(); i < n; ++i) bad += !std::isfinite(xp[i]);
   TORCH_CHECK(bad == 0, op, ": x holds ", bad, " NaN or infinite value(s); precision '",
               precision == Precision::kInt8 ? "int8" : "bf16", "' takes finite inputs");
-  auto as_float = [](const at::Tensor& t) { return t.to(at::kFloat).contiguous(); };
-  const at::Tensor f2 = as_float(w2), f3 = as_float(w3), d2 = b2.contiguous(), d3 = b3.contiguous();
-  const at::Tensor f1 = as_float(w1), d1 = b1.contiguous();
-  const PackedDot l1 = pack_dot_float(f1.data_ptr<float>(), d1.data_ptr<float>(), int(f1.size(0)), int(f1.size(1)),
-                                      int(f1.size(2)), k->pack);
-  const PackedDot l2 = pack_dot(f2.data_ptr<float>(), d2.data_ptr<float>(), int(f2.size(0)), int(f2.size(1)),
-                                int(f2.size(2)), precision, /*tanh_layer=*/true);
-  const PackedDot l3 = pack_dot(f3.data_ptr<float>(), d3.data_ptr<float>(), int(f3.size(0)), int(f3.size(1)),
-                                int(f3.size(2)), precision, /*tanh_layer=*/false);
+  // Each layer's weights as float32 (bf16 ones exactly), packed for the dot kernels.
+  auto packed = [&](const at::Tensor& weight, const at::Tensor& bias, Precision p, bool tanh_layer) {
+    const at::Tensor w = weight.to(at::kFloat).contiguous(), b = bias.contiguous();
+    const float *wp = w.data_ptr<float>(), *bp = b.data_ptr<float>();
+    const int co = int(w.size(0)), ci = int(w.size(1)), kk = int(w.size(2));
+    return p == Precision::kFp32 ? pack_dot_float(wp, bp, co, ci, kk, k->pack)
+                                 : pack_dot(wp, bp, co, ci, kk, p, tanh_layer);
+  };
+  const PackedDot l1 = packed(w1, b1, Precision::kFp32, true);  // layer 1 stays float32
+  const PackedDot l2 = packed(w2, b2, precision, true), l3 = packed(w3, b3, precision, false);
   return run_strips(xc, out_channels, Epilogue::kPixelShuffle, int(scale), clamp,
                     k->espcn_scratch(l1.layer, l2.layer, l3.layer, int(x.size(3))),
                     [&](const ConvJob& job, float* scratch) { k->espcn(l1.layer, l2.layer, l3.layer, job, scratch); });
@@ -160,11 +171,7 @@ at::Tensor espcn_forward(const at::Tensor& x, const at::Tensor& w1, const at::Te
               std::string(precision_name.data(), precision_name.size()), "' runs on CUDA tensors only");
   if (precision != Precision::kFp32) return espcn_forward_dot(op, precision, x, w1, b1, w2, b2, w3, b3, scale, clamp);
   const Kernels& k = cpu_kernels();
-  check_input(op, x, {at::kFloat});
-  check_conv(op, "w1", "b1", x, w1, b1, x.size(1), k.max_kernel);
-  check_conv(op, "w2", "b2", x, w2, b2, w1.size(0), k.max_kernel);
-  check_conv(op, "w3", "b3", x, w3, b3, w2.size(0), k.max_kernel);
-  const int64_t out_channels = check_scale(op, x, scale, w3.size(0), "w3");
+  const int64_t out_channels = check_network(op, x, w1, b1, w2, b2, w3, b3, scale, at::kFloat);
   const Packed p1 = pack(w1, b1), p2 = pack(w2, b2, /*winograd=*/true), p3 = pack(w3, b3);
   return run_strips(x, out_channels, Epilogue::kPixelShuffle, int(scale), clamp,
                     k.espcn_scratch(p1.conv, p2.conv, p3.conv, int(x.size(3))),
