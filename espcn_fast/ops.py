@@ -12,6 +12,7 @@ from collections.abc import Callable
 
 import torch
 
+from . import reduced_precision
 from .op_checks import PRECISIONS as PRECISIONS  # (re-exported: the ops' precisions)
 from .op_checks import check_layers, check_precision
 
@@ -34,8 +35,8 @@ WEIGHT_DTYPES = {
     "bf16": torch.bfloat16,
     "int8": torch.float32,
 }
-# The precisions of the CPU kernels, and those only they compute in.
-CPU_PRECISIONS = ("fp32", "bf16", "int8")
+# The precisions of the CPU kernels (their arithmetic: reduced_precision), and those only they compute in.
+CPU_PRECISIONS = reduced_precision.CPU_PRECISIONS
 CPU_ONLY_PRECISIONS = ("int8",)
 # What the GPU kernels (CUDA and Triton) read and write; FastESPCN converts other float images.
 IMAGE_DTYPES = (torch.float32, torch.float16)

@@ -35,10 +35,7 @@ class PrecisionESPCN(nn.Module):
         self, model: ESPCN, precision: str, straight_through: bool = False, dtype: torch.dtype | None = None
     ) -> None:
         super().__init__()
-        if precision not in reduced_precision.CPU_PRECISIONS:
-            raise ValueError(
-                f"unknown CPU precision {precision!r}; choose one of {', '.join(reduced_precision.CPU_PRECISIONS)}"
-            )
+        reduced_precision.check_cpu_precision(precision)
         self.model = model
         self.precision = precision
         self.straight_through = straight_through

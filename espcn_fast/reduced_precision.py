@@ -28,6 +28,12 @@ ACTIVATION_LEVELS = 127
 WEIGHT_LEVELS = 127
 
 
+def check_cpu_precision(precision: str) -> None:
+    """ValueError unless ``precision`` is one of :data:`CPU_PRECISIONS`."""
+    if precision not in CPU_PRECISIONS:
+        raise ValueError(f"unknown CPU precision {precision!r}; choose one of {', '.join(CPU_PRECISIONS)}")
+
+
 def _straight_through(x: torch.Tensor, rounded: torch.Tensor, straight_through: bool) -> torch.Tensor:
     """``rounded`` in the forward pass; with ``straight_through``, the identity's gradient in the backward."""
     return x + (rounded - x).detach() if straight_through else rounded
@@ -83,8 +89,7 @@ def forward(
         precision: one of :data:`CPU_PRECISIONS`.
         straight_through: gradients pass the roundings unchanged (quantization-aware training).
     """
-    if precision not in CPU_PRECISIONS:
-        raise ValueError(f"unknown CPU precision {precision!r}; choose one of {', '.join(CPU_PRECISIONS)}")
+    check_cpu_precision(precision)
     w1, b1, w2, b2, w3, b3 = (t.to(x.dtype) for t in weights)
     st = straight_through
     if precision == "bf16":

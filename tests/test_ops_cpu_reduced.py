@@ -246,3 +246,14 @@ def test_cpu_isa_names_the_kernels():
             assert ops.cpu_isa(precision) == name
     with pytest.raises(RuntimeError, match="precision 'fp16' has no CPU kernels"):
         ops.cpu_isa("fp16")
+
+
+def test_reference_arithmetic_refuses_other_precisions():
+    from espcn_fast.precision_model import PrecisionESPCN
+
+    ws = weights(random_model(2))
+    match = "unknown CPU precision 'fp16'; choose one of fp32, bf16, int8"
+    with pytest.raises(ValueError, match=match):
+        reduced_precision.forward(torch.rand(1, 1, 4, 4), ws, 2, "fp16")
+    with pytest.raises(ValueError, match=match):
+        PrecisionESPCN(random_model(2), "fp16")
