@@ -215,6 +215,8 @@ def test_errors_name_the_argument():
         t.espcn_forward(x, *ws, 3, False, "fp16")
     with pytest.raises(RuntimeError, match="unknown precision 'fp8'"):
         t.espcn_forward(x, *ws, 3, False, "fp8")
+    with pytest.raises(RuntimeError, match="espcn_fast_triton::espcn_forward: precision 'int8' runs on the CPU only"):
+        t.espcn_forward(x, *ws, 3, False, "int8")
     with pytest.raises(RuntimeError, match="x must be float32 or float16, got float64"):
         t.espcn_forward(x.double(), *ws, 3, False, "fp32")
     with pytest.raises(RuntimeError, match=r"x must be a 4-D \(N, C, H, W\) tensor"):
