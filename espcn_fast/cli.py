@@ -401,7 +401,7 @@ def _add_precision(sub: argparse.ArgumentParser) -> None:
         choices=PRECISIONS,
         default="fp32",
         help="arithmetic: fp32 (default); GPU: tf32/fp16/bf16 on the tensor cores; CPU: bf16 (AVX512-BF16) "
-        "or int8 (AVX512-VNNI, with the int8 weights unless --weights is given)",
+        "or int8 (AVX512-VNNI or AVX-VNNI, with the int8 weights unless --weights is given)",
     )
 
 

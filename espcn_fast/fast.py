@@ -28,7 +28,7 @@ class FastESPCN(ESPCN):
         precision: the arithmetic. ``"fp32"``: float32 everywhere. CUDA and
             Triton: ``"tf32"``, ``"fp16"``, ``"bf16"`` on the tensor cores with
             float32 accumulation. CPU: ``"bf16"`` (AVX512-BF16) and ``"int8"``
-            (AVX512-VNNI; CPU only), as :mod:`espcn_fast.reduced_precision`
+            (AVX512-VNNI or AVX-VNNI; CPU only), as :mod:`espcn_fast.reduced_precision`
             defines them; int8 is meant for the int8 weights
             (``from_pretrained(scale, precision="int8")``). ``"tf32"`` and
             ``"fp16"`` run CPU inputs in fp32 under ``"auto"`` and are an error

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import torch
 
 # espcn_forward's arithmetic: "fp32" everywhere; on CUDA also "tf32", "fp16" and "bf16" on the tensor cores;
-# on the CPU "bf16" and "int8" on dot-product instructions (AVX512-BF16, AVX512-VNNI).
+# on the CPU "bf16" and "int8" on dot-product instructions (AVX512-BF16; AVX512-VNNI or AVX-VNNI).
 PRECISIONS = ("fp32", "tf32", "fp16", "bf16", "int8")
 
 

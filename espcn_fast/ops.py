@@ -50,9 +50,9 @@ def has_kernel(op: str, dispatch_key: str) -> bool:
 
 
 def cpu_isa(precision: str = "fp32") -> str | None:
-    """The CPU kernels that run ``precision`` here ("avx512", "avx2", "portable" for fp32; "avx512-bf16",
-    "avx512-vnni" for bf16, int8), or None without the extension. RuntimeError naming the missing
-    instruction set where this CPU cannot run ``precision``."""
+    """The CPU kernels that run ``precision`` here ("avx512", "avx2", "portable" for fp32; "avx512-bf16"
+    for bf16; "avx512-vnni", "avx-vnni", "avx-vnni-evex" for int8), or None without the extension.
+    RuntimeError naming the missing instruction set where this CPU cannot run ``precision``."""
     return torch.ops.espcn_fast.cpu_isa(precision) if HAVE_EXTENSION else None
 
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
+
 import pytest
 import torch
 
@@ -12,6 +15,9 @@ from .kernel_checks import forced_cpu_isa, poisoned_outputs, random_model, threa
 pytestmark = pytest.mark.skipif(not ops.HAVE_EXTENSION, reason=f"{ops.EXTENSION_ERROR}")
 
 PRECISIONS = ["bf16", "int8"]
+# The kernels: each precision's widest, and int8 on 256-bit vectors (AVX-VNNI, or the same kernels
+# in EVEX form on an AVX-512 CPU), which ESPCN_FAST_CPU_ISA=avx2 picks.
+KERNELS = ["bf16", "int8", "int8-256"]
 
 
 def _runs(precision: str) -> str | None:
@@ -26,6 +32,17 @@ def needs(precision: str):
     """Skip where this CPU lacks the precision's instruction set."""
     if _runs(precision) is None:
         pytest.skip(f"this CPU has no {precision} kernels")
+
+
+@contextmanager
+def running(kernel: str) -> Iterator[str]:
+    """Inside, the op runs ``kernel`` (one of :data:`KERNELS`); yields its precision."""
+    precision = kernel.split("-")[0]
+    with forced_cpu_isa("avx2") if kernel == "int8-256" else nullcontext():
+        needs(precision)
+        if kernel == "int8-256":
+            assert ops.cpu_isa(precision) in ("avx-vnni", "avx-vnni-evex")
+        yield precision
 
 
 def kernel_weights(ws: list[torch.Tensor], precision: str) -> list[torch.Tensor]:
@@ -62,86 +79,86 @@ def assert_matches(out: torch.Tensor, ref: torch.Tensor, ws: list[torch.Tensor],
     assert rel <= 1e-3, f"relative error {rel:.2e}"
 
 
-@pytest.mark.parametrize("precision", PRECISIONS)
+@pytest.mark.parametrize("kernel", KERNELS)
 @pytest.mark.parametrize("scale", [2, 3, 4])
 @pytest.mark.parametrize("shape", [(1, 1, 1, 1), (1, 1, 2, 3), (2, 1, 7, 13), (1, 1, 37, 53), (3, 1, 131, 29)])
-def test_random_weights(precision, scale, shape):
-    needs(precision)
-    ws = weights(random_model(scale, seed=scale))
-    x = torch.rand(shape, generator=torch.Generator().manual_seed(shape[2]))
-    with poisoned_outputs(), threads(2):
-        out = ops.espcn_forward(x, *kernel_weights(ws, precision), scale, False, precision)
-    assert_matches(out, reference(x, ws, scale, precision), ws, precision)
+def test_random_weights(kernel, scale, shape):
+    with running(kernel) as precision:
+        ws = weights(random_model(scale, seed=scale))
+        x = torch.rand(shape, generator=torch.Generator().manual_seed(shape[2]))
+        with poisoned_outputs(), threads(2):
+            out = ops.espcn_forward(x, *kernel_weights(ws, precision), scale, False, precision)
+        assert_matches(out, reference(x, ws, scale, precision), ws, precision)
 
 
-@pytest.mark.parametrize("precision", PRECISIONS)
+@pytest.mark.parametrize("kernel", KERNELS)
 @pytest.mark.parametrize("c1, c2, ks", [(13, 7, (5, 3, 3)), (8, 6, (3, 3, 5)), (6, 5, (1, 5, 3)), (9, 3, (7, 1, 7))])
-def test_other_widths_and_kernel_sizes(precision, c1, c2, ks):
-    # Channel counts that are not whole groups of 2 (bf16) or 4 (int8), and every kernel size.
-    needs(precision)
-    g = torch.Generator().manual_seed(c1 * 10 + c2)
-    ws = []
-    for cin, cout, k in [(1, c1, ks[0]), (c1, c2, ks[1]), (c2, 4, ks[2])]:
-        ws += [torch.randn(cout, cin, k, k, generator=g) * 0.3, torch.randn(cout, generator=g) * 0.5]
-    x = torch.rand(2, 1, 11, 19, generator=g)
-    with poisoned_outputs(), threads(2):
-        out = ops.espcn_forward(x, *kernel_weights(ws, precision), 2, False, precision)
-    assert_matches(out, reference(x, ws, 2, precision), ws, precision)
+def test_other_widths_and_kernel_sizes(kernel, c1, c2, ks):
+    with running(kernel) as precision:
+        # Channel counts that are not whole groups of 2 (bf16) or 4 (int8), and every kernel size.
+        g = torch.Generator().manual_seed(c1 * 10 + c2)
+        ws = []
+        for cin, cout, k in [(1, c1, ks[0]), (c1, c2, ks[1]), (c2, 4, ks[2])]:
+            ws += [torch.randn(cout, cin, k, k, generator=g) * 0.3, torch.randn(cout, generator=g) * 0.5]
+        x = torch.rand(2, 1, 11, 19, generator=g)
+        with poisoned_outputs(), threads(2):
+            out = ops.espcn_forward(x, *kernel_weights(ws, precision), 2, False, precision)
+        assert_matches(out, reference(x, ws, 2, precision), ws, precision)
 
 
-@pytest.mark.parametrize("precision", PRECISIONS)
-def test_shipped_weights_1080p_frame(precision):
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_shipped_weights_1080p_frame(kernel):
     """The shipped x3 weights on a 360x640 frame: every output within one 8-bit level of the
     reference, and on average within a hundredth of one (measured: bf16 2.7e-6, int8 less)."""
-    needs(precision)
-    model = FastESPCN.from_pretrained(3)
-    ws = weights(model)
-    x = torch.rand(1, 1, 360, 640, generator=torch.Generator().manual_seed(7))
-    with poisoned_outputs():
-        out = ops.espcn_forward(x, *kernel_weights(ws, precision), 3, True, precision)
-    ref = reference(x, ws, 3, precision, clamp=True)
-    err = (out.double() - ref).abs()
-    assert float(err.max()) < 1 / 255, f"max error {float(err.max()):.3g}"
-    assert float(err.mean()) < 0.01 / 255
+    with running(kernel) as precision:
+        model = FastESPCN.from_pretrained(3)
+        ws = weights(model)
+        x = torch.rand(1, 1, 360, 640, generator=torch.Generator().manual_seed(7))
+        with poisoned_outputs():
+            out = ops.espcn_forward(x, *kernel_weights(ws, precision), 3, True, precision)
+        ref = reference(x, ws, 3, precision, clamp=True)
+        err = (out.double() - ref).abs()
+        assert float(err.max()) < 1 / 255, f"max error {float(err.max()):.3g}"
+        assert float(err.mean()) < 0.01 / 255
 
 
-@pytest.mark.parametrize("precision", PRECISIONS)
-def test_strips_and_threads_give_identical_results(precision):
-    needs(precision)
-    ws = kernel_weights(weights(random_model(3, seed=5)), precision)
-    x = torch.rand(3, 1, 45, 37, generator=torch.Generator().manual_seed(1))
-    outs = []
-    for n in (1, 2, 3):
-        with threads(n):
-            outs.append(ops.espcn_forward(x, *ws, 3, False, precision))
-    assert torch.equal(outs[0], outs[1]) and torch.equal(outs[0], outs[2])
-    # A batch is its images run one by one.
-    alone = torch.cat([ops.espcn_forward(x[i : i + 1], *ws, 3, False, precision) for i in range(3)])
-    assert torch.equal(outs[0], alone)
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_strips_and_threads_give_identical_results(kernel):
+    with running(kernel) as precision:
+        ws = kernel_weights(weights(random_model(3, seed=5)), precision)
+        x = torch.rand(3, 1, 45, 37, generator=torch.Generator().manual_seed(1))
+        outs = []
+        for n in (1, 2, 3):
+            with threads(n):
+                outs.append(ops.espcn_forward(x, *ws, 3, False, precision))
+        assert torch.equal(outs[0], outs[1]) and torch.equal(outs[0], outs[2])
+        # A batch is its images run one by one.
+        alone = torch.cat([ops.espcn_forward(x[i : i + 1], *ws, 3, False, precision) for i in range(3)])
+        assert torch.equal(outs[0], alone)
 
 
-@pytest.mark.parametrize("precision", PRECISIONS)
-def test_clamp_and_non_contiguous_input(precision):
-    needs(precision)
-    ws = kernel_weights(weights(random_model(2, seed=6)), precision)
-    x = torch.rand(2, 1, 20, 30)
-    raw = ops.espcn_forward(x, *ws, 2, False, precision)
-    assert raw.min() < 0 or raw.max() > 1  # the random model leaves [0, 1], so the clamp is exercised
-    torch.testing.assert_close(ops.espcn_forward(x, *ws, 2, True, precision), raw.clamp(0, 1), rtol=0, atol=0)
-    strided = torch.rand(2, 1, 30, 20).transpose(2, 3)
-    torch.testing.assert_close(
-        ops.espcn_forward(strided, *ws, 2, False, precision),
-        ops.espcn_forward(strided.contiguous(), *ws, 2, False, precision),
-        rtol=0,
-        atol=0,
-    )
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_clamp_and_non_contiguous_input(kernel):
+    with running(kernel) as precision:
+        ws = kernel_weights(weights(random_model(2, seed=6)), precision)
+        x = torch.rand(2, 1, 20, 30)
+        raw = ops.espcn_forward(x, *ws, 2, False, precision)
+        assert raw.min() < 0 or raw.max() > 1  # the random model leaves [0, 1], so the clamp is exercised
+        torch.testing.assert_close(ops.espcn_forward(x, *ws, 2, True, precision), raw.clamp(0, 1), rtol=0, atol=0)
+        strided = torch.rand(2, 1, 30, 20).transpose(2, 3)
+        torch.testing.assert_close(
+            ops.espcn_forward(strided, *ws, 2, False, precision),
+            ops.espcn_forward(strided.contiguous(), *ws, 2, False, precision),
+            rtol=0,
+            atol=0,
+        )
 
 
-@pytest.mark.parametrize("precision", PRECISIONS)
-def test_empty_batch(precision):
-    needs(precision)
-    ws = kernel_weights(weights(random_model(2)), precision)
-    assert ops.espcn_forward(torch.rand(0, 1, 5, 5), *ws, 2, False, precision).shape == (0, 1, 10, 10)
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_empty_batch(kernel):
+    with running(kernel) as precision:
+        ws = kernel_weights(weights(random_model(2)), precision)
+        assert ops.espcn_forward(torch.rand(0, 1, 5, 5), *ws, 2, False, precision).shape == (0, 1, 10, 10)
 
 
 def test_int8_quantizes_as_the_reference():
@@ -184,13 +201,13 @@ def test_fast_espcn_precision_errors():
 # -- opcheck, torch.compile ------------------------------------------------------------
 
 
-@pytest.mark.parametrize("precision", PRECISIONS)
-def test_opcheck(precision):
-    needs(precision)
-    ws = kernel_weights(weights(random_model(3, seed=4)), precision)
-    torch.library.opcheck(
-        torch.ops.espcn_fast.espcn_forward.default, (torch.rand(2, 1, 9, 7), *ws, 3, False, precision)
-    )
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_opcheck(kernel):
+    with running(kernel) as precision:
+        ws = kernel_weights(weights(random_model(3, seed=4)), precision)
+        torch.library.opcheck(
+            torch.ops.espcn_fast.espcn_forward.default, (torch.rand(2, 1, 9, 7), *ws, 3, False, precision)
+        )
 
 
 def test_torch_compile_traces_the_int8_op():
@@ -204,17 +221,19 @@ def test_torch_compile_traces_the_int8_op():
 # -- errors ----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("precision", PRECISIONS)
-def test_forced_lower_isa_names_the_instruction_set(precision):
-    needed = "AVX512-VNNI \\(vpdpbusd\\)" if precision == "int8" else "AVX512-BF16 \\(vdpbf16ps\\)"
+@pytest.mark.parametrize("precision, forced", [("bf16", "avx2"), ("bf16", "portable"), ("int8", "portable")])
+def test_forced_lower_isa_names_the_instruction_set(precision, forced):
+    needed = (
+        "AVX512-VNNI or AVX-VNNI \\(vpdpbusd\\)" if precision == "int8" else "AVX-512 with AVX512-BF16 \\(vdpbf16ps\\)"
+    )
     ws = kernel_weights(weights(random_model(2)), precision)
-    with forced_cpu_isa("avx2"):
-        match = f"precision '{precision}' on the CPU runs on AVX-512 with {needed}, and ESPCN_FAST_CPU_ISA=avx2"
+    with forced_cpu_isa(forced):
+        match = f"precision '{precision}' on the CPU needs {needed}, and ESPCN_FAST_CPU_ISA={forced} forces other"
         with pytest.raises(RuntimeError, match=match):
             ops.espcn_forward(torch.rand(1, 1, 4, 4), *ws, 2, False, precision)
         with pytest.raises(RuntimeError, match=match):
             ops.cpu_isa(precision)
-        assert ops.cpu_isa() == "avx2"  # fp32 still runs
+        assert ops.cpu_isa() == forced  # fp32 still runs
 
 
 @pytest.mark.parametrize("precision", PRECISIONS)
@@ -241,9 +260,12 @@ def test_weight_dtypes_are_checked():
 
 def test_cpu_isa_names_the_kernels():
     assert ops.cpu_isa("fp32") in ("avx512", "avx2", "portable")
-    for precision, name in (("bf16", "avx512-bf16"), ("int8", "avx512-vnni")):
+    for precision, names in (("bf16", ("avx512-bf16",)), ("int8", ("avx512-vnni", "avx-vnni"))):
         if _runs(precision):
-            assert ops.cpu_isa(precision) == name
+            assert ops.cpu_isa(precision) in names
+    if _runs("int8"):
+        with forced_cpu_isa("avx2"):
+            assert ops.cpu_isa("int8") in ("avx-vnni", "avx-vnni-evex")
     with pytest.raises(RuntimeError, match="precision 'fp16' has no CPU kernels"):
         ops.cpu_isa("fp16")
 

@@ -11,6 +11,8 @@ namespace espcn::cpu {
 namespace avx512 { const Kernels* kernels(); }
 namespace avx2 { const Kernels* kernels(); }
 namespace avx512_dot { const DotKernels* dot_kernels(Precision p); }
+namespace avx_vnni { const DotKernels* dot_kernels(Precision p); }
+namespace avx_vnni_evex { const DotKernels* dot_kernels(Precision p); }
 #endif
 namespace portable { const Kernels* kernels(); }
 
@@ -47,22 +49,33 @@ const Kernels& cpu_kernels() {
   return *all[0];
 }
 
+// bf16: AVX-512 with AVX512-BF16. int8: AVX-512 with AVX512-VNNI, else the
+// 256-bit kernels: AVX2 with AVX-VNNI, or the same kernels in EVEX form where
+// only AVX512-VNNI is there (ESPCN_FAST_CPU_ISA=avx2 on an AVX-512 CPU).
 const DotKernels* dot_kernels(Precision p, std::string& why_not) {
   const bool int8 = p == Precision::kInt8;
-  const char* needs = int8 ? "AVX512-VNNI (vpdpbusd)" : "AVX512-BF16 (vdpbf16ps)";
+  const char* needs = int8 ? "AVX512-VNNI or AVX-VNNI (vpdpbusd)" : "AVX-512 with AVX512-BF16 (vdpbf16ps)";
   const std::string precision = int8 ? "int8" : "bf16";
 #if defined(__x86_64__)
   const char* want = std::getenv("ESPCN_FAST_CPU_ISA");
-  if (want && std::strcmp(want, "avx512") != 0) {
-    why_not = "precision '" + precision + "' on the CPU runs on AVX-512 with " + needs +
-              ", and ESPCN_FAST_CPU_ISA=" + want + " forces other kernels";
+  const bool allow512 = !want || std::strcmp(want, "avx512") == 0;
+  const bool allow256 = allow512 || std::strcmp(want, "avx2") == 0;
+  if (allow512 && has_avx512()) {
+    if (int8 && __builtin_cpu_supports("avx512vnni")) return avx512_dot::dot_kernels(p);
+    if (!int8 && __builtin_cpu_supports("avx512bf16")) return avx512_dot::dot_kernels(p);
+  }
+  if (int8 && allow256) {
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("avxvnni"))
+      return avx_vnni::dot_kernels(p);
+    if (has_avx512() && __builtin_cpu_supports("avx512vnni")) return avx_vnni_evex::dot_kernels(p);
+  }
+  if (want && !(int8 ? allow256 : allow512)) {
+    why_not = "precision '" + precision + "' on the CPU needs " + needs + ", and ESPCN_FAST_CPU_ISA=" + want +
+              " forces other kernels";
     return nullptr;
   }
-  const bool ext = int8 ? __builtin_cpu_supports("avx512vnni") : __builtin_cpu_supports("avx512bf16");
-  if (has_avx512() && ext) return avx512_dot::dot_kernels(p);
 #endif
-  why_not = "precision '" + precision + "' on the CPU needs AVX-512 with " + needs +
-            ", which this CPU lacks; use precision 'fp32'";
+  why_not = "precision '" + precision + "' on the CPU needs " + needs + ", which this CPU lacks; use precision 'fp32'";
   return nullptr;
 }
 

@@ -1,16 +1,22 @@
-// The whole network in bf16 or int8 on AVX-512 dot-product instructions:
-// vdpbf16ps (AVX512-BF16: two bf16 products per 32-bit lane, float32 sums)
-// and vpdpbusd (AVX512-VNNI: four u8 x s8 products per lane, int32 sums).
-// The arithmetic is espcn_fast/reduced_precision.py's. Included by
-// isa_avx512_dot.cpp after conv_rows.h, whose rings, layer-1 convolution and
-// pixel-shuffle store it reuses.
+// The whole network in bf16 or int8 on dot-product instructions: vdpbf16ps
+// (AVX512-BF16: two bf16 products per 32-bit lane, float32 sums) and
+// vpdpbusd (AVX512-VNNI, or AVX-VNNI on 256-bit vectors: four u8 x s8
+// products per lane, int32 sums). The arithmetic is
+// espcn_fast/reduced_precision.py's. Included by isa_avx512_dot.cpp and
+// isa_avx_vnni*.cpp after conv_rows.h, whose vectors, rings, layer-1 input
+// and pixel-shuffle store it reuses; besides conv_rows.h's macros they define
+//   ESPCN_DOT_ACC        accumulator vectors of a tile (24 of 32 zmm, 12 of 16 ymm)
+//   ESPCN_DOT_BF16       build the bf16 kernels too (AVX512-BF16)
+//   ESPCN_VNNI_VEX       256-bit vpdpbusd in its VEX form (AVX-VNNI); without
+//                        it, the EVEX form (AVX512-VNNI with AVX512-VL)
+//   ESPCN_DOT_INT8_NAME  the int8 kernels' name
 //
 // Layout: an intermediate row holds its channels in groups of kPack (2 bf16
-// or 4 u8), one 32-bit word per pixel and group, so one vector load gives 16
+// or 4 u8), one 32-bit word per pixel and group, so one vector load gives VW
 // pixels x kPack channels: exactly a dot instruction's operand. Weights are
 // words of kPack input channels, [group][ky][kx][cout], broadcast from
-// memory. Direct convolution: in int8 a dot does 64 multiply-adds, four
-// times an FMA, which leaves Winograd's transforms nothing to win.
+// memory. Direct convolution: in int8 a dot does four multiply-adds a lane,
+// four times an FMA, which leaves Winograd's transforms nothing to win.
 //
 // int8 activations are stored as u8 = round(127 a) + 128, since vpdpbusd
 // multiplies unsigned by signed bytes; the accumulator starts at
@@ -20,92 +26,127 @@
 namespace espcn::cpu::ESPCN_ISA {
 namespace {
 
-constexpr int kDotAcc = 24;  // accumulator registers of a tile (of 32 zmm)
+constexpr int kDotAcc = ESPCN_DOT_ACC;
 
 typedef uint32_t word;
 
-// r = 1 / (exp(2y) + 1), so that tanh(y) = 1 - 2r, with |error| < 2e-7:
+// The few operations GCC's vector extensions do not spell: the same names at
+// both widths, each one instruction.
+#if defined(ESPCN_FMA512)
+inline vi load_words(const word* p) { return (vi)_mm512_loadu_si512(p); }
+inline void store_words(word* p, vi v) { _mm512_storeu_si512(p, (__m512i)v); }
+inline vi splat_word(word w) { return (vi)_mm512_set1_epi32(int(w)); }
+inline vf min_v(vf a, vf b) { return (vf)_mm512_min_ps((__m512)a, (__m512)b); }
+inline vf max_v(vf a, vf b) { return (vf)_mm512_max_ps((__m512)a, (__m512)b); }
+inline vf round_v(vf x) { return (vf)_mm512_roundscale_ps((__m512)x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC); }
+// Rounded to the nearest integer (even on ties: the current rounding mode).
+inline vi to_int_nearest(vf x) { return (vi)_mm512_cvtps_epi32((__m512)x); }
+// p * 2^n for integral n in [-26, 26].
+inline vf times_pow2(vf p, vf n) { return (vf)_mm512_scalef_ps((__m512)p, (__m512)n); }
+// 1 / d to 14 bits.
+inline vf recip_estimate(vf d) { return (vf)_mm512_rcp14_ps((__m512)d); }
+inline vi dot_u8s8(vi acc, vi a, vi w) { return (vi)_mm512_dpbusd_epi32((__m512i)acc, (__m512i)a, (__m512i)w); }
+#else
+inline vi load_words(const word* p) { return (vi)_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)); }
+inline void store_words(word* p, vi v) { _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), (__m256i)v); }
+inline vi splat_word(word w) { return (vi)_mm256_set1_epi32(int(w)); }
+inline vf min_v(vf a, vf b) { return (vf)_mm256_min_ps((__m256)a, (__m256)b); }
+inline vf max_v(vf a, vf b) { return (vf)_mm256_max_ps((__m256)a, (__m256)b); }
+inline vf round_v(vf x) { return (vf)_mm256_round_ps((__m256)x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC); }
+inline vi to_int_nearest(vf x) { return (vi)_mm256_cvtps_epi32((__m256)x); }
+// 2^n built in the exponent bits (no scalef before AVX-512).
+inline vf times_pow2(vf p, vf n) { return p * (vf)((__builtin_convertvector(n, vi) + 127) << 23); }
+// 1 / d to 12 bits (rcp_ps; the Newton step below brings it to about 2^-23).
+inline vf recip_estimate(vf d) { return (vf)_mm256_rcp_ps((__m256)d); }
+#if defined(ESPCN_VNNI_VEX)
+inline vi dot_u8s8(vi acc, vi a, vi w) { return (vi)_mm256_dpbusd_avx_epi32((__m256i)acc, (__m256i)a, (__m256i)w); }
+#else
+inline vi dot_u8s8(vi acc, vi a, vi w) { return (vi)_mm256_dpbusd_epi32((__m256i)acc, (__m256i)a, (__m256i)w); }
+#endif
+#endif
+
+// r = 1 / (exp(2y) + 1), so that tanh(y) = 1 - 2r, with |error| < 3e-7:
 // exp from 2^round and a degree-6 polynomial in the remainder, one Newton
-// step on rcp14. Enough for bf16 (2^-9) and int8 (1/254) storage, at half
-// the instructions of tanh_v; the formats fold 1 - 2r into their rounding.
-inline __m512 tanh_recip(__m512 y) {
-  y = _mm512_min_ps(_mm512_max_ps(y, _mm512_set1_ps(-9.0f)), _mm512_set1_ps(9.0f));
-  const __m512 z = _mm512_mul_ps(y, _mm512_set1_ps(2.88539008177792681f));  // 2y log2(e)
-  const __m512 n = _mm512_roundscale_ps(z, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  const __m512 f = _mm512_sub_ps(z, n);  // exact, |f| <= 1/2
+// step on the reciprocal's estimate. Enough for bf16 (2^-9) and int8 (1/254)
+// storage, at half the instructions of tanh_v; the formats fold 1 - 2r into
+// their rounding.
+inline vf tanh_recip(vf y) {
+  y = min_v(max_v(y, splat(-9.0f)), splat(9.0f));
+  const vf z = y * 2.88539008177792681f;  // 2y log2(e)
+  const vf n = round_v(z);
+  const vf f = z - n;  // exact, |f| <= 1/2
   // 2^f = exp(f ln2): Taylor coefficients ln2^k / k!.
-  __m512 p = _mm512_set1_ps(1.5403530393381609e-4f);
-  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.3333558146428443e-3f));
-  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(9.6181291076284772e-3f));
-  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(5.5504108664821580e-2f));
-  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(2.4022650695910071e-1f));
-  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(6.9314718055994531e-1f));
-  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.0f));
-  const __m512 d = _mm512_add_ps(_mm512_scalef_ps(p, n), _mm512_set1_ps(1.0f));
-  __m512 r = _mm512_rcp14_ps(d);
-  return _mm512_fmadd_ps(r, _mm512_fnmadd_ps(d, r, _mm512_set1_ps(1.0f)), r);
+  vf p = splat(1.5403530393381609e-4f);
+  p = fma_v(p, f, splat(1.3333558146428443e-3f));
+  p = fma_v(p, f, splat(9.6181291076284772e-3f));
+  p = fma_v(p, f, splat(5.5504108664821580e-2f));
+  p = fma_v(p, f, splat(2.4022650695910071e-1f));
+  p = fma_v(p, f, splat(6.9314718055994531e-1f));
+  p = fma_v(p, f, splat(1.0f));
+  const vf d = times_pow2(p, n) + 1.0f;
+  const vf r = recip_estimate(d);
+  return fma_v(r, fma_v(-d, r, splat(1.0f)), r);
 }
 
 // What a layer's arithmetic needs from its number format.
 struct Int8 {
   static constexpr int kPack = 4;
   static constexpr word kZero = 0x80808080u;  // four codes of 0
-  using Acc = __m512i;
-  using Vec = __m512i;
-  static Vec load(const word* p) { return _mm512_loadu_si512(p); }
-  static Vec broadcast(word w) { return _mm512_set1_epi32(int(w)); }
-  static Acc dot(Acc acc, Vec a, Vec w) { return _mm512_dpbusd_epi32(acc, a, w); }
-  static Acc start(const DotLayer& L, int c) { return _mm512_set1_epi32(L.acc_start[c]); }
-  static __m512 value(Acc acc, const DotLayer& L, int c) {
-    return _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc), _mm512_set1_ps(L.scale[c]), _mm512_set1_ps(L.bias[c]));
+  using Acc = vi;
+  using Vec = vi;
+  static Vec load(const word* p) { return load_words(p); }
+  static Vec broadcast(word w) { return splat_word(w); }
+  static Acc dot(Acc acc, Vec a, Vec w) { return dot_u8s8(acc, a, w); }
+  static Acc start(const DotLayer& L, int c) { return splat_word(word(L.acc_start[c])); }
+  static vf value(Acc acc, const DotLayer& L, int c) {
+    return fma_v(__builtin_convertvector(acc, vf), splat(L.scale[c]), splat(L.bias[c]));
   }
   // tanh of kPack pre-activations -> their codes, channel k in byte k:
   // round(127 tanh) (to nearest even, the current rounding mode) + 128, with
   // tanh rounded to float32 first as the reference does (folding it all into
   // round(255 - 254 r) made ten times more codes differ from the reference).
-  static __m512i pack_tanh(const __m512* y) {
-    __m512i out = _mm512_setzero_si512();
+  static vi pack_tanh(const vf* y) {
+    vi out = {};
     for (int k = 0; k < kPack; ++k) {
-      const __m512 t = _mm512_fnmadd_ps(_mm512_set1_ps(2.0f), tanh_recip(y[k]), _mm512_set1_ps(1.0f));
-      const __m512i q = _mm512_add_epi32(_mm512_cvtps_epi32(_mm512_mul_ps(t, _mm512_set1_ps(127.0f))),
-                                         _mm512_set1_epi32(128));
-      out = _mm512_or_si512(out, _mm512_slli_epi32(q, 8 * k));
+      const vf t = fma_v(splat(-2.0f), tanh_recip(y[k]), splat(1.0f));
+      out |= (to_int_nearest(t * 127.0f) + 128) << (8 * k);
     }
     return out;
   }
 };
 
+#if defined(ESPCN_DOT_BF16)
 struct Bf16 {
   static constexpr int kPack = 2;
   static constexpr word kZero = 0;
-  using Acc = __m512;
-  using Vec = __m512i;
-  static Vec load(const word* p) { return _mm512_loadu_si512(p); }
-  static Vec broadcast(word w) { return _mm512_set1_epi32(int(w)); }
-  static Acc dot(Acc acc, Vec a, Vec w) { return _mm512_dpbf16_ps(acc, (__m512bh)a, (__m512bh)w); }
-  static Acc start(const DotLayer& L, int c) { return _mm512_set1_ps(L.bias[c]); }
-  static __m512 value(Acc acc, const DotLayer&, int) { return acc; }
+  using Acc = vf;
+  using Vec = vi;
+  static Vec load(const word* p) { return load_words(p); }
+  static Vec broadcast(word w) { return splat_word(w); }
+  static Acc dot(Acc acc, Vec a, Vec w) { return (vf)_mm512_dpbf16_ps((__m512)acc, (__m512bh)a, (__m512bh)w); }
+  static Acc start(const DotLayer& L, int c) { return splat(L.bias[c]); }
+  static vf value(Acc acc, const DotLayer&, int) { return acc; }
   // tanh of two pre-activations -> bf16 (to nearest even), channel k in half k.
-  static __m512i pack_tanh(const __m512* y) {
-    const __m512 one = _mm512_set1_ps(1.0f), two = _mm512_set1_ps(2.0f);
-    const __m256bh a0 = _mm512_cvtneps_pbh(_mm512_fnmadd_ps(two, tanh_recip(y[0]), one));
-    const __m256bh a1 = _mm512_cvtneps_pbh(_mm512_fnmadd_ps(two, tanh_recip(y[1]), one));
-    return _mm512_or_si512(_mm512_cvtepu16_epi32((__m256i)a0), _mm512_slli_epi32(_mm512_cvtepu16_epi32((__m256i)a1), 16));
+  static vi pack_tanh(const vf* y) {
+    const __m256bh a0 = _mm512_cvtneps_pbh((__m512)fma_v(splat(-2.0f), tanh_recip(y[0]), splat(1.0f)));
+    const __m256bh a1 = _mm512_cvtneps_pbh((__m512)fma_v(splat(-2.0f), tanh_recip(y[1]), splat(1.0f)));
+    return (vi)_mm512_or_si512(_mm512_cvtepu16_epi32((__m256i)a0), _mm512_slli_epi32(_mm512_cvtepu16_epi32((__m256i)a1), 16));
   }
 };
+#endif
 
 // Layer 1's input side: float32 rows of the image and float32 weights (as
 // words of their bits), one FMA per tap. Its outputs are packed by the
 // network's format, so its tanh layer writes words like the others.
 struct Float32In {
   static constexpr int kPack = 1;
-  using Acc = __m512;
-  using Vec = __m512;
-  static Vec load(const word* p) { return _mm512_loadu_ps(reinterpret_cast<const float*>(p)); }
-  static Vec broadcast(word w) { return _mm512_castsi512_ps(_mm512_set1_epi32(int(w))); }
-  static Acc dot(Acc acc, Vec a, Vec w) { return _mm512_fmadd_ps(a, w, acc); }
-  static Acc start(const DotLayer& L, int c) { return _mm512_set1_ps(L.bias[c]); }
-  static __m512 value(Acc acc, const DotLayer&, int) { return acc; }
+  using Acc = vf;
+  using Vec = vf;
+  static Vec load(const word* p) { return ::espcn::cpu::ESPCN_ISA::load(reinterpret_cast<const float*>(p)); }
+  static Vec broadcast(word w) { return (vf)splat_word(w); }
+  static Acc dot(Acc acc, Vec a, Vec w) { return fma_v(a, w, acc); }
+  static Acc start(const DotLayer& L, int c) { return splat(L.bias[c]); }
+  static vf value(Acc acc, const DotLayer&, int) { return acc; }
 };
 
 // One register tile: output channels [c0, c0 + NC) x pixels [x0, x0 + NX * VW)
@@ -150,24 +191,32 @@ inline void dot_tile(const word* const* rows, size_t lp, const DotLayer& L, int 
     for (int j = 0; j < NC / Out::kPack; ++j) {
 #pragma GCC unroll 8
       for (int v = 0; v < NX; ++v) {
-        __m512 a[Out::kPack];
+        vf a[Out::kPack];
         for (int k = 0; k < Out::kPack; ++k) {
           const int c = j * Out::kPack + k;
           a[k] = In::value(acc[c][v], L, c0 + c);
         }
-        _mm512_storeu_si512(out + (c0 / Out::kPack + j) * out_lp + v * VW, Out::pack_tanh(a));
+        store_words(out + (c0 / Out::kPack + j) * out_lp + v * VW, Out::pack_tanh(a));
       }
     }
   } else {
 #pragma GCC unroll 16
     for (int c = 0; c < NC; ++c) {
 #pragma GCC unroll 8
-      for (int v = 0; v < NX; ++v) _mm512_storeu_ps(fout + (c0 + c) * out_lp + v * VW, In::value(acc[c][v], L, c0 + c));
+      for (int v = 0; v < NX; ++v) store(fout + (c0 + c) * out_lp + v * VW, In::value(acc[c][v], L, c0 + c));
     }
   }
 }
 
-constexpr int dot_nx(int nc) { return kDotAcc / nc > 6 ? 6 : kDotAcc / nc; }
+// Pixel vectors of a tile for NC channels: at most 6, kDotAcc accumulators,
+// and with the NX inputs and a broadcast weight within the vector registers
+// (32 zmm; 16 ymm, as AVX2 has, also in the EVEX build).
+constexpr int dot_nx(int nc) {
+  const int regs = VW == 16 ? 32 : 16;
+  int nx = kDotAcc / nc > 6 ? 6 : kDotAcc / nc;
+  while (nx > 1 && nc * nx + nx + 1 > regs) --nx;
+  return nx;
+}
 
 // Channels [c0, c0 + NC) of one output row over columns [0, xend).
 template <class In, class Out, int NC, int K, bool kTanh>
@@ -309,9 +358,12 @@ void dot_espcn(const DotLayer& l1, const DotLayer& l2, const DotLayer& l3, const
 }  // namespace
 
 const DotKernels* dot_kernels(Precision p) {
-  static const DotKernels int8{ESPCN_ISA_NAME "-vnni", Precision::kInt8, Int8::kPack, dot_scratch, dot_espcn<Int8>};
+  static const DotKernels int8{ESPCN_DOT_INT8_NAME, Precision::kInt8, Int8::kPack, dot_scratch, dot_espcn<Int8>};
+#if defined(ESPCN_DOT_BF16)
   static const DotKernels bf16{ESPCN_ISA_NAME "-bf16", Precision::kBf16, Bf16::kPack, dot_scratch, dot_espcn<Bf16>};
-  return p == Precision::kInt8 ? &int8 : p == Precision::kBf16 ? &bf16 : nullptr;
+  if (p == Precision::kBf16) return &bf16;
+#endif
+  return p == Precision::kInt8 ? &int8 : nullptr;
 }
 
 }  // namespace espcn::cpu::ESPCN_ISA

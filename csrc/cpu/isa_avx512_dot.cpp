@@ -18,6 +18,9 @@
 #define ESPCN_VW 16
 #define ESPCN_ACC 16
 #define ESPCN_MAXNC 8
+#define ESPCN_DOT_ACC 24
+#define ESPCN_DOT_BF16
+#define ESPCN_DOT_INT8_NAME "avx512-vnni"
 #include "conv_rows.h"
 #include "dot_rows.h"
 #pragma GCC pop_options
