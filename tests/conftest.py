@@ -23,6 +23,14 @@ def data_dir() -> Path:
         pytest.skip(f"the image sets are not here: {exc}")
 
 
+@pytest.fixture(scope="session")
+def emulator(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The CPU emulator of the CUDA kernels (tests/cuda_emulator.py), built once a run."""
+    from . import cuda_emulator
+
+    return cuda_emulator.build(tmp_path_factory, "tests/cpp/emulate_kernels.cpp", "emulate_kernels")
+
+
 @pytest.fixture(autouse=True)
 def _seeded_global_rng(request: pytest.FixtureRequest) -> None:
     """Random, but the same on every run: a test's unseeded torch.rand draws depend on its name

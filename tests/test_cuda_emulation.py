@@ -13,88 +13,19 @@ and the hardware's own rounding are left to the GPU check.
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from . import cuda_emulator
 from .kernel_checks import assert_matches_reference, random_model, reference64
 
-ROOT = Path(__file__).resolve().parent.parent
-CUDA_INCLUDE = next(
-    (
-        p
-        for p in (Path("/usr/local/cuda/include"), *sorted(Path("/usr/local").glob("cuda*/include")))
-        if (p / "cuda_fp16.h").exists()
-    ),
-    None,
-)
 
-
-@pytest.fixture(scope="module")
-def emulator(tmp_path_factory) -> Path:
-    cxx = shutil.which("g++") or shutil.which("c++")
-    if cxx is None or CUDA_INCLUDE is None:
-        pytest.skip("needs a C++20 compiler and the CUDA toolkit's headers")
-    exe = tmp_path_factory.mktemp("emulator") / "emulate_kernels"
-    build = subprocess.run(
-        [
-            cxx,
-            "-std=c++20",
-            "-O2",
-            "-pthread",
-            f"-I{CUDA_INCLUDE}",
-            str(ROOT / "tests/cpp/emulate_kernels.cpp"),
-            "-o",
-            str(exe),
-        ],
-        capture_output=True,
-        text=True,
-    )
-    assert build.returncode == 0, build.stderr[-3000:]
-    return exe
-
-
-def run_emulator(args: list[str]) -> None:
-    run = subprocess.run(args, capture_output=True, text=True, timeout=600)
-    assert run.returncode == 0, run.stderr
-
-
-def emulate(
-    exe: Path,
-    tmp: Path,
-    model,
-    x: torch.Tensor,
-    precision: str,
-    blocks: int,
-    tile: int,
-    half: bool = False,
-    clamp: bool = False,
-) -> torch.Tensor:
-    n, _, h, w = x.shape
-    r = model.scale
-    x.numpy().astype(np.float32).tofile(tmp / "x.f32")
-    params = [t.detach().reshape(-1) for t in model.state_dict().values()]
-    torch.cat(params).numpy().astype(np.float32).tofile(tmp / "w.f32")
-    args = [
-        str(exe),
-        "fused",
-        precision,
-        str(r),
-        str(n),
-        str(h),
-        str(w),
-        str(blocks),
-        str(tile),
-        str(tmp / "x.f32"),
-        str(tmp / "w.f32"),
-        str(tmp / "out.f32"),
-    ]
-    run_emulator(args + (["half"] if half else []) + (["clamp"] if clamp else []))
-    return torch.from_numpy(np.fromfile(tmp / "out.f32", dtype=np.float32)).reshape(n, 1, h * r, w * r)
+def emulate(exe: Path, tmp: Path, model, x: torch.Tensor, precision: str, blocks: int, tile: int, **flags):
+    """The mma.sync network kernel with tile shape ``tile`` (see CASES)."""
+    return cuda_emulator.emulate_network(exe, tmp, "fused", model, x, precision, blocks, tile, **flags)
 
 
 # Sizes chosen against the tile shapes (16-bit 14x30 / 6x14 / alternate 16x30,
@@ -217,7 +148,7 @@ def emulate_layer(
     cout, k = weight.shape[0], weight.shape[2]
     for name, t in (("x", x), ("w", weight), ("b", bias)):
         t.numpy().astype(np.float32).tofile(tmp / f"{name}.f32")
-    run_emulator(
+    cuda_emulator.run(
         [
             str(exe),
             "layer",

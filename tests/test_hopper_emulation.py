@@ -12,7 +12,6 @@ left to the GPU check (compute-sanitizer racecheck there).
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -20,67 +19,19 @@ import numpy as np
 import pytest
 import torch
 
+from . import cuda_emulator
 from .kernel_checks import assert_matches_reference, random_model, reference64
-from .test_cuda_emulation import CUDA_INCLUDE, ROOT, run_emulator
-
-
-def _build(tmp_path_factory, source: str, name: str) -> Path:
-    cxx = shutil.which("g++") or shutil.which("c++")
-    if cxx is None or CUDA_INCLUDE is None:
-        pytest.skip("needs a C++20 compiler and the CUDA toolkit's headers")
-    exe = tmp_path_factory.mktemp(name) / name
-    build = subprocess.run(
-        [cxx, "-std=c++20", "-O2", "-pthread", f"-I{CUDA_INCLUDE}", str(ROOT / source), "-o", str(exe)],
-        capture_output=True,
-        text=True,
-    )
-    assert build.returncode == 0, build.stderr[-3000:]
-    return exe
-
-
-@pytest.fixture(scope="module")
-def emulator(tmp_path_factory) -> Path:
-    return _build(tmp_path_factory, "tests/cpp/emulate_kernels.cpp", "emulate_kernels")
 
 
 def test_the_emulator_against_plain_loops(tmp_path_factory):
-    exe = _build(tmp_path_factory, "tests/cpp/hopper_emulator_check.cpp", "hopper_emulator_check")
+    exe = cuda_emulator.build(tmp_path_factory, "tests/cpp/hopper_emulator_check.cpp", "hopper_emulator_check")
     run = subprocess.run([str(exe)], capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stdout + run.stderr
 
 
-def emulate_hopper(
-    exe: Path,
-    tmp: Path,
-    model,
-    x: torch.Tensor,
-    precision: str,
-    blocks: int,
-    rows: int,
-    half: bool = False,
-    clamp: bool = False,
-) -> torch.Tensor:
-    n, _, h, w = x.shape
-    r = model.scale
-    x.numpy().astype(np.float32).tofile(tmp / "x.f32")
-    params = [t.detach().reshape(-1) for t in model.state_dict().values()]
-    torch.cat(params).numpy().astype(np.float32).tofile(tmp / "w.f32")
-    args = [
-        str(exe),
-        "hopper",
-        precision,
-        str(r),
-        str(n),
-        str(h),
-        str(w),
-        str(blocks),
-        str(rows),
-        str(tmp / "x.f32"),
-        str(tmp / "w.f32"),
-        str(tmp / "out.f32"),
-    ]
-    run_emulator(args + (["half"] if half else []) + (["clamp"] if clamp else []))
-    return torch.from_numpy(np.fromfile(tmp / "out.f32", dtype=np.float32)).reshape(n, 1, h * r, w * r)
+def emulate_hopper(exe: Path, tmp: Path, model, x: torch.Tensor, precision: str, blocks: int, rows: int, **flags):
+    """The sm_90a kernel with ``rows`` strip rows (see CASES)."""
+    return cuda_emulator.emulate_network(exe, tmp, "hopper", model, x, precision, blocks, rows, **flags)
 
 
 # Widths against the 60-column strips (a remainder strip, one narrower than a
