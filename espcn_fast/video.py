@@ -38,6 +38,7 @@ import os
 import queue
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -744,20 +745,14 @@ def upscale_video(
     timestamps that go back.
     """
     src, dst = Path(src), Path(dst)
-    _check_paths(src, dst, overwrite)
-    if batch < 1:
-        raise ValueError(f"batch must be >= 1, got {batch}")
-    check_model_scale(model, scale, "upscale_video")
-    network = _Network(model, scale, torch.device(device))
-    container = _open_input(src)
-    try:
-        # The container's suffix ends the temporary name too: FFmpeg picks the muxer by it.
-        with replacing(dst, suffix=dst.suffix) as tmp:
-            return _run(container, src, tmp, dst, network, scale, codec, crf, preset, batch, progress, queue_size)
-    except OSError as exc:  # the rename (what went wrong inside is a VideoError already)
-        raise VideoError(f"cannot write {dst}: {exc.strerror or exc}") from None
-    finally:
-        container.close()
+    network = _checked_network(src, dst, overwrite, model, scale, device, batch, "upscale_video")
+    return _replace_output(
+        src,
+        dst,
+        lambda container, tmp: _run(
+            container, src, tmp, dst, network, scale, codec, crf, preset, batch, progress, queue_size
+        ),
+    )
 
 
 def upscale_frame_range(
@@ -781,21 +776,44 @@ def upscale_frame_range(
     range (a decoding error, a damaged packet): a part is done completely or not at all.
     """
     src, dst = Path(src), Path(dst)
-    _check_paths(src, dst, overwrite=True)
+    network = _checked_network(src, dst, True, model, scale, device, batch, "upscale_frame_range")
+
+    def run_whole(container: InputContainer, tmp: Path) -> VideoResult:
+        result = _run(container, src, tmp, dst, network, scale, codec, crf, preset, batch, False, queue_size, frames)
+        if result.stopped_at is not None:  # raised inside the replacement: the part is not kept
+            raise VideoError(f"{src}: {result.stopped_at}")
+        return result
+
+    return _replace_output(src, dst, run_whole)
+
+
+def _checked_network(
+    src: Path,
+    dst: Path,
+    overwrite: bool,
+    model: SuperResolver,
+    scale: int,
+    device: torch.device | str,
+    batch: int,
+    caller: str,
+) -> _Network:
+    """The arguments checked (before anything is opened or written), and the network to run."""
+    _check_paths(src, dst, overwrite)
     if batch < 1:
         raise ValueError(f"batch must be >= 1, got {batch}")
-    check_model_scale(model, scale, "upscale_frame_range")
-    network = _Network(model, scale, torch.device(device))
+    check_model_scale(model, scale, caller)
+    return _Network(model, scale, torch.device(device))
+
+
+def _replace_output(src: Path, dst: Path, run: Callable[[InputContainer, Path], VideoResult]) -> VideoResult:
+    """``run(container, tmp)`` on the opened ``src``, writing ``tmp``, which replaces ``dst`` when it
+    returns (and is removed when it raises)."""
     container = _open_input(src)
     try:
+        # The container's suffix ends the temporary name too: FFmpeg picks the muxer by it.
         with replacing(dst, suffix=dst.suffix) as tmp:
-            result = _run(
-                container, src, tmp, dst, network, scale, codec, crf, preset, batch, False, queue_size, frames
-            )
-            if result.stopped_at is not None:  # raised inside the block: the part is not kept
-                raise VideoError(f"{src}: {result.stopped_at}")
-            return result
-    except OSError as exc:
+            return run(container, tmp)
+    except OSError as exc:  # the rename (what went wrong inside is a VideoError already)
         raise VideoError(f"cannot write {dst}: {exc.strerror or exc}") from None
     finally:
         container.close()
