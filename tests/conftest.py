@@ -52,6 +52,29 @@ def random_rgb(h: int, w: int, seed: int = 0) -> torch.Tensor:
     return torch.from_numpy(scene(h, w, seed)).permute(2, 0, 1).contiguous()
 
 
+@pytest.fixture
+def train_dir(tmp_path: Path) -> Path:
+    """A folder of three small random images, for training runs in tests."""
+    from espcn_fast.image_io import write_image
+
+    folder = tmp_path / "train"
+    folder.mkdir()
+    for i, (h, w) in enumerate([(70, 64), (66, 80), (90, 72)]):
+        write_image(random_rgb(h, w, seed=i), folder / f"img{i}.png")
+    return folder
+
+
+@pytest.fixture
+def x3_init(tmp_path: Path) -> Path:
+    """The shipped x3 float weights in a file of their own (an ``--init`` for training runs)."""
+    from espcn_fast.model import ESPCN
+    from espcn_fast.weights import save_weights
+
+    path = tmp_path / "init.safetensors"
+    save_weights(ESPCN.from_pretrained(3).state_dict(), path)
+    return path
+
+
 @pytest.fixture(scope="module")
 def local_ray():
     """A real Ray cluster on this machine (2 CPUs) for a test module's cluster jobs."""

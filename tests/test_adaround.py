@@ -8,12 +8,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from espcn_fast.image_io import write_image
 from espcn_fast.model import ESPCN
 from espcn_fast.precision_model import PrecisionESPCN
 from espcn_fast.reduced_precision import quantize_weight, weight_scales
 from espcn_fast.weights import load_weights, save_weights
-from tests.conftest import random_rgb
 from training.adaround import (
     AdaRoundESPCN,
     AdaRoundWeight,
@@ -132,22 +130,6 @@ def test_bad_weights(weight, message):
         AdaRoundWeight(weight)
 
 
-@pytest.fixture
-def data(tmp_path) -> Path:
-    folder = tmp_path / "data"
-    folder.mkdir()
-    for i, (h, w) in enumerate([(70, 64), (66, 80), (90, 72)]):
-        write_image(random_rgb(h, w, seed=i), folder / f"img{i}.png")
-    return folder
-
-
-@pytest.fixture
-def init(tmp_path) -> Path:
-    path = tmp_path / "init.safetensors"
-    save_weights(ESPCN.from_pretrained(3).state_dict(), path)
-    return path
-
-
 def _args(data: Path, init: Path, out: Path, *extra: str) -> list[str]:
     return [
         *("--scale", "3", "--data", str(data), "--init", str(init), "--out", str(out)),
@@ -155,12 +137,12 @@ def _args(data: Path, init: Path, out: Path, *extra: str) -> list[str]:
     ]
 
 
-def test_command_writes_int8_weights_with_the_init_scales(data, init, tmp_path, capsys):
+def test_command_writes_int8_weights_with_the_init_scales(train_dir, x3_init, tmp_path, capsys):
     out = tmp_path / "run"
-    assert main(_args(data, init, out, "--teacher", str(init), "--warmup", "0.5")) == 0
+    assert main(_args(train_dir, x3_init, out, "--teacher", str(x3_init), "--warmup", "0.5")) == 0
     records = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records] == [0, 2, 4]
-    start = load_weights(init)
+    start = load_weights(x3_init)
     for name in ("best", "last"):
         state = load_weights(out / f"{name}.safetensors")
         for key in ("feature_maps.2.weight", "sub_pixel.0.weight"):
@@ -169,14 +151,14 @@ def test_command_writes_int8_weights_with_the_init_scales(data, init, tmp_path, 
     ship(out / "best.safetensors", 3, shipped)  # the scales it stores are checked on loading
     ESPCN(3).load_state_dict(load_weights(shipped))
     # a second run into the same folder is refused
-    assert main(_args(data, init, out)) == 2
+    assert main(_args(train_dir, x3_init, out)) == 2
     assert "already holds a run" in capsys.readouterr().err
 
 
-def test_command_init_of_another_scale(data, tmp_path, capsys):
+def test_command_init_of_another_scale(train_dir, tmp_path, capsys):
     other = tmp_path / "x2.safetensors"
     save_weights(ESPCN(2).state_dict(), other)
-    assert main(_args(data, other, tmp_path / "run")) == 2
+    assert main(_args(train_dir, other, tmp_path / "run")) == 2
     assert "scale" in capsys.readouterr().err
 
 
@@ -190,9 +172,9 @@ def test_command_init_of_another_scale(data, tmp_path, capsys):
         ("--beta", "0", "--beta must be positive"),
     ],
 )
-def test_bad_arguments(data, init, tmp_path, capsys, flag, value, message):
+def test_bad_arguments(train_dir, x3_init, tmp_path, capsys, flag, value, message):
     extra = [flag, value, "2"] if flag == "--beta" else [flag, value]
     with pytest.raises(SystemExit) as exc:
-        main(_args(data, init, tmp_path / "run", *extra))
+        main(_args(train_dir, x3_init, tmp_path / "run", *extra))
     assert exc.value.code == 2
     assert message in capsys.readouterr().err
