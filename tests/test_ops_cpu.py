@@ -123,10 +123,12 @@ def test_conv2d_tanh(isa, k, cin, cout):
 
 
 @pytest.mark.parametrize("isa", ISAS)
-@pytest.mark.parametrize("scale,cout,clamp", [(1, 1, False), (2, 1, True), (3, 1, False), (4, 2, True)])
-def test_conv2d_pixel_shuffle(isa, scale, cout, clamp):
+@pytest.mark.parametrize("scale,cout,clamp", [(1, 1, False), (2, 1, True), (3, 1, False), (4, 2, True), (5, 1, True)])
+@pytest.mark.parametrize("width", [10, 37])
+def test_conv2d_pixel_shuffle(isa, scale, cout, clamp, width):
+    # Scales 2-4 interleave whole vectors of pixels, then the columns left; others go pixel by pixel.
     g = torch.Generator().manual_seed(scale)
-    x = torch.rand(2, 32, 17, 10, generator=g) * 2 - 1
+    x = torch.rand(2, 32, 17, width, generator=g) * 2 - 1
     w = torch.randn(cout * scale * scale, 32, 3, 3, generator=g) * 0.2
     b = torch.randn(cout * scale * scale, generator=g) * 0.5
     with cpu_isa(isa), poisoned_outputs():

@@ -388,11 +388,73 @@ void ensure_layer_wino(Ring& dst, const Ring& src, const PackedConv& L, int h, i
   }
 }
 
+// The pixel shuffle on vectors: channels j = 0 .. R-1 of one HR row
+// interleave as [c0[0] c1[0] .. c{R-1}[0] c0[1] ..]. Lane l of output vector
+// K holds element p = K VW + l: channel p % R, pixel p / R. The vector is
+// built one channel at a time: step S (1 .. R-1) shuffles channel S into the
+// lanes the steps before it filled (step 1 takes channel 0 as its first
+// operand), one two-source permute each.
+constexpr int interleave_lane(int r, int k, int s, int l) {
+  const int p = k * VW + l, ch = p % r, px = p / r;
+  if (s == 1) return ch == 0 ? px : ch == 1 ? VW + px : 0;
+  return ch == s ? VW + px : l;
+}
+template <size_t... I>
+constexpr vi interleave_mask(int r, int k, int s, std::index_sequence<I...>) {
+  return vi{interleave_lane(r, k, s, int(I))...};
+}
+template <int R, int K, int... S>
+inline vf interleaved(const vf* ch, std::integer_sequence<int, S...>) {
+  vf t = ch[0];
+  ((t = __builtin_shuffle(t, ch[S + 1], interleave_mask(R, K, S + 1, std::make_index_sequence<VW>()))), ...);
+  return t;
+}
+template <int R, int... K>
+inline void store_interleaved(const vf* ch, float* dst, std::integer_sequence<int, K...>) {
+  (store(dst + K * VW, interleaved<R, K>(ch, std::make_integer_sequence<int, R - 1>())), ...);
+}
+inline float clamp01(float v) { return v < 0.0f ? 0.0f : (v > 1.0f ? 1.0f : v); }
+inline vf clamp01(vf v) {  // NaN stays NaN, as in the scalar form
+  v = v < 0.0f ? splat(0.0f) : v;
+  return v > 1.0f ? splat(1.0f) : v;
+}
+
+// Channels [c0, c0 + R) of a row: one HR row, VW pixels a step, then the
+// columns left one by one.
+template <int R>
+void store_shuffled_row(const float* row, size_t lp, int c0, int w, bool clamp, float* dst) {
+  int x = 0;
+  for (; x + VW <= w; x += VW) {
+    vf ch[R];
+#pragma GCC unroll 4
+    for (int j = 0; j < R; ++j) {
+      ch[j] = load(row + (c0 + j) * lp + x);
+      if (clamp) ch[j] = clamp01(ch[j]);
+    }
+    store_interleaved<R>(ch, dst + x * R, std::make_integer_sequence<int, R>());
+  }
+  for (; x < w; ++x)
+    for (int j = 0; j < R; ++j) {
+      const float v = row[(c0 + j) * lp + x];
+      dst[x * R + j] = clamp ? clamp01(v) : v;
+    }
+}
+
 // Store one conv output row (planar, `lp` floats per channel) through the
-// pixel shuffle into the (C, H*r, W*r) planes of one image.
+// pixel shuffle into the (C, H*r, W*r) planes of one image; the rows' padding
+// lets whole vectors be read past w.
 void store_pixel_shuffle(const float* row, size_t lp, int cout, int y, int h, int w, int r, bool clamp,
                          float* out) {
   const int rr = r * r;
+  if (r >= 2 && r <= 4) {
+    for (int c0 = 0; c0 < cout; c0 += r) {  // channels c0 .. c0 + r - 1 make one HR row
+      float* dst = out + pixel_shuffle_offset(0, c0, y, 0, r, cout / rr, h, w);
+      if (r == 2) store_shuffled_row<2>(row, lp, c0, w, clamp, dst);
+      else if (r == 3) store_shuffled_row<3>(row, lp, c0, w, clamp, dst);
+      else store_shuffled_row<4>(row, lp, c0, w, clamp, dst);
+    }
+    return;
+  }
   for (int c = 0; c < cout; ++c) {
     float* dst = out + pixel_shuffle_offset(0, c, y, 0, r, cout / rr, h, w);
     const float* src = row + c * lp;

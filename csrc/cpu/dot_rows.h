@@ -46,6 +46,13 @@ inline vf times_pow2(vf p, vf n) { return (vf)_mm512_scalef_ps((__m512)p, (__m51
 // 1 / d to 14 bits.
 inline vf recip_estimate(vf d) { return (vf)_mm512_rcp14_ps((__m512)d); }
 inline vi dot_u8s8(vi acc, vi a, vi w) { return (vi)_mm512_dpbusd_epi32((__m512i)acc, (__m512i)a, (__m512i)w); }
+// Four vectors of int32 in [-128, 127] -> their low bytes, in 128-bit lanes:
+// pixel-major after the byte transpose below (exact: nothing saturates).
+inline vi pack_bytes(vi q0, vi q1, vi q2, vi q3) {
+  const __m512i a = _mm512_packs_epi32((__m512i)q0, (__m512i)q1), b = _mm512_packs_epi32((__m512i)q2, (__m512i)q3);
+  return (vi)_mm512_packs_epi16(a, b);
+}
+inline vi shuffle_bytes(vi v, vi idx) { return (vi)_mm512_shuffle_epi8((__m512i)v, (__m512i)idx); }
 #else
 inline vi load_words(const word* p) { return (vi)_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)); }
 inline void store_words(word* p, vi v) { _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), (__m256i)v); }
@@ -58,6 +65,11 @@ inline vi to_int_nearest(vf x) { return (vi)_mm256_cvtps_epi32((__m256)x); }
 inline vf times_pow2(vf p, vf n) { return p * (vf)((__builtin_convertvector(n, vi) + 127) << 23); }
 // 1 / d to 12 bits (rcp_ps; the Newton step below brings it to about 2^-23).
 inline vf recip_estimate(vf d) { return (vf)_mm256_rcp_ps((__m256)d); }
+inline vi pack_bytes(vi q0, vi q1, vi q2, vi q3) {
+  const __m256i a = _mm256_packs_epi32((__m256i)q0, (__m256i)q1), b = _mm256_packs_epi32((__m256i)q2, (__m256i)q3);
+  return (vi)_mm256_packs_epi16(a, b);
+}
+inline vi shuffle_bytes(vi v, vi idx) { return (vi)_mm256_shuffle_epi8((__m256i)v, (__m256i)idx); }
 #if defined(ESPCN_VNNI_VEX)
 inline vi dot_u8s8(vi acc, vi a, vi w) { return (vi)_mm256_dpbusd_avx_epi32((__m256i)acc, (__m256i)a, (__m256i)w); }
 #else
@@ -105,13 +117,21 @@ struct Int8 {
   // round(127 tanh) (to nearest even, the current rounding mode) + 128, with
   // tanh rounded to float32 first as the reference does (folding it all into
   // round(255 - 254 r) made ten times more codes differ from the reference).
+  // The signed packs leave each 128-bit lane channel-major (4 pixels of
+  // channel 0, then 1, ...); one byte shuffle makes it pixel-major, and the
+  // top bit flipped is the + 128.
   static vi pack_tanh(const vf* y) {
-    vi out = {};
-    for (int k = 0; k < kPack; ++k) {
-      const vf t = fma_v(splat(-2.0f), tanh_recip(y[k]), splat(1.0f));
-      out |= (to_int_nearest(t * 127.0f) + 128) << (8 * k);
-    }
-    return out;
+    vi q[kPack];
+    for (int k = 0; k < kPack; ++k)
+      q[k] = to_int_nearest(fma_v(splat(-2.0f), tanh_recip(y[k]), splat(1.0f)) * 127.0f);
+    const vi codes = pack_bytes(q[0], q[1], q[2], q[3]);
+    return shuffle_bytes(codes, pixel_major(std::make_index_sequence<VW>())) ^ int32_t(kZero);
+  }
+  // The byte shuffle: byte 4p + k of a lane <- byte 4k + p.
+  template <size_t... I>
+  static constexpr vi pixel_major(std::index_sequence<I...>) {
+    return vi{int32_t(uint32_t(I % 4) | uint32_t(4 + I % 4) << 8 | uint32_t(8 + I % 4) << 16 |
+                      uint32_t(12 + I % 4) << 24)...};
   }
 };
 
