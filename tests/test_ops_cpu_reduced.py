@@ -107,6 +107,19 @@ def test_other_widths_and_kernel_sizes(kernel, c1, c2, ks):
 
 
 @pytest.mark.parametrize("kernel", KERNELS)
+def test_saturated_activations(kernel):
+    # Weights large enough that most pre-activations pass +-9, where the kernels' tanh clamps its input.
+    with running(kernel) as precision:
+        ws = [t * 40 if i in (0, 2) else t for i, t in enumerate(weights(random_model(2, seed=11)))]
+        x = torch.rand(1, 1, 9, 35, generator=torch.Generator().manual_seed(2))
+        a1 = torch.nn.functional.conv2d(x, ws[0], ws[1], padding=2)
+        assert (a1.abs() > 9).float().mean() > 0.5
+        with poisoned_outputs(), threads(2):
+            out = ops.espcn_forward(x, *kernel_weights(ws, precision), 2, False, precision)
+        assert_matches(out, reference(x, ws, 2, precision), ws, precision)
+
+
+@pytest.mark.parametrize("kernel", KERNELS)
 def test_shipped_weights_1080p_frame(kernel):
     """The shipped x3 weights on a 360x640 frame: every output within one 8-bit level of the
     reference, and on average within a hundredth of one (measured: bf16 2.7e-6, int8 less)."""
