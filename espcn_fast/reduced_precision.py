@@ -8,12 +8,16 @@ runs :func:`forward` with ``straight_through=True``.
 - ``bf16``: the three weights rounded to bfloat16 (biases stay float32); layer
   1 reads the float32 input; the activations after each tanh are rounded to
   bfloat16; products summed in float32.
-- ``int8``: layer 1 in float32 (one input channel: cheap, and the input is not
-  on an 8-bit grid); the activations after each tanh stored as
-  ``round(127 a)`` (symmetric, on the fixed range [-1, 1] of tanh, so no
-  calibration); the weights of layers 2 and 3 as int8 with one scale per
-  output channel, ``max |w| / 127``; int32 sums of the integer products,
-  then scaled back to float32 and the bias added.
+- ``int8``: layer 1 in 16-bit fixed point (one input channel, and the input
+  is not on an 8-bit grid): the input, which must lie in [-1, 1], as
+  ``round(32767 x)``, the weights as integers in [-L, L] with one scale per
+  output channel, ``max |w| / L``, where ``L = min(32767, 65536 // k^2)`` for
+  a k x k kernel so that the int32 sum of the products cannot overflow; the
+  activations after each tanh stored as ``round(127 a)`` (symmetric, on the
+  fixed range [-1, 1] of tanh, so no calibration); the weights of layers 2
+  and 3 as int8 with one scale per output channel, ``max |w| / 127``; int32
+  sums of the integer products, then scaled back to float32 and the bias
+  added.
 """
 
 from __future__ import annotations
@@ -26,6 +30,14 @@ CPU_PRECISIONS = ("fp32", "bf16", "int8")
 # tanh's output a is stored as round(ACTIVATION_LEVELS * a) in int8.
 ACTIVATION_LEVELS = 127
 WEIGHT_LEVELS = 127
+# int8's layer 1: the input x in [-1, 1] as round(INPUT_LEVELS * x) in int16.
+INPUT_LEVELS = 32767
+
+
+def layer1_levels(kernel: int) -> int:
+    """int8's layer-1 weight levels for a ``kernel`` x ``kernel`` layer: ``kernel^2`` products of at most
+    32767 x L each stay below 2^31."""
+    return min(32767, 65536 // (kernel * kernel))
 
 
 def check_cpu_precision(precision: str) -> None:
@@ -39,27 +51,42 @@ def _straight_through(x: torch.Tensor, rounded: torch.Tensor, straight_through: 
     return x + (rounded - x).detach() if straight_through else rounded
 
 
-def weight_scales(w: torch.Tensor) -> torch.Tensor:
-    """Per-output-channel int8 scales of a ``(C_out, C_in, k, k)`` weight: ``max |w| / 127`` in float32
+def weight_scales(w: torch.Tensor, levels: int = WEIGHT_LEVELS) -> torch.Tensor:
+    """Per-output-channel scales of a ``(C_out, C_in, k, k)`` weight: ``max |w| / levels`` in float32
     (1 for an all-zero channel)."""
     m = w.detach().to(torch.float32).abs().amax(dim=(1, 2, 3))
-    return torch.where(m > 0, m / WEIGHT_LEVELS, torch.ones_like(m))
+    return torch.where(m > 0, m / levels, torch.ones_like(m))
 
 
-def quantize_weight(w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(q, scales)``: int8 ``q`` in [-127, 127] with ``w ~ q * scales[:, None, None, None]``.
+def quantize_weight(w: torch.Tensor, levels: int = WEIGHT_LEVELS) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(q, scales)``: integers ``q`` in [-levels, levels] (int8 for the default 127, else int16) with
+    ``w ~ q * scales[:, None, None, None]``.
 
     Computed in float32 and rounded half to even, exactly as the C++ kernels do.
     """
-    s = weight_scales(w)
-    q = torch.round(w.detach().to(torch.float32) / s[:, None, None, None]).clamp_(-WEIGHT_LEVELS, WEIGHT_LEVELS)
-    return q.to(torch.int8), s
+    s = weight_scales(w, levels)
+    q = torch.round(w.detach().to(torch.float32) / s[:, None, None, None]).clamp_(-levels, levels)
+    return q.to(torch.int8 if levels <= 127 else torch.int16), s
 
 
-def fake_quantize_weight(w: torch.Tensor, straight_through: bool = False) -> torch.Tensor:
-    """``w`` on its int8 grid (same dtype as ``w``)."""
-    q, s = quantize_weight(w)
+def fake_quantize_weight(w: torch.Tensor, straight_through: bool = False, levels: int = WEIGHT_LEVELS) -> torch.Tensor:
+    """``w`` on its grid of ``levels`` per sign (same dtype as ``w``)."""
+    q, s = quantize_weight(w, levels)
     return _straight_through(w, (q.to(torch.float32) * s[:, None, None, None]).to(w.dtype), straight_through)
+
+
+def fake_quantize_input(x: torch.Tensor) -> torch.Tensor:
+    """int8's layer-1 input on its 16-bit grid ``k / 32767``; ValueError outside [-1, 1]."""
+    if x.numel() and not bool((x.abs() <= 1).all()):
+        raise ValueError("precision 'int8' reads its input as 16-bit fixed point on [-1, 1]; x holds values outside")
+    k = torch.round(x.detach().to(torch.float32) * INPUT_LEVELS)
+    return (k / INPUT_LEVELS).to(x.dtype)
+
+
+def int8_layer1(x: torch.Tensor, w1: torch.Tensor, b1: torch.Tensor, straight_through: bool = False) -> torch.Tensor:
+    """int8's layer 1 before its tanh: the 16-bit input and weights, summed exactly (in ``x``'s dtype)."""
+    w = fake_quantize_weight(w1, straight_through, layer1_levels(w1.shape[-1]))
+    return F.conv2d(fake_quantize_input(x), w, b1, padding=w1.shape[-1] // 2)
 
 
 def fake_quantize_activation(a: torch.Tensor, straight_through: bool = False) -> torch.Tensor:
@@ -100,6 +127,7 @@ def forward(
         act = lambda a: fake_quantize_activation(a, st)  # noqa: E731
     else:
         act = lambda a: a  # noqa: E731
-    a1 = act(torch.tanh(F.conv2d(x, w1, b1, padding=w1.shape[-1] // 2)))
+    y1 = int8_layer1(x, w1, b1, st) if precision == "int8" else F.conv2d(x, w1, b1, padding=w1.shape[-1] // 2)
+    a1 = act(torch.tanh(y1))
     a2 = act(torch.tanh(F.conv2d(a1, w2, b2, padding=w2.shape[-1] // 2)))
     return F.pixel_shuffle(F.conv2d(a2, w3, b3, padding=w3.shape[-1] // 2), scale)

@@ -249,6 +249,45 @@ def test_forced_lower_isa_names_the_instruction_set(precision, forced):
         assert ops.cpu_isa() == forced  # fp32 still runs
 
 
+@pytest.mark.parametrize("kernel", ["int8", "int8-256"])
+@pytest.mark.parametrize("k", [1, 3, 5, 7])
+def test_int8_layer1_sums_at_their_bound(kernel, k):
+    """Inputs of +-1 whose signs follow every weight's: each layer-1 sum reaches k^2 x 32767 x the
+    weight levels, the most int32 must hold (an overflow would wrap to the other sign)."""
+    with running(kernel) as precision:
+        g = torch.Generator().manual_seed(k)
+        # Every weight at the largest level (one magnitude), the same sign pattern in every channel.
+        signs = torch.randn(1, 1, k, k, generator=g).sign()
+        ws = [(signs * 0.5).expand(8, 1, k, k).contiguous(), torch.zeros(8)]
+        ws += [torch.randn(4, 8, 3, 3, generator=g) * 0.3, torch.randn(4, generator=g) * 0.1]
+        ws += [torch.randn(4, 4, 3, 3, generator=g) * 0.3, torch.randn(4, generator=g) * 0.1]
+        x = torch.ones(1, 1, 3 * k, 3 * k)
+        c = 3 * k // 2  # the centre pixel's window holds the pattern's signs
+        x[0, 0, c - k // 2 : c + k // 2 + 1, c - k // 2 : c + k // 2 + 1] = signs[0, 0]
+        q = reduced_precision.quantize_weight(ws[0], reduced_precision.layer1_levels(k))[0].int()
+        assert int((q[0].abs() * 32767).sum()) == k * k * 32767 * reduced_precision.layer1_levels(k) < 2**31
+        with poisoned_outputs():
+            out = ops.espcn_forward(x, *kernel_weights(ws, precision), 2, False, precision)
+        assert_matches(out, reference(x, ws, 2, precision), ws, precision)
+
+
+@pytest.mark.parametrize("kernel", ["int8", "int8-256"])
+def test_int8_refuses_inputs_outside_its_range(kernel):
+    with running(kernel) as precision:
+        ws = kernel_weights(weights(random_model(2)), precision)
+        x = torch.rand(1, 1, 6, 6)
+        x[0, 0, 1, 2], x[0, 0, 4, 4] = 1.001, -1.5
+        with pytest.raises(RuntimeError, match="x holds 2 value\\(s\\) outside \\[-1, 1\\]; precision 'int8' reads"):
+            ops.espcn_forward(x, *ws, 2, False, precision)
+        with pytest.raises(ValueError, match="precision 'int8' reads its input as 16-bit fixed point on \\[-1, 1\\]"):
+            reduced_precision.forward(x, weights(random_model(2)), 2, precision)
+        x.clamp_(-1, 1)  # the range's ends are in it
+        assert torch.isfinite(ops.espcn_forward(x, *ws, 2, False, precision)).all()
+        with pytest.raises(RuntimeError, match="precision 'int8' takes one input channel \\(the Y plane\\), got 2"):
+            w1 = torch.randn(64, 2, 5, 5)
+            ops.espcn_forward(torch.rand(1, 2, 6, 6), w1, *ws[1:], 2, False, precision)
+
+
 @pytest.mark.parametrize("precision", PRECISIONS)
 def test_non_finite_inputs_are_refused(precision):
     needs(precision)

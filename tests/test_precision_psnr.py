@@ -10,7 +10,7 @@ from espcn_fast.model import ESPCN
 # The targets: bf16 with the float weights, int8 with the int8 (quantization-aware) weights.
 BF16_LOSS_DB = 0.03
 INT8_LOSS_DB = 0.05
-# What the shipped int8 weights do lose (0.052 dB measured): a guard against a regression, far
+# What the shipped int8 weights do lose (0.055 dB measured): a guard against a regression, far
 # below the 0.37 dB of the float weights quantized as they are.
 INT8_SHIPPED_LOSS_DB = 0.06
 
@@ -34,6 +34,6 @@ def test_int8_weights_keep_their_measured_loss(fp32_psnr, int8_psnr):
     assert int8_psnr >= fp32_psnr - INT8_SHIPPED_LOSS_DB, (int8_psnr, fp32_psnr)
 
 
-@pytest.mark.xfail(strict=True, reason="not met yet: the shipped int8 weights lose 0.052 dB on Set5 x3")
+@pytest.mark.xfail(strict=True, reason="not met yet: the shipped int8 weights lose 0.055 dB on Set5 x3")
 def test_int8_weights_within_target(fp32_psnr, int8_psnr):
     assert int8_psnr >= fp32_psnr - INT8_LOSS_DB, (int8_psnr, fp32_psnr)

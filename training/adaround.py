@@ -38,7 +38,13 @@ from espcn_fast.data_dir import find_data_dir
 from espcn_fast.evaluate import psnr_image
 from espcn_fast.model import ESPCN
 from espcn_fast.precision_model import PrecisionESPCN
-from espcn_fast.reduced_precision import WEIGHT_LEVELS, fake_quantize_activation, quantize_weight, weight_scales
+from espcn_fast.reduced_precision import (
+    WEIGHT_LEVELS,
+    fake_quantize_activation,
+    int8_layer1,
+    quantize_weight,
+    weight_scales,
+)
 from espcn_fast.weights import WeightsError, load_weights, save_weights
 
 from .data import TrainingDataError, load_folder, split_validation
@@ -47,7 +53,7 @@ from .train import check_out_folder, one_line
 
 # The stretched sigmoid of AdaRound: h reaches 0 and 1 exactly at finite V.
 ZETA, GAMMA = 1.1, -0.1
-# The layers whose rounding is learned, by state-dict key (layer 1 stays float32 in the int8 arithmetic).
+# The layers whose rounding is learned, by state-dict key (layer 1 is rounded to nearest on its 16-bit grid).
 ROUNDED_KEYS = ("feature_maps.2.weight", "sub_pixel.0.weight")
 
 
@@ -178,7 +184,7 @@ class AdaRoundESPCN(nn.Module):
         """``(N, 1, H, W)`` LR -> HR with the soft rounding (training's forward)."""
         act = lambda a: fake_quantize_activation(a, straight_through=True)  # noqa: E731
         w2, w3 = self.w2.soft(), self.w3.soft()
-        a1 = act(torch.tanh(F.conv2d(x, self.w1, self.b1, padding=self.w1.shape[-1] // 2)))
+        a1 = act(torch.tanh(int8_layer1(x, self.w1, self.b1, straight_through=True)))
         a2 = act(torch.tanh(F.conv2d(a1, w2, self.b2, padding=w2.shape[-1] // 2)))
         return F.pixel_shuffle(F.conv2d(a2, w3, self.b3, padding=w3.shape[-1] // 2), self.scale)
 

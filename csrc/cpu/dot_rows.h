@@ -46,6 +46,7 @@ inline vf times_pow2(vf p, vf n) { return (vf)_mm512_scalef_ps((__m512)p, (__m51
 // 1 / d to 14 bits.
 inline vf recip_estimate(vf d) { return (vf)_mm512_rcp14_ps((__m512)d); }
 inline vi dot_u8s8(vi acc, vi a, vi w) { return (vi)_mm512_dpbusd_epi32((__m512i)acc, (__m512i)a, (__m512i)w); }
+inline vi dot_s16s16(vi acc, vi a, vi w) { return (vi)_mm512_dpwssd_epi32((__m512i)acc, (__m512i)a, (__m512i)w); }
 // Four vectors of int32 in [-128, 127] -> their low bytes, in 128-bit lanes:
 // pixel-major after the byte transpose below (exact: nothing saturates).
 inline vi pack_bytes(vi q0, vi q1, vi q2, vi q3) {
@@ -73,8 +74,10 @@ inline vi pack_bytes(vi q0, vi q1, vi q2, vi q3) {
 inline vi shuffle_bytes(vi v, vi idx) { return (vi)_mm256_shuffle_epi8((__m256i)v, (__m256i)idx); }
 #if defined(ESPCN_VNNI_VEX)
 inline vi dot_u8s8(vi acc, vi a, vi w) { return (vi)_mm256_dpbusd_avx_epi32((__m256i)acc, (__m256i)a, (__m256i)w); }
+inline vi dot_s16s16(vi acc, vi a, vi w) { return (vi)_mm256_dpwssd_avx_epi32((__m256i)acc, (__m256i)a, (__m256i)w); }
 #else
 inline vi dot_u8s8(vi acc, vi a, vi w) { return (vi)_mm256_dpbusd_epi32((__m256i)acc, (__m256i)a, (__m256i)w); }
+inline vi dot_s16s16(vi acc, vi a, vi w) { return (vi)_mm256_dpwssd_epi32((__m256i)acc, (__m256i)a, (__m256i)w); }
 #endif
 #endif
 
@@ -104,6 +107,7 @@ inline vf tanh_recip(vf y) {
 // What a layer's arithmetic needs from its number format.
 struct Int8 {
   static constexpr int kPack = 4;
+  static constexpr int kRowStep = 1;
   static constexpr word kZero = 0x80808080u;  // four codes of 0
   using Acc = vi;
   using Vec = vi;
@@ -139,6 +143,7 @@ struct Int8 {
 #if defined(ESPCN_DOT_BF16)
 struct Bf16 {
   static constexpr int kPack = 2;
+  static constexpr int kRowStep = 1;
   static constexpr word kZero = 0;
   using Acc = vf;
   using Vec = vi;
@@ -156,11 +161,12 @@ struct Bf16 {
 };
 #endif
 
-// Layer 1's input side: float32 rows of the image and float32 weights (as
-// words of their bits), one FMA per tap. Its outputs are packed by the
+// bf16's layer-1 input side: float32 rows of the image and float32 weights
+// (as words of their bits), one FMA per tap. Its outputs are packed by the
 // network's format, so its tanh layer writes words like the others.
 struct Float32In {
   static constexpr int kPack = 1;
+  static constexpr int kRowStep = 1;
   using Acc = vf;
   using Vec = vf;
   static Vec load(const word* p) { return ::espcn::cpu::ESPCN_ISA::load(reinterpret_cast<const float*>(p)); }
@@ -168,6 +174,36 @@ struct Float32In {
   static Acc dot(Acc acc, Vec a, Vec w) { return fma_v(a, w, acc); }
   static Acc start(const DotLayer& L, int c) { return splat(L.bias[c]); }
   static vf value(Acc acc, const DotLayer&, int) { return acc; }
+};
+
+// int8's layer-1 input side: each word holds the 16-bit codes round(32767 x)
+// of two image rows (y in the low half, y + 1 in the high half) at one
+// column, each weight word the 16-bit weights of two vertically adjacent
+// taps, so one vpdpwssd does two taps: a k x k layer reads (k + 1) / 2 rows
+// of words (the last one's high-half weight 0 when k is odd). int32 sums,
+// exact (layer1_levels bounds them), scaled back to float32 and the bias added.
+struct Int16In {
+  static constexpr int kPack = 2;
+  static constexpr int kRowStep = 2;
+  using Acc = vi;
+  using Vec = vi;
+  static Vec load(const word* p) { return load_words(p); }
+  static Vec broadcast(word w) { return splat_word(w); }
+  static Acc dot(Acc acc, Vec a, Vec w) { return dot_s16s16(acc, a, w); }
+  static Acc start(const DotLayer&, int) { return vi{}; }
+  static vf value(Acc acc, const DotLayer& L, int c) {
+    return fma_v(__builtin_convertvector(acc, vf), splat(L.scale[c]), splat(L.bias[c]));
+  }
+};
+
+// The input side of each network's layer 1.
+template <class F>
+struct Layer1In {
+  using type = Float32In;
+};
+template <>
+struct Layer1In<Int8> {
+  using type = Int16In;
 };
 
 // One register tile: output channels [c0, c0 + NC) x pixels [x0, x0 + NX * VW)
@@ -188,9 +224,10 @@ inline void dot_tile(const word* const* rows, size_t lp, const DotLayer& L, int 
     for (int v = 0; v < NX; ++v) acc[c][v] = s;
   }
   const word* wp = L.weight + c0;
+  constexpr int KY = (K + In::kRowStep - 1) / In::kRowStep;  // rows of input words
   for (int g = 0; g < L.in_groups; ++g) {
 #pragma GCC unroll 8
-    for (int ky = 0; ky < K; ++ky) {
+    for (int ky = 0; ky < KY; ++ky) {
       const word* src = rows[ky] + g * lp;
 #pragma GCC unroll 8
       for (int kx = 0; kx < K; ++kx, wp += L.out_stride) {
@@ -244,14 +281,15 @@ template <class In, class Out, int NC, int K, bool kTanh>
 void dot_row_channels(const word* const* rows, size_t lp, const DotLayer& L, int c0, word* out, float* fout,
                       size_t out_lp, int xend) {
   constexpr int NX = dot_nx(NC);
+  constexpr int KY = (K + In::kRowStep - 1) / In::kRowStep;
   const word* r[K];
   int x = 0;
   for (; x + NX * VW <= xend; x += NX * VW) {
-    for (int ky = 0; ky < K; ++ky) r[ky] = rows[ky] + x;
+    for (int ky = 0; ky < KY; ++ky) r[ky] = rows[ky] + x;
     dot_tile<In, Out, NC, NX, K, kTanh>(r, lp, L, c0, out + x, fout + x, out_lp);
   }
   for (; x < xend; x += VW) {
-    for (int ky = 0; ky < K; ++ky) r[ky] = rows[ky] + x;
+    for (int ky = 0; ky < KY; ++ky) r[ky] = rows[ky] + x;
     dot_tile<In, Out, NC, 1, K, kTanh>(r, lp, L, c0, out + x, fout + x, out_lp);
   }
 }
@@ -319,8 +357,10 @@ void clear_right(const WordRing& ring, int row, int w) {
 
 // A tanh layer: rows of the ring `dst` up to `upto`, each from the rows
 // that ensure_src(y) makes ready below it; src_row(y) points at their
-// group 0, column 0 (`src_lp` words a group), in the format In. Layer 1
-// reads the image's float32 rows (In = Float32In), layer 2 the words of a1.
+// group 0, column 0 (`src_lp` words a group), in the format In, one row
+// every In::kRowStep. Layer 1 reads the image's float32 rows (bf16:
+// Float32In) or its rows of 16-bit pairs (int8: Int16In), layer 2 the words
+// of a1.
 template <class In, class F, typename SrcRow, typename EnsureSrc>
 void ensure_dot_layer(WordRing& dst, SrcRow src_row, size_t src_lp, const DotLayer& L, int h, int w, int upto,
                       EnsureSrc ensure_src) {
@@ -334,9 +374,33 @@ void ensure_dot_layer(WordRing& dst, SrcRow src_row, size_t src_lp, const DotLay
       continue;
     }
     ensure_src(y + pad);
-    for (int ky = 0; ky < L.kernel; ++ky) rows[ky] = src_row(y - pad + ky) - pad;
+    for (int j = 0; j * In::kRowStep < L.kernel; ++j) rows[j] = src_row(y - pad + j * In::kRowStep) - pad;
     dot_row<In, F, true>(rows, src_lp, L, dst.at(y), nullptr, dst.lp, xend);
     clear_right<F>(dst, y, w);
+  }
+}
+
+// int8's layer-1 input: rows of words pairing image rows y and y + 1 (see
+// Int16In), 0 outside the image; x lies in [-1, 1] (the bindings check).
+inline vi pair_words(vf lo, vf hi) {
+  return (to_int_nearest(lo * 32767.0f) & 0xffff) | (to_int_nearest(hi * 32767.0f) << 16);
+}
+inline word pair_word(float lo, float hi) {
+  return word(uint16_t(int16_t(__builtin_nearbyintf(lo * 32767.0f)))) |
+         word(uint16_t(int16_t(__builtin_nearbyintf(hi * 32767.0f)))) << 16;
+}
+void ensure_pairs(WordRing& ring, const float* x, int h, int w, int upto) {
+  while (ring.last < upto) {
+    const int y = ++ring.last;
+    fill(ring.slot(y), ring.slot_words(), 0u);
+    if (y < -1 || y >= h) continue;
+    const float* r0 = y >= 0 ? x + size_t(y) * w : nullptr;
+    const float* r1 = y + 1 < h ? x + size_t(y + 1) * w : nullptr;
+    word* out = ring.at(y);
+    int c = 0;
+    for (; c + VW <= w; c += VW)
+      store_words(out + c, pair_words(r0 ? load(r0 + c) : splat(0.0f), r1 ? load(r1 + c) : splat(0.0f)));
+    for (; c < w; ++c) out[c] = pair_word(r0 ? r0[c] : 0.0f, r1 ? r1[c] : 0.0f);
   }
 }
 
@@ -353,7 +417,11 @@ void dot_espcn(const DotLayer& l1, const DotLayer& l2, const DotLayer& l3, const
   const int xend = ceil_div(w, VW) * VW;
   const int p1 = l1.kernel / 2, p2 = l2.kernel / 2, p3 = l3.kernel / 2;
   float* base = align64(scratch);
+  // Layer 1's input: float32 image rows (Float32In), or int8's rows of 16-bit pairs (Int16In).
+  using L1In = typename Layer1In<F>::type;
+  constexpr bool kPairs = L1In::kRowStep == 2;
   Ring in{base, l1.kernel, l1.in_groups, p1, row_floats(w, p1)};
+  WordRing pairs{reinterpret_cast<word*>(base), l1.kernel, 1, p1, row_floats(w, p1)};
   zero(in.base, in.floats());
   WordRing a1{reinterpret_cast<word*>(in.base + in.floats()), l2.kernel, l2.in_groups, p2, row_floats(w, p2)};
   WordRing a2{a1.base + a1.words(), l3.kernel, l3.in_groups, p3, row_floats(w, p3)};
@@ -362,10 +430,15 @@ void dot_espcn(const DotLayer& l1, const DotLayer& l2, const DotLayer& l3, const
   const size_t row_lp = row_floats(w, 0);
   a2.last = job.y0 - p3 - 1;
   a1.last = a2.last - p2;
-  in.last = a1.last - p1;
-  auto in_row = [&](int r) { return reinterpret_cast<const word*>(in.at(r)); };
-  auto ensure_in = [&](int upto) { ensure_input(in, job.x, h, w, upto); };
-  auto ensure_a1 = [&](int upto) { ensure_dot_layer<Float32In, F>(a1, in_row, in.lp, l1, h, w, upto, ensure_in); };
+  in.last = pairs.last = a1.last - p1;
+  auto in_row = [&](int r) {
+    return kPairs ? static_cast<const word*>(pairs.at(r)) : reinterpret_cast<const word*>(in.at(r));
+  };
+  auto ensure_in = [&](int upto) {
+    if constexpr (kPairs) ensure_pairs(pairs, job.x, h, w, upto);
+    else ensure_input(in, job.x, h, w, upto);
+  };
+  auto ensure_a1 = [&](int upto) { ensure_dot_layer<L1In, F>(a1, in_row, in.lp, l1, h, w, upto, ensure_in); };
   auto a1_row = [&](int r) { return static_cast<const word*>(a1.at(r)); };
   const word* rows[kMaxKernel];
   for (int y = job.y0; y < job.y1; ++y) {

@@ -68,4 +68,31 @@ PackedDot pack_dot_float(const float* w, const float* b, int co, int ci, int k, 
   return d;
 }
 
+int layer1_levels(int k) { return 65536 / (k * k) < 32767 ? 65536 / (k * k) : 32767; }
+
+PackedDot pack_dot_int16(const float* w, const float* b, int co, int k, int out_pack) {
+  const int levels = layer1_levels(k);
+  const int out = ceil_div(co, out_pack) * out_pack;
+  PackedDot d;
+  d.weight.assign(size_t(ceil_div(k, 2)) * k * out, 0u);
+  d.bias.assign(out, 0.0f);
+  d.scale.assign(out, 0.0f);
+  for (int o = 0; o < co; ++o) {
+    const float* wo = w + size_t(o) * k * k;
+    float m = 0.0f;
+    for (int i = 0; i < k * k; ++i) m = std::fmax(m, std::fabs(wo[i]));
+    const float s = m > 0.0f ? m / float(levels) : 1.0f;  // in float32, as the reference
+    d.scale[o] = s / 32767.0f;
+    for (int ky = 0; ky < k; ++ky)
+      for (int kx = 0; kx < k; ++kx) {
+        const float q = std::fmin(float(levels), std::fmax(-float(levels), std::nearbyint(wo[ky * k + kx] / s)));
+        const uint32_t bits = uint32_t(uint16_t(int16_t(q))) << (16 * (ky % 2));
+        d.weight[(size_t(ky / 2) * k + kx) * out + o] |= bits;
+      }
+    d.bias[o] = b[o];
+  }
+  d.layer = DotLayer{d.weight.data(), d.scale.data(), d.bias.data(), nullptr, 1, out, out, k};
+  return d;
+}
+
 }  // namespace espcn::cpu

@@ -26,6 +26,13 @@ PackedDot pack_dot(const float* w, const float* b, int co, int ci, int k, Precis
 // their bits, its outputs padded to whole groups of `out_pack` channels.
 PackedDot pack_dot_float(const float* w, const float* b, int co, int ci, int k, int out_pack);
 
+// int8's layer 1 (one input channel): 16-bit weights on layer1_levels(k)
+// levels per sign and output channel, as words of two vertically adjacent
+// taps, [(k + 1) / 2][k][out]; scale = (max |w| / levels) / 32767 (the
+// input's 16-bit step); outputs padded to whole groups of `out_pack`.
+PackedDot pack_dot_int16(const float* w, const float* b, int co, int k, int out_pack);
+int layer1_levels(int k);
+
 // float32 -> bf16 bits, to nearest even (finite values).
 uint16_t bf16_bits(float f);
 

@@ -55,7 +55,8 @@ struct Kernels {
 };
 
 // A layer of the bf16/int8 kernels (dot_rows.h): weights as 32-bit words of
-// `pack` input channels (2 bf16 or 4 int8; layer 1: one float32),
+// `pack` input channels (2 bf16 or 4 int8; layer 1: one float32 in bf16,
+// two vertically adjacent 16-bit taps in int8, [(k + 1) / 2][kx][out]),
 // [in_group][ky][kx][out_stride].
 // Per output channel: bias; int8 also the scale back to float (weight scale
 // / 127) and the accumulator's start, -128 * the sum of its int8 weights.
@@ -75,7 +76,8 @@ struct DotKernels {
   const char* name;
   Precision precision;
   int pack;  // input channels per weight word
-  // Scratch floats per thread; then layer 1 (float32, pack_dot_float) and
+  // Scratch floats per thread; then layer 1 (bf16: pack_dot_float; int8:
+  // pack_dot_int16) and
   // layers 2, 3 on rows [y0, y1) of one image, written through the pixel shuffle.
   size_t (*espcn_scratch)(const DotLayer& l1, const DotLayer& l2, const DotLayer& l3, int w);
   void (*espcn)(const DotLayer& l1, const DotLayer& l2, const DotLayer& l3, const ConvJob& job, float* scratch);

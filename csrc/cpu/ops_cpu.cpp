@@ -128,8 +128,9 @@ int64_t check_network(const char* op, const at::Tensor& x, const at::Tensor& w1,
   return check_scale(op, x, scale, w3.size(0), "w3");
 }
 
-// The bf16/int8 network (dot_rows.h). Layer 1 stays float32 (its weights
-// given in bfloat16 for bf16); every layer is packed for the dot kernels.
+// The bf16/int8 network (dot_rows.h). Layer 1 stays float32 in bf16 (its
+// weights given in bfloat16) and is 16-bit fixed point in int8; every layer
+// is packed for the dot kernels.
 at::Tensor espcn_forward_dot(const char* op, Precision precision, const at::Tensor& x, const at::Tensor& w1,
                              const at::Tensor& b1, const at::Tensor& w2, const at::Tensor& b2, const at::Tensor& w3,
                              const at::Tensor& b3, int64_t scale, bool clamp) {
@@ -146,6 +147,13 @@ at::Tensor espcn_forward_dot(const char* op, Precision precision, const at::Tens
   for (int64_t i = 0, n = xc.numel(); i < n; ++i) bad += !std::isfinite(xp[i]);
   TORCH_CHECK(bad == 0, op, ": x holds ", bad, " NaN or infinite value(s); precision '",
               precision == Precision::kInt8 ? "int8" : "bf16", "' takes finite inputs");
+  if (precision == Precision::kInt8) {  // 16-bit fixed point: anything else would wrap
+    TORCH_CHECK(x.size(1) == 1, op, ": precision 'int8' takes one input channel (the Y plane), got ", x.size(1));
+    int64_t outside = 0;
+    for (int64_t i = 0, n = xc.numel(); i < n; ++i) outside += !(std::fabs(xp[i]) <= 1.0f);
+    TORCH_CHECK(outside == 0, op, ": x holds ", outside,
+                " value(s) outside [-1, 1]; precision 'int8' reads its input as 16-bit fixed point on [-1, 1]");
+  }
   // Each layer's weights as float32 (bf16 ones exactly), packed for the dot kernels.
   auto packed = [&](const at::Tensor& weight, const at::Tensor& bias, Precision p, bool tanh_layer) {
     const at::Tensor w = weight.to(at::kFloat).contiguous(), b = bias.contiguous();
@@ -154,7 +162,11 @@ at::Tensor espcn_forward_dot(const char* op, Precision precision, const at::Tens
     return p == Precision::kFp32 ? pack_dot_float(wp, bp, co, ci, kk, k->pack)
                                  : pack_dot(wp, bp, co, ci, kk, p, tanh_layer);
   };
-  const PackedDot l1 = packed(w1, b1, Precision::kFp32, true);  // layer 1 stays float32
+  const PackedDot l1 = precision == Precision::kInt8 ? [&] {
+    const at::Tensor w = w1.to(at::kFloat).contiguous(), b = b1.contiguous();
+    return pack_dot_int16(w.data_ptr<float>(), b.data_ptr<float>(), int(w.size(0)), int(w.size(2)), k->pack);
+  }()
+                                                       : packed(w1, b1, Precision::kFp32, true);
   const PackedDot l2 = packed(w2, b2, precision, true), l3 = packed(w3, b3, precision, false);
   return run_strips(xc, out_channels, Epilogue::kPixelShuffle, int(scale), clamp,
                     k->espcn_scratch(l1.layer, l2.layer, l3.layer, int(x.size(3))),
