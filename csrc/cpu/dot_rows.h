@@ -82,7 +82,7 @@ inline vi dot_s16s16(vi acc, vi a, vi w) { return (vi)_mm256_dpwssd_epi32((__m25
 #endif
 
 // r = 1 / (exp(2y) + 1), so that tanh(y) = 1 - 2r, with |error| < 3e-7:
-// exp from 2^round and a degree-6 polynomial in the remainder, one Newton
+// exp from 2^round and a degree-5 polynomial in the remainder, one Newton
 // step on the reciprocal's estimate. Enough for bf16 (2^-9) and int8 (1/254)
 // storage, at half the instructions of tanh_v; the formats fold 1 - 2r into
 // their rounding.
@@ -91,14 +91,15 @@ inline vf tanh_recip(vf y) {
   const vf z = y * 2.88539008177792681f;  // 2y log2(e)
   const vf n = round_v(z);
   const vf f = z - n;  // exact, |f| <= 1/2
-  // 2^f = exp(f ln2): Taylor coefficients ln2^k / k!.
-  vf p = splat(1.5403530393381609e-4f);
-  p = fma_v(p, f, splat(1.3333558146428443e-3f));
-  p = fma_v(p, f, splat(9.6181291076284772e-3f));
-  p = fma_v(p, f, splat(5.5504108664821580e-2f));
-  p = fma_v(p, f, splat(2.4022650695910071e-1f));
-  p = fma_v(p, f, splat(6.9314718055994531e-1f));
-  p = fma_v(p, f, splat(1.0f));
+  // 2^f: a degree-5 polynomial fitted for relative error on [-1/2, 1/2]
+  // (7.5e-8; in float32 2.4e-7), one FMA fewer than the Taylor series to the
+  // same accuracy of tanh (2.1e-7 against 2.0e-7 over [-9, 9]).
+  vf p = splat(1.327647129073739e-3f);
+  p = fma_v(p, f, splat(9.675541892647743e-3f));
+  p = fma_v(p, f, splat(5.550713092088699e-2f));
+  p = fma_v(p, f, splat(2.4022120237350464e-1f));
+  p = fma_v(p, f, splat(6.931469440460205e-1f));
+  p = fma_v(p, f, splat(1.0000001192092896f));
   const vf d = times_pow2(p, n) + 1.0f;
   const vf r = recip_estimate(d);
   return fma_v(r, fma_v(-d, r, splat(1.0f)), r);
