@@ -105,6 +105,11 @@ inline vf tanh_recip(vf y) {
   return fma_v(r, fma_v(-d, r, splat(1.0f)), r);
 }
 
+// An int32 sum back to float32: times the channel's scale, plus its bias.
+inline vf scaled_sum(vi acc, const DotLayer& L, int c) {
+  return fma_v(__builtin_convertvector(acc, vf), splat(L.scale[c]), splat(L.bias[c]));
+}
+
 // What a layer's arithmetic needs from its number format.
 struct Int8 {
   static constexpr int kPack = 4;
@@ -116,9 +121,7 @@ struct Int8 {
   static Vec broadcast(word w) { return splat_word(w); }
   static Acc dot(Acc acc, Vec a, Vec w) { return dot_u8s8(acc, a, w); }
   static Acc start(const DotLayer& L, int c) { return splat_word(word(L.acc_start[c])); }
-  static vf value(Acc acc, const DotLayer& L, int c) {
-    return fma_v(__builtin_convertvector(acc, vf), splat(L.scale[c]), splat(L.bias[c]));
-  }
+  static vf value(Acc acc, const DotLayer& L, int c) { return scaled_sum(acc, L, c); }
   // tanh of kPack pre-activations -> their codes, channel k in byte k:
   // round(127 tanh) (to nearest even, the current rounding mode) + 128, with
   // tanh rounded to float32 first as the reference does (folding it all into
@@ -192,9 +195,7 @@ struct Int16In {
   static Vec broadcast(word w) { return splat_word(w); }
   static Acc dot(Acc acc, Vec a, Vec w) { return dot_s16s16(acc, a, w); }
   static Acc start(const DotLayer&, int) { return vi{}; }
-  static vf value(Acc acc, const DotLayer& L, int c) {
-    return fma_v(__builtin_convertvector(acc, vf), splat(L.scale[c]), splat(L.bias[c]));
-  }
+  static vf value(Acc acc, const DotLayer& L, int c) { return scaled_sum(acc, L, c); }
 };
 
 // The input side of each network's layer 1.
@@ -206,6 +207,12 @@ template <>
 struct Layer1In<Int8> {
   using type = Int16In;
 };
+
+// Rows of input words a K x K layer reads: K, or (K + 1) / 2 for Int16In's row pairs.
+template <class In>
+constexpr int word_rows(int k) {
+  return (k + In::kRowStep - 1) / In::kRowStep;
+}
 
 // One register tile: output channels [c0, c0 + NC) x pixels [x0, x0 + NX * VW)
 // of one row. rows[ky] points at group 0, column x0 - K / 2 of input row
@@ -225,7 +232,7 @@ inline void dot_tile(const word* const* rows, size_t lp, const DotLayer& L, int 
     for (int v = 0; v < NX; ++v) acc[c][v] = s;
   }
   const word* wp = L.weight + c0;
-  constexpr int KY = (K + In::kRowStep - 1) / In::kRowStep;  // rows of input words
+  constexpr int KY = word_rows<In>(K);
   for (int g = 0; g < L.in_groups; ++g) {
 #pragma GCC unroll 8
     for (int ky = 0; ky < KY; ++ky) {
@@ -282,7 +289,7 @@ template <class In, class Out, int NC, int K, bool kTanh>
 void dot_row_channels(const word* const* rows, size_t lp, const DotLayer& L, int c0, word* out, float* fout,
                       size_t out_lp, int xend) {
   constexpr int NX = dot_nx(NC);
-  constexpr int KY = (K + In::kRowStep - 1) / In::kRowStep;
+  constexpr int KY = word_rows<In>(K);
   const word* r[K];
   int x = 0;
   for (; x + NX * VW <= xend; x += NX * VW) {
@@ -375,7 +382,7 @@ void ensure_dot_layer(WordRing& dst, SrcRow src_row, size_t src_lp, const DotLay
       continue;
     }
     ensure_src(y + pad);
-    for (int j = 0; j * In::kRowStep < L.kernel; ++j) rows[j] = src_row(y - pad + j * In::kRowStep) - pad;
+    for (int j = 0; j < word_rows<In>(L.kernel); ++j) rows[j] = src_row(y - pad + j * In::kRowStep) - pad;
     dot_row<In, F, true>(rows, src_lp, L, dst.at(y), nullptr, dst.lp, xend);
     clear_right<F>(dst, y, w);
   }

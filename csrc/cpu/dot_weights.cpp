@@ -14,6 +14,20 @@ uint16_t bf16_bits(float f) {
   return uint16_t((bits + 0x7fffu + ((bits >> 16) & 1u)) >> 16);
 }
 
+namespace {
+// max |w| / levels over a channel's n weights, in float32 as the reference
+// (1 when they are all zero).
+float channel_scale(const float* w, int n, int levels) {
+  float m = 0.0f;
+  for (int i = 0; i < n; ++i) m = std::fmax(m, std::fabs(w[i]));
+  return m > 0.0f ? m / float(levels) : 1.0f;
+}
+// round(v / s) (ties to even) clamped to [-levels, levels].
+float quantized(float v, float s, int levels) {
+  return std::fmin(float(levels), std::fmax(-float(levels), std::nearbyint(v / s)));
+}
+}  // namespace
+
 PackedDot pack_dot(const float* w, const float* b, int co, int ci, int k, Precision p, bool tanh_layer) {
   const bool int8 = p == Precision::kInt8;
   const int pack = int8 ? 4 : 2;
@@ -26,21 +40,15 @@ PackedDot pack_dot(const float* w, const float* b, int co, int ci, int k, Precis
   d.acc_start.assign(out, 0);
   for (int o = 0; o < co; ++o) {
     const float* wo = w + size_t(o) * ci * k * k;
-    // int8: scale max|w| / 127 of the channel (1 when it is all zeros), in float32 as the reference.
-    float s = 1.0f;
-    if (int8) {
-      float m = 0.0f;
-      for (int i = 0; i < ci * k * k; ++i) m = std::fmax(m, std::fabs(wo[i]));
-      if (m > 0.0f) s = m / 127.0f;
-      d.scale[o] = s / 127.0f;  // times the activations' 1/127
-    }
+    const float s = int8 ? channel_scale(wo, ci * k * k, 127) : 1.0f;
+    if (int8) d.scale[o] = s / 127.0f;  // times the activations' 1/127
     int32_t qsum = 0;
     for (int i = 0; i < ci; ++i)
       for (int t = 0; t < k * k; ++t) {
         const float v = wo[size_t(i) * k * k + t];
         uint32_t bits;
         if (int8) {
-          const float q = std::fmin(127.0f, std::fmax(-127.0f, std::nearbyint(v / s)));  // ties to even
+          const float q = quantized(v, s, 127);
           qsum += int32_t(q);
           bits = uint32_t(uint8_t(int8_t(q))) << (8 * (i % pack));
         } else {
@@ -79,13 +87,11 @@ PackedDot pack_dot_int16(const float* w, const float* b, int co, int k, int out_
   d.scale.assign(out, 0.0f);
   for (int o = 0; o < co; ++o) {
     const float* wo = w + size_t(o) * k * k;
-    float m = 0.0f;
-    for (int i = 0; i < k * k; ++i) m = std::fmax(m, std::fabs(wo[i]));
-    const float s = m > 0.0f ? m / float(levels) : 1.0f;  // in float32, as the reference
-    d.scale[o] = s / 32767.0f;
+    const float s = channel_scale(wo, k * k, levels);
+    d.scale[o] = s / 32767.0f;  // times the input's 1/32767
     for (int ky = 0; ky < k; ++ky)
       for (int kx = 0; kx < k; ++kx) {
-        const float q = std::fmin(float(levels), std::fmax(-float(levels), std::nearbyint(wo[ky * k + kx] / s)));
+        const float q = quantized(wo[ky * k + kx], s, levels);
         const uint32_t bits = uint32_t(uint16_t(int16_t(q))) << (16 * (ky % 2));
         d.weight[(size_t(ky / 2) * k + kx) * out + o] |= bits;
       }

@@ -143,31 +143,31 @@ at::Tensor espcn_forward_dot(const char* op, Precision precision, const at::Tens
   // rather than turned into plausible pixels.
   const at::Tensor xc = x.contiguous();
   const float* xp = xc.data_ptr<float>();
-  int64_t bad = 0;
-  for (int64_t i = 0, n = xc.numel(); i < n; ++i) bad += !std::isfinite(xp[i]);
-  TORCH_CHECK(bad == 0, op, ": x holds ", bad, " NaN or infinite value(s); precision '",
-              precision == Precision::kInt8 ? "int8" : "bf16", "' takes finite inputs");
-  if (precision == Precision::kInt8) {  // 16-bit fixed point: anything else would wrap
-    TORCH_CHECK(x.size(1) == 1, op, ": precision 'int8' takes one input channel (the Y plane), got ", x.size(1));
-    int64_t outside = 0;
-    for (int64_t i = 0, n = xc.numel(); i < n; ++i) outside += !(std::fabs(xp[i]) <= 1.0f);
-    TORCH_CHECK(outside == 0, op, ": x holds ", outside,
-                " value(s) outside [-1, 1]; precision 'int8' reads its input as 16-bit fixed point on [-1, 1]");
+  // int8 also reads its input as 16-bit fixed point on [-1, 1]: anything
+  // else would wrap. One pass counts both.
+  const bool int8 = precision == Precision::kInt8;
+  TORCH_CHECK(!int8 || x.size(1) == 1, op, ": precision 'int8' takes one input channel (the Y plane), got ",
+              x.size(1));
+  int64_t bad = 0, outside = 0;
+  for (int64_t i = 0, n = xc.numel(); i < n; ++i) {
+    bad += !std::isfinite(xp[i]);
+    outside += !(std::fabs(xp[i]) <= 1.0f);
   }
-  // Each layer's weights as float32 (bf16 ones exactly), packed for the dot kernels.
-  auto packed = [&](const at::Tensor& weight, const at::Tensor& bias, Precision p, bool tanh_layer) {
+  TORCH_CHECK(bad == 0, op, ": x holds ", bad, " NaN or infinite value(s); precision '", int8 ? "int8" : "bf16",
+              "' takes finite inputs");
+  TORCH_CHECK(!int8 || outside == 0, op, ": x holds ", outside,
+              " value(s) outside [-1, 1]; precision 'int8' reads its input as 16-bit fixed point on [-1, 1]");
+  // Each layer's weights as float32 (bf16 ones exactly), packed for the dot
+  // kernels: layer 1 as 16-bit pairs (int8) or float32 (bf16).
+  auto packed = [&](const at::Tensor& weight, const at::Tensor& bias, bool layer1, bool tanh_layer) {
     const at::Tensor w = weight.to(at::kFloat).contiguous(), b = bias.contiguous();
     const float *wp = w.data_ptr<float>(), *bp = b.data_ptr<float>();
     const int co = int(w.size(0)), ci = int(w.size(1)), kk = int(w.size(2));
-    return p == Precision::kFp32 ? pack_dot_float(wp, bp, co, ci, kk, k->pack)
-                                 : pack_dot(wp, bp, co, ci, kk, p, tanh_layer);
+    if (layer1) return int8 ? pack_dot_int16(wp, bp, co, kk, k->pack) : pack_dot_float(wp, bp, co, ci, kk, k->pack);
+    return pack_dot(wp, bp, co, ci, kk, precision, tanh_layer);
   };
-  const PackedDot l1 = precision == Precision::kInt8 ? [&] {
-    const at::Tensor w = w1.to(at::kFloat).contiguous(), b = b1.contiguous();
-    return pack_dot_int16(w.data_ptr<float>(), b.data_ptr<float>(), int(w.size(0)), int(w.size(2)), k->pack);
-  }()
-                                                       : packed(w1, b1, Precision::kFp32, true);
-  const PackedDot l2 = packed(w2, b2, precision, true), l3 = packed(w3, b3, precision, false);
+  const PackedDot l1 = packed(w1, b1, true, true);
+  const PackedDot l2 = packed(w2, b2, false, true), l3 = packed(w3, b3, false, false);
   return run_strips(xc, out_channels, Epilogue::kPixelShuffle, int(scale), clamp,
                     k->espcn_scratch(l1.layer, l2.layer, l3.layer, int(x.size(3))),
                     [&](const ConvJob& job, float* scratch) { k->espcn(l1.layer, l2.layer, l3.layer, job, scratch); });
