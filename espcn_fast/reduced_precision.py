@@ -79,8 +79,8 @@ def fake_quantize_input(x: torch.Tensor) -> torch.Tensor:
     """int8's layer-1 input on its 16-bit grid ``k / 32767``; ValueError outside [-1, 1]."""
     if x.numel() and not bool((x.abs() <= 1).all()):
         raise ValueError("precision 'int8' reads its input as 16-bit fixed point on [-1, 1]; x holds values outside")
-    k = torch.round(x.detach().to(torch.float32) * INPUT_LEVELS)
-    return (k / INPUT_LEVELS).to(x.dtype)
+    k = torch.round(x.detach().to(torch.float32) * INPUT_LEVELS)  # rounded in float32, as the kernels do
+    return k.to(x.dtype) / INPUT_LEVELS  # in x's dtype: exact for a float64 reference
 
 
 def int8_layer1(x: torch.Tensor, w1: torch.Tensor, b1: torch.Tensor, straight_through: bool = False) -> torch.Tensor:
