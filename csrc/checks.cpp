@@ -95,6 +95,17 @@ Precision parse_precision(const char* op, c10::string_view precision) {
               "'; choose fp32, tf32, fp16, bf16 or int8");
 }
 
+void check_a1_ranges(const char* op, Precision p, const c10::optional<at::Tensor>& ranges, const at::Tensor& x,
+                     int64_t channels) {
+  if (!ranges.has_value()) return;
+  const at::Tensor& r = *ranges;
+  TORCH_CHECK(p == Precision::kInt8, op, ": a1_ranges applies to precision 'int8' only");
+  TORCH_CHECK(r.dim() == 1 && r.size(0) == channels, op, ": a1_ranges must have shape [", channels,
+              "] (w1's output channels), got ", r.sizes());
+  TORCH_CHECK(r.scalar_type() == at::kFloat, op, ": a1_ranges must be float32, got ", r.scalar_type());
+  TORCH_CHECK(r.device() == x.device(), op, ": a1_ranges is on ", r.device(), " but x is on ", x.device());
+}
+
 at::ScalarType precision_weight_dtype(Precision p) {
   return p == Precision::kFp16 ? at::kHalf : p == Precision::kBf16 ? at::kBFloat16 : at::kFloat;
 }

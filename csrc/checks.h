@@ -23,6 +23,12 @@ Precision parse_precision(const char* op, c10::string_view precision);
 // The dtype its weights come in: float16 for fp16, bfloat16 for bf16, else float32.
 at::ScalarType precision_weight_dtype(Precision p);
 
+// espcn_forward's a1_ranges: absent, or with precision int8 a float32 (C1,)
+// tensor (C1: layer 1's output channels) on x's device; its values (finite,
+// in (0, 1]) are checked where they are read (the CPU int8 kernel).
+void check_a1_ranges(const char* op, Precision p, const c10::optional<at::Tensor>& ranges, const at::Tensor& x,
+                     int64_t channels);
+
 // scale >= 1, `channels` divisible by scale^2, and x's HR sides (H and W
 // times scale) within the kernels' 32-bit row and column indices. Returns
 // channels / scale^2.

@@ -252,7 +252,10 @@ class FastESPCN(ESPCN):
         if backend == "cpu":  # reads and writes float32
             precision = self.precision if self.precision in ops.CPU_PRECISIONS else "fp32"
             weights = self._weights(x.device, precision)
-            out = ops.espcn_forward(x.float(), *weights, self.scale, self.clamp, precision)
+            ranges = self.a1_ranges if precision == "int8" else None
+            if ranges is not None:
+                ranges = ranges.to(x.device, torch.float32)
+            out = ops.espcn_forward(x.float(), *weights, self.scale, self.clamp, precision, ranges)
             return out.to(x.dtype)
         if self.precision in ops.CPU_ONLY_PRECISIONS:
             raise RuntimeError(f"FastESPCN: precision {self.precision!r} runs on CPU tensors only, got {x.device}")

@@ -21,6 +21,8 @@ from .validation import check_image_batch, check_scale
 # What the image, evaluation and video code runs: anything that maps an LR Y
 # batch (N, 1, H, W) on [0, 1] to its HR Y, as ESPCN and FastESPCN do.
 SuperResolver = Callable[[torch.Tensor], torch.Tensor]
+# The state-dict key (and buffer) of the int8 layer-1 ranges.
+A1_RANGES_KEY = "a1_ranges"
 
 
 class ESPCN(nn.Module):
@@ -53,6 +55,9 @@ class ESPCN(nn.Module):
             nn.Conv2d(hidden, out_channels * scale * scale, kernel_size=3, padding=1),
             nn.PixelShuffle(scale),
         )
+        # The CPU int8 arithmetic's per-channel ranges of layer 1's outputs, which the int8 weight
+        # files carry (reduced_precision); None: the full range of tanh. Not used by this forward.
+        self.register_buffer(A1_RANGES_KEY, None)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -77,17 +82,47 @@ class ESPCN(nn.Module):
             )
         return self.sub_pixel(self.feature_maps(x))
 
+    def state_dict(self, *args: Any, **kwargs: Any) -> Any:
+        """As ``nn.Module.state_dict``, with ``a1_ranges`` (when set) after the weights rather than
+        first, so the six weights keep their ESPCN-PyTorch order."""
+        state = super().state_dict(*args, **kwargs)
+        key = kwargs.get("prefix", "") + A1_RANGES_KEY
+        if key in state:
+            state[key] = state.pop(key)
+        return state
+
     def load_state_dict(
         self,
         state_dict: Mapping[str, Any],
         strict: bool = True,  # type: ignore[override]
         assign: bool = False,
     ) -> Any:
-        """Load weights, with a clear error when they belong to another scale or shape."""
-        from .weights import check_state_dict
+        """Load weights, with a clear error when they belong to another scale or shape.
 
-        check_state_dict(state_dict, self, strict)
-        return super().load_state_dict(state_dict, strict=strict, assign=assign)
+        An ``a1_ranges`` entry (int8 weight files) becomes the model's ``a1_ranges``; without one the
+        model has none.
+        """
+        from .reduced_precision import check_a1_ranges
+        from .weights import WeightsError, check_state_dict
+
+        state = dict(state_dict)
+        ranges = state.pop(A1_RANGES_KEY, None)
+        if ranges is not None:
+            try:
+                check_a1_ranges(ranges, self.feature_maps[0].out_channels)
+            except ValueError as exc:
+                raise WeightsError(f"weights: {exc}") from None
+        kept, self.a1_ranges = self.a1_ranges, None
+        try:
+            check_state_dict(state, self, strict)
+            result = super().load_state_dict(state, strict=strict, assign=assign)
+        except BaseException:
+            self.a1_ranges = kept
+            raise
+        weight = self.feature_maps[0].weight
+        if ranges is not None:
+            self.a1_ranges = ranges.detach().to(device=weight.device, dtype=torch.float32).clone()
+        return result
 
     @classmethod
     def from_pretrained(cls, scale: int, device: str | torch.device = "cpu", precision: str = "fp32") -> ESPCN:

@@ -25,6 +25,22 @@ def check_precision(op: str, precision: str) -> None:
     )
 
 
+def check_a1_ranges(op: str, precision: str, a1_ranges: torch.Tensor | None, x: torch.Tensor, channels: int) -> None:
+    """``a1_ranges``: absent, or with precision int8 a float32 ``(channels,)`` tensor on ``x``'s device
+    (its values, in (0, 1], are checked by the kernel that reads them)."""
+    if a1_ranges is None:
+        return
+    torch._check(precision == "int8", lambda: f"{op}: a1_ranges applies to precision 'int8' only")
+    torch._check(
+        a1_ranges.dim() == 1 and a1_ranges.shape[0] == channels,
+        lambda: f"{op}: a1_ranges must have shape [{channels}] (w1's output channels), got {list(a1_ranges.shape)}",
+    )
+    torch._check(a1_ranges.dtype == torch.float32, lambda: f"{op}: a1_ranges must be float32, got {a1_ranges.dtype}")
+    torch._check(
+        a1_ranges.device == x.device, lambda: f"{op}: a1_ranges is on {a1_ranges.device} but x is on {x.device}"
+    )
+
+
 def check_input(op: str, x: torch.Tensor) -> None:
     """A 4-D ``(N, C, H, W)`` image batch with at least one pixel per image."""
     torch._check(

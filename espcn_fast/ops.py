@@ -14,7 +14,7 @@ import torch
 
 from . import reduced_precision
 from .op_checks import PRECISIONS as PRECISIONS  # (re-exported: the ops' precisions)
-from .op_checks import check_layers, check_precision
+from .op_checks import check_a1_ranges, check_layers, check_precision
 
 try:
     from . import _C  # noqa: F401  (loading the library registers the ops)
@@ -81,10 +81,12 @@ def fake_kernels(namespace: str) -> dict[str, Callable[..., torch.Tensor]]:
         scale: int,
         clamp: bool,
         precision: str = "fp32",
+        a1_ranges: torch.Tensor | None = None,
     ) -> torch.Tensor:
         op = f"{namespace}::espcn_forward"
         check_precision(op, precision)
         check_layers(op, x, [("w1", w1), ("w2", w2), ("w3", w3)], scale)
+        check_a1_ranges(op, precision, a1_ranges, x, w1.shape[0])
         return x.new_empty((x.shape[0], w3.shape[0] // (scale * scale), x.shape[2] * scale, x.shape[3] * scale))
 
     return {"conv2d_tanh": conv2d_tanh, "conv2d_pixel_shuffle": conv2d_pixel_shuffle, "espcn_forward": espcn_forward}
@@ -125,12 +127,15 @@ def espcn_forward(
     scale: int,
     clamp: bool = False,
     precision: str = "fp32",
+    a1_ranges: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """The whole ESPCN in one op: conv-tanh, conv-tanh, conv-pixel-shuffle (optionally clamped).
 
     ``precision``: "fp32" everywhere; "tf32", "fp16", "bf16" on CUDA tensors; "bf16" and "int8" on
     CPU tensors (arithmetic of :mod:`espcn_fast.reduced_precision`; the int8 kernel quantizes the
     float32 weights itself). w1..w3 come in ``WEIGHT_DTYPES[precision]``, biases in float32.
+    ``a1_ranges``: int8 only, float32 per-channel ranges in (0, 1] of layer 1's outputs (the int8
+    weight files' ``a1_ranges``); ``None``: 1.
     """
     _require_extension()
-    return torch.ops.espcn_fast.espcn_forward(x, w1, b1, w2, b2, w3, b3, scale, clamp, precision)
+    return torch.ops.espcn_fast.espcn_forward(x, w1, b1, w2, b2, w3, b3, scale, clamp, precision, a1_ranges)

@@ -46,5 +46,10 @@ class PrecisionESPCN(nn.Module):
         if self.dtype is not None:
             x = x.to(self.dtype)
         return reduced_precision.forward(
-            x, model_weights(self.model), self.model.scale, self.precision, self.straight_through
+            x,
+            model_weights(self.model),
+            self.model.scale,
+            self.precision,
+            self.straight_through,
+            self.model.a1_ranges if self.precision == "int8" else None,
         )

@@ -14,10 +14,14 @@ runs :func:`forward` with ``straight_through=True``.
   output channel, ``max |w| / L``, where ``L = min(32767, 65536 // k^2)`` for
   a k x k kernel so that the int32 sum of the products cannot overflow; the
   activations after each tanh stored as ``round(127 a)`` (symmetric, on the
-  fixed range [-1, 1] of tanh, so no calibration); the weights of layers 2
-  and 3 as int8 with one scale per output channel, ``max |w| / 127``; int32
-  sums of the integer products, then scaled back to float32 and the bias
-  added.
+  fixed range [-1, 1] of tanh); the weights of layers 2 and 3 as int8 with
+  one scale per output channel, ``max |w| / 127``; int32 sums of the integer
+  products, then scaled back to float32 and the bias added. Optionally
+  (``a1_ranges``, which the int8 weight files carry) each channel c of layer
+  1's output has its own range ``r_c`` in (0, 1]: it is stored as
+  ``clamp(round(a * 127 / r_c), -127, 127)``, a finer grid for the many
+  channels whose tanh never nears +-1, and layer 2's weights are quantized
+  as ``w * r_c`` (input channel c), so that the int32 sums stay exact.
 """
 
 from __future__ import annotations
@@ -89,10 +93,46 @@ def int8_layer1(x: torch.Tensor, w1: torch.Tensor, b1: torch.Tensor, straight_th
     return F.conv2d(fake_quantize_input(x), w, b1, padding=w1.shape[-1] // 2)
 
 
-def fake_quantize_activation(a: torch.Tensor, straight_through: bool = False) -> torch.Tensor:
-    """A tanh output on the int8 grid ``k / 127``, k in [-127, 127] (rounded in float32, half to even)."""
-    k = torch.round(a.detach().to(torch.float32) * ACTIVATION_LEVELS).clamp_(-ACTIVATION_LEVELS, ACTIVATION_LEVELS)
-    return _straight_through(a, (k / ACTIVATION_LEVELS).to(a.dtype), straight_through)
+def check_a1_ranges(ranges: torch.Tensor, channels: int) -> None:
+    """ValueError unless ``ranges`` holds ``channels`` floating-point values, each finite and in (0, 1]."""
+    if not isinstance(ranges, torch.Tensor) or not ranges.is_floating_point() or tuple(ranges.shape) != (channels,):
+        what = (
+            f"{ranges.dtype} shape {list(ranges.shape)}" if isinstance(ranges, torch.Tensor) else type(ranges).__name__
+        )
+        raise ValueError(
+            f"a1_ranges must be a floating-point tensor of shape [{channels}] (layer 1's channels), got {what}"
+        )
+    r = ranges.detach().to(torch.float32)
+    if not bool(((r > 0) & (r <= 1)).all()):
+        raise ValueError("a1_ranges must lie in (0, 1] (ranges of tanh outputs), got values outside or NaN")
+
+
+def code_multipliers(ranges: torch.Tensor | None, channels: int) -> torch.Tensor:
+    """Each channel's ``127 / r`` in float32 (as the kernels divide): a tanh output a is stored as
+    ``round(a * m)``. ``ranges=None``: 127 for every channel."""
+    if ranges is None:
+        return torch.full((channels,), float(ACTIVATION_LEVELS))
+    return ACTIVATION_LEVELS / ranges.detach().to(torch.float32)
+
+
+def fake_quantize_activation(
+    a: torch.Tensor, straight_through: bool = False, multipliers: torch.Tensor | None = None
+) -> torch.Tensor:
+    """A tanh output on the int8 grid ``k / m``, k in [-127, 127] (rounded in float32, half to even),
+    with ``m`` 127 or, per channel (dim 1), ``multipliers`` (:func:`code_multipliers`)."""
+    m = ACTIVATION_LEVELS if multipliers is None else multipliers.to(torch.float32)[:, None, None]
+    k = torch.round(a.detach().to(torch.float32) * m).clamp_(-ACTIVATION_LEVELS, ACTIVATION_LEVELS)
+    return _straight_through(a, (k.to(a.dtype) / (m if multipliers is None else m.to(a.dtype))), straight_through)
+
+
+def int8_layer2_weight(w2: torch.Tensor, ranges: torch.Tensor | None, straight_through: bool = False) -> torch.Tensor:
+    """int8's layer-2 weight as it multiplies layer 1's outputs ``k / m``: ``w * r`` on the int8 grid,
+    times ``m / 127`` (so ``q * s * k / 127``, the kernels' exact int32 sum times their scale)."""
+    if ranges is None:
+        return fake_quantize_weight(w2, straight_through)
+    r = ranges.to(w2.dtype)[None, :, None, None]
+    m = code_multipliers(ranges, w2.shape[1]).to(w2.dtype)[None, :, None, None]
+    return fake_quantize_weight(w2 * r, straight_through) * (m / ACTIVATION_LEVELS)
 
 
 def round_bf16(x: torch.Tensor, straight_through: bool = False) -> torch.Tensor:
@@ -106,6 +146,7 @@ def forward(
     scale: int,
     precision: str,
     straight_through: bool = False,
+    a1_ranges: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """ESPCN's forward as the CPU kernels compute it in ``precision``, in the dtype of ``x``.
 
@@ -115,19 +156,25 @@ def forward(
         scale: the pixel shuffle's factor.
         precision: one of :data:`CPU_PRECISIONS`.
         straight_through: gradients pass the roundings unchanged (quantization-aware training).
+        a1_ranges: int8 only: per-channel ranges of layer 1's outputs (``None``: 1, tanh's own).
     """
     check_cpu_precision(precision)
+    if a1_ranges is not None:
+        if precision != "int8":
+            raise ValueError(f"a1_ranges applies to precision 'int8' only, not {precision!r}")
+        check_a1_ranges(a1_ranges, weights[0].shape[0])
     w1, b1, w2, b2, w3, b3 = (t.to(x.dtype) for t in weights)
     st = straight_through
+    act1 = act2 = lambda a: a  # noqa: E731
     if precision == "bf16":
         w1, w2, w3 = (round_bf16(w, st) for w in (w1, w2, w3))
-        act = lambda a: round_bf16(a, st)  # noqa: E731
+        act1 = act2 = lambda a: round_bf16(a, st)  # noqa: E731
     elif precision == "int8":
-        w2, w3 = fake_quantize_weight(w2, st), fake_quantize_weight(w3, st)
-        act = lambda a: fake_quantize_activation(a, st)  # noqa: E731
-    else:
-        act = lambda a: a  # noqa: E731
+        w2, w3 = int8_layer2_weight(w2, a1_ranges, st), fake_quantize_weight(w3, st)
+        m1 = None if a1_ranges is None else code_multipliers(a1_ranges, w1.shape[0])
+        act1 = lambda a: fake_quantize_activation(a, st, m1)  # noqa: E731
+        act2 = lambda a: fake_quantize_activation(a, st)  # noqa: E731
     y1 = int8_layer1(x, w1, b1, st) if precision == "int8" else F.conv2d(x, w1, b1, padding=w1.shape[-1] // 2)
-    a1 = act(torch.tanh(y1))
-    a2 = act(torch.tanh(F.conv2d(a1, w2, b2, padding=w2.shape[-1] // 2)))
+    a1 = act1(torch.tanh(y1))
+    a2 = act2(torch.tanh(F.conv2d(a1, w2, b2, padding=w2.shape[-1] // 2)))
     return F.pixel_shuffle(F.conv2d(a2, w3, b3, padding=w3.shape[-1] // 2), scale)

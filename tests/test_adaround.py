@@ -8,10 +8,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from espcn_fast.model import ESPCN
+from espcn_fast.model import A1_RANGES_KEY, ESPCN
 from espcn_fast.precision_model import PrecisionESPCN
 from espcn_fast.reduced_precision import quantize_weight, weight_scales
 from espcn_fast.weights import load_weights, save_weights
+from training.a1_ranges import calibrate_a1_ranges
 from training.adaround import (
     AdaRoundESPCN,
     AdaRoundWeight,
@@ -20,6 +21,7 @@ from training.adaround import (
     rounding_regularizer,
     weights_on_grid,
 )
+from training.data import load_folder, split_validation
 from training.ship_int8 import ship
 
 
@@ -139,12 +141,15 @@ def _args(data: Path, init: Path, out: Path, *extra: str) -> list[str]:
 
 def test_command_writes_int8_weights_with_the_init_scales(train_dir, x3_init, tmp_path, capsys):
     out = tmp_path / "run"
-    assert main(_args(train_dir, x3_init, out, "--teacher", str(x3_init), "--warmup", "0.5")) == 0
+    assert (
+        main(_args(train_dir, x3_init, out, "--teacher", str(x3_init), "--warmup", "0.5", "--a1-ranges", "full")) == 0
+    )
     records = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records] == [0, 2, 4]
     start = load_weights(x3_init)
     for name in ("best", "last"):
         state = load_weights(out / f"{name}.safetensors")
+        assert torch.equal(state[A1_RANGES_KEY], torch.ones(64))
         for key in ("feature_maps.2.weight", "sub_pixel.0.weight"):
             assert torch.equal(weight_scales(state[key]), weight_scales(start[key]))
     shipped = tmp_path / "shipped.safetensors"
@@ -178,3 +183,64 @@ def test_bad_arguments(train_dir, x3_init, tmp_path, capsys, flag, value, messag
         main(_args(train_dir, x3_init, tmp_path / "run", *extra))
     assert exc.value.code == 2
     assert message in capsys.readouterr().err
+
+
+def test_command_calibrates_the_layer1_ranges(train_dir, x3_init, tmp_path):
+    """By default layer 1's int8 ranges are calibrated on the training images; layer 2 is rounded as
+    its weights times them, which the written weights reproduce in the kernels' quantization."""
+    out = tmp_path / "run"
+    assert main(_args(train_dir, x3_init, out, "--warmup", "0.5")) == 0
+    start, state = load_weights(x3_init), load_weights(out / "last.safetensors")
+    ranges = state[A1_RANGES_KEY]
+    train_images, _ = split_validation(load_folder(train_dir), 1)
+    w1, b1 = start["feature_maps.0.weight"], start["feature_maps.0.bias"]
+    assert torch.equal(ranges, calibrate_a1_ranges(w1, b1, 3, train_images))
+    assert bool((ranges < 1).any()) and bool((ranges > 0).all())
+    scaled = lambda w: w * ranges[None, :, None, None]  # noqa: E731
+    s_start = weight_scales(scaled(start["feature_maps.2.weight"]))
+    s_out = weight_scales(scaled(state["feature_maps.2.weight"]))
+    torch.testing.assert_close(s_out, s_start, rtol=2e-7, atol=0)  # the peak divided by its range and back
+    torch.testing.assert_close(
+        state["sub_pixel.0.weight"].abs().amax((1, 2, 3)),
+        start["sub_pixel.0.weight"].abs().amax((1, 2, 3)),
+        rtol=0,
+        atol=0,
+    )
+    # the written model is the run's hard rounding, scored as the kernels compute it
+    model = ESPCN(3)
+    model.load_state_dict(state)
+    assert torch.equal(model.a1_ranges, ranges)
+    x = torch.rand(1, 1, 10, 9)
+    with torch.no_grad():
+        with_ranges = PrecisionESPCN(model, "int8", dtype=torch.float64)(x)
+        model.a1_ranges = None
+        without = PrecisionESPCN(model, "int8", dtype=torch.float64)(x)
+    assert float((with_ranges - without).abs().max()) > 1e-3  # the ranges are part of the model
+
+
+def test_rounding_with_ranges_is_the_int8_model():
+    """With layer-1 ranges, the decided soft model is the hard state dict run in the int8 arithmetic."""
+    torch.manual_seed(5)
+    ranges = torch.rand(64) * 0.8 + 0.2
+    net = AdaRoundESPCN(ESPCN(2), ranges)
+    for weight in (net.w2, net.w3):
+        with torch.no_grad():
+            weight.v.copy_(torch.where(torch.rand_like(weight.v) < 0.5, -10.0, 10.0))
+    reference = ESPCN(2)
+    reference.load_state_dict(net.hard_state_dict())
+    assert torch.equal(reference.a1_ranges, ranges)
+    q = quantize_weight(reference.feature_maps[2].weight.detach() * ranges[None, :, None, None])[0]
+    assert torch.equal(q.to(torch.float32), net.w2.hard_q())
+    x = torch.rand(1, 1, 8, 7)
+    with torch.no_grad():
+        torch.testing.assert_close(net(x), PrecisionESPCN(reference, "int8")(x), rtol=0, atol=1e-5)
+
+
+def test_command_keeps_the_init_ranges_or_says_they_are_missing(train_dir, x3_init, tmp_path, capsys):
+    assert main(_args(train_dir, x3_init, tmp_path / "a", "--a1-ranges", "init")) == 2
+    assert f"--a1-ranges init: {x3_init} holds no a1_ranges" in capsys.readouterr().err
+    ranged = tmp_path / "ranged.safetensors"
+    ranges = torch.linspace(0.3, 1.0, 64)
+    save_weights({**load_weights(x3_init), A1_RANGES_KEY: ranges}, ranged)
+    assert main(_args(train_dir, ranged, tmp_path / "b", "--a1-ranges", "init")) == 0
+    assert torch.equal(load_weights(tmp_path / "b" / "last.safetensors")[A1_RANGES_KEY], ranges)

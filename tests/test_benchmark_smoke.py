@@ -269,6 +269,14 @@ def test_reference_in_strips_equals_the_whole_image():
     whole = reference_output(model, x, rows=1000)
     for rows in (1, 5, 8, 36):
         torch.testing.assert_close(reference_output(model, x, rows=rows), whole, atol=1e-6, rtol=0)
+    # Our int8 rows' yardstick: the model in the int8 arithmetic with its layer-1 ranges, also by strips.
+    from espcn_fast.precision_model import PrecisionESPCN
+
+    model.load_state_dict({**model.state_dict(), "a1_ranges": torch.linspace(0.2, 1.0, 64)})
+    int8 = PrecisionESPCN(model, "int8", dtype=torch.float64)(x).float()
+    assert float((int8 - whole).abs().max()) > 1e-3
+    for rows in (1, 8, 1000):
+        torch.testing.assert_close(reference_output(model, x, rows=rows, arithmetic="int8"), int8, atol=1e-6, rtol=0)
 
 
 def test_a_row_that_would_not_fit_memory_is_skipped_with_the_reason(monkeypatch):
@@ -376,11 +384,14 @@ def test_every_cpu_row_has_a_tolerance_and_a_place_in_the_order():
 
     from espcn_fast.benchmark.config import PRECISION_ORDER, TOLERANCE, candidates, tolerance
 
-    precisions = {c.precision for c in candidates(torch.device("cpu"), 2)}
+    cands = candidates(torch.device("cpu"), 2)
+    precisions = {c.precision for c in cands}
     assert {"fp32", "bf16", "int8"} <= precisions <= set(TOLERANCE) <= set(PRECISION_ORDER)
     assert TOLERANCE["fp32"] < TOLERANCE["bf16"] <= 5e-2 < TOLERANCE["int8"] <= 0.7
-    # Our int8 rows clip nothing: their bound is far under the peers'.
-    assert tolerance("int8", ours=True) <= 0.1 < tolerance("int8", ours=False)
+    # Our int8 rows are checked against their own arithmetic: their bound is far under the peers'.
+    assert tolerance("int8", ours=True) <= 0.02 < tolerance("int8", ours=False)
+    ours_int8 = [c for c in cands if c.ours and c.precision == "int8"]
+    assert ours_int8 and all(c.arithmetic == "int8" for c in ours_int8)
     assert tolerance("fp32", ours=True) == TOLERANCE["fp32"]
 
 

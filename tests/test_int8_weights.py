@@ -7,7 +7,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from espcn_fast.int8_weights import SCALE_KEYS, add_weight_scales
-from espcn_fast.model import ESPCN
+from espcn_fast.model import A1_RANGES_KEY, ESPCN
 from espcn_fast.reduced_precision import weight_scales
 from espcn_fast.weights import KEYS, PRETRAINED_DIR, WeightsError, load_weights, pretrained_path
 
@@ -15,12 +15,19 @@ from espcn_fast.weights import KEYS, PRETRAINED_DIR, WeightsError, load_weights,
 @pytest.mark.parametrize("scale", [2, 3, 4])
 def test_shipped_scales_are_those_of_the_stored_weights(scale):
     raw = load_file(str(pretrained_path(scale, "int8")))
-    assert set(raw) == set(KEYS) | set(SCALE_KEYS)
+    assert set(raw) == set(KEYS) | set(SCALE_KEYS) | {A1_RANGES_KEY}
+    ranges = raw[A1_RANGES_KEY]
+    assert ranges.dtype == torch.float32 and bool(((ranges > 0) & (ranges <= 1)).all())
+    quantized = {  # what the int8 kernels quantize: layer 2 times the ranges of its input channels
+        "feature_maps.2.weight": raw["feature_maps.2.weight"] * ranges[None, :, None, None],
+        "sub_pixel.0.weight": raw["sub_pixel.0.weight"],
+    }
     for scale_key, weight_key in SCALE_KEYS.items():
         assert raw[scale_key].dtype == torch.float32
-        assert torch.equal(raw[scale_key], weight_scales(raw[weight_key])), scale_key
+        assert torch.equal(raw[scale_key], weight_scales(quantized[weight_key])), scale_key
     model = ESPCN.from_pretrained(scale, precision="int8")  # the scales are dropped, the rest loads
     assert torch.equal(model.sub_pixel[0].weight, raw["sub_pixel.0.weight"])
+    assert torch.equal(model.a1_ranges, ranges)
     # fine-tuned: not the float weights
     assert not torch.equal(model.sub_pixel[0].weight, ESPCN.from_pretrained(scale).sub_pixel[0].weight)
 
@@ -41,6 +48,16 @@ def test_scales_that_do_not_fit_the_weights_are_refused(tmp_path):
     edited = dict(state)
     edited["feature_maps.2.weight"] = state["feature_maps.2.weight"] * 1.01  # scales now stale
     save_file(edited, str(path))
+    with pytest.raises(WeightsError, match="feature_maps.2.weight_scale does not hold the int8 scales"):
+        load_weights(path)
+    # with layer-1 ranges, layer 2's scales are those of its weights times them
+    ranged = dict(ESPCN.from_pretrained(3).state_dict())
+    ranged[A1_RANGES_KEY] = torch.linspace(0.2, 1.0, 64)
+    save_file(add_weight_scales(ranged), str(path))
+    assert torch.equal(load_weights(path)[A1_RANGES_KEY], ranged[A1_RANGES_KEY])
+    stale = add_weight_scales(ranged)
+    stale[A1_RANGES_KEY] = torch.linspace(0.3, 1.0, 64)  # ranges changed after the scales were taken
+    save_file(stale, str(path))
     with pytest.raises(WeightsError, match="feature_maps.2.weight_scale does not hold the int8 scales"):
         load_weights(path)
     orphan = {k: v for k, v in state.items() if k != "sub_pixel.0.weight"}

@@ -278,3 +278,41 @@ def test_cli_refuses_weights_with_nan(tmp_path, capsys):
     assert code == 2
     assert "sub_pixel.0.bias holds 4 NaN or infinite value(s) of 4" in capsys.readouterr().err
     assert not (tmp_path / "out.png").exists()
+
+
+def test_int8_layer1_ranges_travel_with_the_weights(tmp_path):
+    """``a1_ranges`` (int8 weight files) load into the model, come last in its state dict, are saved
+    and loaded again, and leave with weights that have none."""
+    source = ESPCN(3)
+    state = dict(source.state_dict())
+    ranges = torch.linspace(0.25, 1.0, 64)
+    model = ESPCN(3)
+    model.load_state_dict({**state, "a1_ranges": ranges})
+    assert torch.equal(model.a1_ranges, ranges)
+    assert list(model.state_dict()) == [*KEYS, "a1_ranges"]
+    save_weights(model.state_dict(), tmp_path / "w.safetensors")
+    again = ESPCN.from_file(tmp_path / "w.safetensors")
+    assert torch.equal(again.a1_ranges, ranges)
+    x = torch.rand(1, 1, 5, 5)
+    assert torch.equal(again(x), source(x))  # the float forward does not read them
+    model.load_state_dict(state)  # float weights: no ranges
+    assert model.a1_ranges is None and list(model.state_dict()) == list(KEYS)
+
+
+@pytest.mark.parametrize(
+    ("ranges", "match"),
+    [
+        (torch.zeros(64), "must lie in \\(0, 1\\]"),
+        (torch.full((64,), 1.5), "must lie in \\(0, 1\\]"),
+        (torch.full((64,), float("nan")), "must lie in \\(0, 1\\]"),
+        (torch.ones(32), "shape \\[64\\]"),
+        (torch.ones(64, dtype=torch.int32), "floating-point tensor"),
+    ],
+)
+def test_bad_int8_layer1_ranges_are_refused(ranges, match):
+    model = ESPCN(3)
+    kept = torch.linspace(0.5, 1.0, 64)
+    model.load_state_dict({**model.state_dict(), "a1_ranges": kept})
+    with pytest.raises(WeightsError, match=match):
+        model.load_state_dict({**ESPCN(3).state_dict(), "a1_ranges": ranges})
+    assert torch.equal(model.a1_ranges, kept)  # a refused load changes nothing

@@ -187,6 +187,109 @@ def test_int8_quantizes_as_the_reference():
     torch.testing.assert_close(a, b, rtol=0, atol=1e-6)
 
 
+# -- int8 layer-1 ranges ---------------------------------------------------------------
+
+
+def _ranges(seed: int, channels: int = 64) -> torch.Tensor:
+    """Ranges across (0, 1]: most channels of random weights then pass theirs (clamped codes)."""
+    g = torch.Generator().manual_seed(seed)
+    r = torch.rand(channels, generator=g) * 0.9 + 0.05
+    r[0] = 1.0
+    return r
+
+
+@pytest.mark.parametrize("kernel", ["int8", "int8-256"])
+@pytest.mark.parametrize("scale", [2, 3, 4])
+def test_int8_layer1_ranges(kernel, scale):
+    with running(kernel) as precision:
+        ws = weights(random_model(scale, seed=20 + scale))
+        ranges = _ranges(scale)
+        x = torch.rand(2, 1, 23, 41, generator=torch.Generator().manual_seed(scale))
+        with poisoned_outputs(), threads(2):
+            out = ops.espcn_forward(x, *ws, scale, False, precision, ranges)
+        ref = reduced_precision.forward(x.double(), [t.double() for t in ws], scale, "int8", a1_ranges=ranges)
+        assert_matches(out, ref, ws, precision)
+        # The clamp at both ends is exercised, and the ranges move the result far beyond the tolerance.
+        a1 = torch.tanh(reduced_precision.int8_layer1(x, ws[0], ws[1])) / ranges[None, :, None, None]
+        assert float(a1.max()) > 1.05 and float(a1.min()) < -1.05
+        full = reduced_precision.forward(x.double(), [t.double() for t in ws], scale, "int8")
+        assert float((ref - full).abs().max()) > 0.1
+        # Ranges of 1 are the full-range arithmetic, bit for bit.
+        ones = ops.espcn_forward(x, *ws, scale, False, precision, torch.ones(64))
+        torch.testing.assert_close(ones, ops.espcn_forward(x, *ws, scale, False, precision), rtol=0, atol=0)
+
+
+def test_int8_layer1_ranges_odd_channel_counts():
+    needs("int8")
+    g = torch.Generator().manual_seed(31)
+    ws = []
+    for cin, cout, k in [(1, 13, 5), (13, 7, 3), (7, 4, 3)]:
+        ws += [torch.randn(cout, cin, k, k, generator=g) * 0.3, torch.randn(cout, generator=g) * 0.5]
+    ranges = _ranges(5, 13)
+    x = torch.rand(1, 1, 11, 19, generator=g)
+    with poisoned_outputs():
+        out = ops.espcn_forward(x, *ws, 2, False, "int8", ranges)
+    ref = reduced_precision.forward(x.double(), [t.double() for t in ws], 2, "int8", a1_ranges=ranges)
+    assert_matches(out, ref, ws, "int8")
+
+
+def test_int8_layer1_ranges_errors():
+    needs("int8")
+    ws = weights(random_model(2))
+    x = torch.rand(1, 1, 6, 6)
+    op = "espcn_fast::espcn_forward"
+    with pytest.raises(RuntimeError, match=f"{op}: a1_ranges applies to precision 'int8' only"):
+        ops.espcn_forward(x, *ws, 2, False, "fp32", torch.ones(64))
+    with pytest.raises(RuntimeError, match="a1_ranges must have shape \\[64\\] \\(w1's output channels\\)"):
+        ops.espcn_forward(x, *ws, 2, False, "int8", torch.ones(32))
+    with pytest.raises(RuntimeError, match="a1_ranges must be float32, got Double"):
+        ops.espcn_forward(x, *ws, 2, False, "int8", torch.ones(64, dtype=torch.float64))
+    for bad, shown in ((0.0, "0"), (1.5, "1.5"), (float("nan"), "nan"), (-0.5, "-0.5")):
+        ranges = torch.ones(64)
+        ranges[7] = bad
+        with pytest.raises(RuntimeError, match=f"a1_ranges\\[7\\] is {shown}; the ranges of tanh outputs lie in"):
+            ops.espcn_forward(x, *ws, 2, False, "int8", ranges)
+    with pytest.raises(ValueError, match="a1_ranges applies to precision 'int8' only"):
+        reduced_precision.forward(x, ws, 2, "bf16", a1_ranges=torch.ones(64))
+    with pytest.raises(ValueError, match="a1_ranges must lie in \\(0, 1\\]"):
+        reduced_precision.forward(x, ws, 2, "int8", a1_ranges=torch.zeros(64))
+    with pytest.raises(ValueError, match="a1_ranges must be a floating-point tensor of shape \\[64\\]"):
+        reduced_precision.forward(x, ws, 2, "int8", a1_ranges=torch.ones(63))
+
+
+def test_int8_layer1_ranges_opcheck_and_compile():
+    needs("int8")
+    ws = weights(random_model(3, seed=4))
+    ranges = _ranges(2)
+    x = torch.rand(2, 1, 9, 7)
+    torch.library.opcheck(torch.ops.espcn_fast.espcn_forward.default, (x, *ws, 3, False, "int8", ranges))
+    fn = torch.compile(lambda x: ops.espcn_forward(x, *ws, 3, False, "int8", ranges), fullgraph=True)
+    torch.testing.assert_close(fn(x), ops.espcn_forward(x, *ws, 3, False, "int8", ranges), rtol=0, atol=0)
+    with pytest.raises(RuntimeError, match="a1_ranges applies to precision 'int8' only"):
+        # the fake kernel (what torch.compile traces) refuses as the C++ op does
+        ops.fake_kernels("espcn_fast")["espcn_forward"](x, *ws, 3, False, "bf16", torch.ones(64))
+
+
+def test_fast_espcn_int8_uses_the_models_ranges():
+    needs("int8")
+    model = random_model(3, seed=12)
+    state = dict(model.state_dict())
+    state["a1_ranges"] = _ranges(3)
+    model.load_state_dict(state)
+    fast = FastESPCN.from_reference(model, precision="int8")
+    x = torch.rand(1, 1, 13, 17)
+    expected = ops.espcn_forward(x, *weights(model)[:6], 3, False, "int8", state["a1_ranges"])
+    torch.testing.assert_close(fast(x), expected, rtol=0, atol=0)
+    without = ops.espcn_forward(x, *weights(model)[:6], 3, False, "int8")
+    assert float((fast(x) - without).abs().max()) > 1e-3
+    # The fp32 and bf16 paths compute without them (they are int8's grid, not part of the network).
+    for precision in ("fp32", "bf16"):
+        if _runs(precision) is not None:
+            fast_p = FastESPCN.from_reference(model, precision=precision, backend="cpu")
+            ws = kernel_weights(weights(model)[:6], precision)
+            torch.testing.assert_close(fast_p(x), ops.espcn_forward(x, *ws, 3, False, precision), rtol=0, atol=0)
+
+
 # -- FastESPCN ------------------------------------------------------------------------
 
 

@@ -13,6 +13,13 @@ or 1 (Nagel et al. 2020, "Up or Down? Adaptive Rounding for Post-Training
 Quantization"). Each channel's largest-magnitude weight is not learned, so the
 scale the kernels recompute from the written weights is bit for bit ``s``.
 
+By default (``--a1-ranges calibrate``) layer 1's int8 ranges are calibrated
+first on the training images (:mod:`training.a1_ranges`; ``init``: those the
+``--init`` weights carry) and written with the weights: layer 1's channel c is then stored as ``round(127 a / r_c)`` and
+layer 2 rounded as ``w * r_c``, whose scales and rounding are the ones kept
+and learned (the written weights ``(w * r) / r`` reproduce them, their scales
+to within float32 rounding).
+
 Every ``--val-every`` steps the hard rounding (``h >= 0.5``) is scored in the
 int8 arithmetic on the held-out T91 images; the best is written to
 ``<out>/best.safetensors`` (float weights whose int8 quantization is the
@@ -36,10 +43,11 @@ from torch import nn
 from espcn_fast.cli import OneLineParser
 from espcn_fast.data_dir import find_data_dir
 from espcn_fast.evaluate import psnr_image
-from espcn_fast.model import ESPCN
+from espcn_fast.model import A1_RANGES_KEY, ESPCN
 from espcn_fast.precision_model import PrecisionESPCN
 from espcn_fast.reduced_precision import (
     WEIGHT_LEVELS,
+    code_multipliers,
     fake_quantize_activation,
     int8_layer1,
     quantize_weight,
@@ -47,6 +55,7 @@ from espcn_fast.reduced_precision import (
 )
 from espcn_fast.weights import WeightsError, load_weights, save_weights
 
+from .a1_ranges import calibrate_a1_ranges
 from .data import TrainingDataError, load_folder, split_validation
 from .patches import PatchSampler
 from .train import check_out_folder, one_line
@@ -163,7 +172,7 @@ class AdaRoundESPCN(nn.Module):
     as quantization-aware training does.
     """
 
-    def __init__(self, model: ESPCN) -> None:
+    def __init__(self, model: ESPCN, a1_ranges: torch.Tensor | None = None) -> None:
         super().__init__()
         first, second, last = model.feature_maps[0], model.feature_maps[2], model.sub_pixel[0]
         self.scale = model.scale
@@ -171,7 +180,11 @@ class AdaRoundESPCN(nn.Module):
         self.b1 = nn.Parameter(first.bias.detach().clone().float())
         self.b2 = nn.Parameter(second.bias.detach().clone().float())
         self.b3 = nn.Parameter(last.bias.detach().clone().float())
-        self.w2 = AdaRoundWeight(second.weight)
+        # Layer 2 is rounded as the kernels quantize it: times the ranges of its input channels.
+        ranges = torch.ones(first.out_channels) if a1_ranges is None else a1_ranges.detach().float()
+        self.register_buffer("a1_ranges", ranges)
+        self.register_buffer("multipliers", code_multipliers(ranges, first.out_channels))
+        self.w2 = AdaRoundWeight(second.weight.detach().float() * ranges[None, :, None, None])
         self.w3 = AdaRoundWeight(last.weight)
 
     def float_parameters(self) -> list[nn.Parameter]:
@@ -182,10 +195,10 @@ class AdaRoundESPCN(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(N, 1, H, W)`` LR -> HR with the soft rounding (training's forward)."""
-        act = lambda a: fake_quantize_activation(a, straight_through=True)  # noqa: E731
-        w2, w3 = self.w2.soft(), self.w3.soft()
-        a1 = act(torch.tanh(int8_layer1(x, self.w1, self.b1, straight_through=True)))
-        a2 = act(torch.tanh(F.conv2d(a1, w2, self.b2, padding=w2.shape[-1] // 2)))
+        w2, w3 = self.w2.soft() * (self.multipliers / WEIGHT_LEVELS)[None, :, None, None], self.w3.soft()
+        y1 = int8_layer1(x, self.w1, self.b1, straight_through=True)
+        a1 = fake_quantize_activation(torch.tanh(y1), straight_through=True, multipliers=self.multipliers)
+        a2 = fake_quantize_activation(torch.tanh(F.conv2d(a1, w2, self.b2, padding=w2.shape[-1] // 2)), True)
         return F.pixel_shuffle(F.conv2d(a2, w3, self.b3, padding=w3.shape[-1] // 2), self.scale)
 
     def regularizer(self, beta: float) -> torch.Tensor:
@@ -200,14 +213,16 @@ class AdaRoundESPCN(nn.Module):
         return int(sum(((h > margin) & (h < 1 - margin)).sum() for h in hs))
 
     def hard_state_dict(self) -> dict[str, torch.Tensor]:
-        """The ESPCN state dict of the hard rounding: run in the int8 arithmetic, it is this model."""
+        """The ESPCN state dict of the hard rounding, with its ``a1_ranges``: run in the int8 arithmetic,
+        it is this model (layer 2's weights divided by the ranges, which the kernels multiply back)."""
         return {
             "feature_maps.0.weight": self.w1.detach().clone(),
             "feature_maps.0.bias": self.b1.detach().clone(),
-            "feature_maps.2.weight": self.w2.hard(),
+            "feature_maps.2.weight": self.w2.hard() / self.a1_ranges[None, :, None, None],
             "feature_maps.2.bias": self.b2.detach().clone(),
             "sub_pixel.0.weight": self.w3.hard(),
             "sub_pixel.0.bias": self.b3.detach().clone(),
+            A1_RANGES_KEY: self.a1_ranges.clone(),
         }
 
 
@@ -237,6 +252,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--reg", type=float, default=1000.0, help="weight of the rounding regularizer")
     p.add_argument("--warmup", type=float, default=0.1, help="fraction of the steps without the regularizer")
     p.add_argument("--beta", type=float, nargs=2, default=(20.0, 2.0), metavar=("START", "END"))
+    p.add_argument(
+        "--a1-ranges",
+        choices=("calibrate", "init", "full"),
+        default="calibrate",
+        help="layer 1's int8 ranges: calibrated on the training images (default), the --init weights' own "
+        "(those it was fine-tuned in), or tanh's full [-1, 1]",
+    )
     p.add_argument("--val-count", type=int, default=5)
     p.add_argument("--val-every", type=int, default=250)
     p.add_argument("--seed", type=int, default=0)
@@ -276,7 +298,15 @@ def run(args: argparse.Namespace) -> float:
     sampler = PatchSampler(train_images, args.scale, args.patch, seed=args.seed)
     init = ESPCN(args.scale)
     init.load_state_dict(load_weights(args.init))
-    net = AdaRoundESPCN(init)
+    ranges = None
+    if args.a1_ranges == "calibrate":
+        first = init.feature_maps[0]
+        ranges = calibrate_a1_ranges(first.weight, first.bias, args.scale, train_images)
+    elif args.a1_ranges == "init":
+        if init.a1_ranges is None:
+            raise ValueError(f"--a1-ranges init: {args.init} holds no a1_ranges")
+        ranges = init.a1_ranges
+    net = AdaRoundESPCN(init, ranges)
     teacher: ESPCN | None = None
     if args.teacher is not None:
         teacher = ESPCN(args.scale)

@@ -18,10 +18,11 @@
 // memory. Direct convolution: in int8 a dot does four multiply-adds a lane,
 // four times an FMA, which leaves Winograd's transforms nothing to win.
 //
-// int8 activations are stored as u8 = round(127 a) + 128, since vpdpbusd
+// int8 activations are stored as u8 = k + 128 with k = round(127 a) (layer
+// 1's channels with ranges: round(127 a / range), clamped), since vpdpbusd
 // multiplies unsigned by signed bytes; the accumulator starts at
 // -128 * sum(q_w) of its output channel, so that it ends at the exact
-// sum(round(127 a) * q_w). Padding words hold the code of 0 (0x80 bytes).
+// sum(k * q_w). Padding words hold the code of 0 (0x80 bytes).
 
 namespace espcn::cpu::ESPCN_ISA {
 namespace {
@@ -54,6 +55,7 @@ inline vi pack_bytes(vi q0, vi q1, vi q2, vi q3) {
   return (vi)_mm512_packs_epi16(a, b);
 }
 inline vi shuffle_bytes(vi v, vi idx) { return (vi)_mm512_shuffle_epi8((__m512i)v, (__m512i)idx); }
+inline vi max_bytes(vi a, vi b) { return (vi)_mm512_max_epi8((__m512i)a, (__m512i)b); }
 #else
 inline vi load_words(const word* p) { return (vi)_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)); }
 inline void store_words(word* p, vi v) { _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), (__m256i)v); }
@@ -72,6 +74,7 @@ inline vi pack_bytes(vi q0, vi q1, vi q2, vi q3) {
   return (vi)_mm256_packs_epi16(a, b);
 }
 inline vi shuffle_bytes(vi v, vi idx) { return (vi)_mm256_shuffle_epi8((__m256i)v, (__m256i)idx); }
+inline vi max_bytes(vi a, vi b) { return (vi)_mm256_max_epi8((__m256i)a, (__m256i)b); }
 #if defined(ESPCN_VNNI_VEX)
 inline vi dot_u8s8(vi acc, vi a, vi w) { return (vi)_mm256_dpbusd_avx_epi32((__m256i)acc, (__m256i)a, (__m256i)w); }
 inline vi dot_s16s16(vi acc, vi a, vi w) { return (vi)_mm256_dpwssd_avx_epi32((__m256i)acc, (__m256i)a, (__m256i)w); }
@@ -122,19 +125,21 @@ struct Int8 {
   static Acc dot(Acc acc, Vec a, Vec w) { return dot_u8s8(acc, a, w); }
   static Acc start(const DotLayer& L, int c) { return splat_word(word(L.acc_start[c])); }
   static vf value(Acc acc, const DotLayer& L, int c) { return scaled_sum(acc, L, c); }
-  // tanh of kPack pre-activations -> their codes, channel k in byte k:
-  // round(127 tanh) (to nearest even, the current rounding mode) + 128, with
-  // tanh rounded to float32 first as the reference does (folding it all into
-  // round(255 - 254 r) made ten times more codes differ from the reference).
-  // The signed packs leave each 128-bit lane channel-major (4 pixels of
-  // channel 0, then 1, ...); one byte shuffle makes it pixel-major, and the
-  // top bit flipped is the + 128.
-  static vi pack_tanh(const vf* y) {
+  // tanh of kPack pre-activations (channels c..c + 3 of L) -> their codes,
+  // channel k in byte k: round(m tanh) (to nearest even, the current rounding
+  // mode; m = L.code_scale, 127 / the channel's range) clamped to [-127, 127],
+  // + 128, with tanh rounded to float32 first as the reference does (folding
+  // it all into round(255 - 254 r) made ten times more codes differ from the
+  // reference). The signed packs saturate at 127 and leave each 128-bit lane
+  // channel-major (4 pixels of channel 0, then 1, ...); one byte shuffle makes
+  // it pixel-major, one byte max the lower clamp, and the top bit flipped is
+  // the + 128.
+  static vi pack_tanh(const vf* y, const DotLayer& L, int c) {
     vi q[kPack];
     for (int k = 0; k < kPack; ++k)
-      q[k] = to_int_nearest(fma_v(splat(-2.0f), tanh_recip(y[k]), splat(1.0f)) * 127.0f);
-    const vi codes = pack_bytes(q[0], q[1], q[2], q[3]);
-    return shuffle_bytes(codes, pixel_major(std::make_index_sequence<VW>())) ^ int32_t(kZero);
+      q[k] = to_int_nearest(fma_v(splat(-2.0f), tanh_recip(y[k]), splat(1.0f)) * splat(L.code_scale[c + k]));
+    const vi codes = shuffle_bytes(pack_bytes(q[0], q[1], q[2], q[3]), pixel_major(std::make_index_sequence<VW>()));
+    return max_bytes(codes, splat_word(0x81818181u)) ^ int32_t(kZero);
   }
   // The byte shuffle: byte 4p + k of a lane <- byte 4k + p.
   template <size_t... I>
@@ -157,7 +162,7 @@ struct Bf16 {
   static Acc start(const DotLayer& L, int c) { return splat(L.bias[c]); }
   static vf value(Acc acc, const DotLayer&, int) { return acc; }
   // tanh of two pre-activations -> bf16 (to nearest even), channel k in half k.
-  static vi pack_tanh(const vf* y) {
+  static vi pack_tanh(const vf* y, const DotLayer&, int) {
     const __m256bh a0 = _mm512_cvtneps_pbh((__m512)fma_v(splat(-2.0f), tanh_recip(y[0]), splat(1.0f)));
     const __m256bh a1 = _mm512_cvtneps_pbh((__m512)fma_v(splat(-2.0f), tanh_recip(y[1]), splat(1.0f)));
     return (vi)_mm512_or_si512(_mm512_cvtepu16_epi32((__m256i)a0), _mm512_slli_epi32(_mm512_cvtepu16_epi32((__m256i)a1), 16));
@@ -262,7 +267,7 @@ inline void dot_tile(const word* const* rows, size_t lp, const DotLayer& L, int 
           const int c = j * Out::kPack + k;
           a[k] = In::value(acc[c][v], L, c0 + c);
         }
-        store_words(out + (c0 / Out::kPack + j) * out_lp + v * VW, Out::pack_tanh(a));
+        store_words(out + (c0 / Out::kPack + j) * out_lp + v * VW, Out::pack_tanh(a, L, c0 + j * Out::kPack));
       }
     }
   } else {

@@ -28,7 +28,8 @@ float quantized(float v, float s, int levels) {
 }
 }  // namespace
 
-PackedDot pack_dot(const float* w, const float* b, int co, int ci, int k, Precision p, bool tanh_layer) {
+PackedDot pack_dot(const float* w, const float* b, int co, int ci, int k, Precision p, bool tanh_layer,
+                   const float* in_ranges) {
   const bool int8 = p == Precision::kInt8;
   const int pack = int8 ? 4 : 2;
   const int groups = ceil_div(ci, pack);
@@ -38,8 +39,14 @@ PackedDot pack_dot(const float* w, const float* b, int co, int ci, int k, Precis
   d.bias.assign(out, 0.0f);
   d.scale.assign(out, 0.0f);
   d.acc_start.assign(out, 0);
+  std::vector<float> scaled(size_t(ci) * k * k);
   for (int o = 0; o < co; ++o) {
     const float* wo = w + size_t(o) * ci * k * k;
+    if (int8 && in_ranges) {  // in float32, as the reference multiplies
+      for (int i = 0; i < ci; ++i)
+        for (int t = 0; t < k * k; ++t) scaled[size_t(i) * k * k + t] = wo[size_t(i) * k * k + t] * in_ranges[i];
+      wo = scaled.data();
+    }
     const float s = int8 ? channel_scale(wo, ci * k * k, 127) : 1.0f;
     if (int8) d.scale[o] = s / 127.0f;  // times the activations' 1/127
     int32_t qsum = 0;
@@ -60,6 +67,10 @@ PackedDot pack_dot(const float* w, const float* b, int co, int ci, int k, Precis
     d.acc_start[o] = -128 * qsum;
   }
   d.layer = DotLayer{d.weight.data(), d.scale.data(), d.bias.data(), d.acc_start.data(), groups, out, out, k};
+  if (int8 && tanh_layer) {
+    d.code_scale.assign(out, 127.0f);
+    d.layer.code_scale = d.code_scale.data();
+  }
   return d;
 }
 
@@ -78,7 +89,7 @@ PackedDot pack_dot_float(const float* w, const float* b, int co, int ci, int k, 
 
 int layer1_levels(int k) { return 65536 / (k * k) < 32767 ? 65536 / (k * k) : 32767; }
 
-PackedDot pack_dot_int16(const float* w, const float* b, int co, int k, int out_pack) {
+PackedDot pack_dot_int16(const float* w, const float* b, int co, int k, int out_pack, const float* ranges) {
   const int levels = layer1_levels(k);
   const int out = ceil_div(co, out_pack) * out_pack;
   PackedDot d;
@@ -97,7 +108,11 @@ PackedDot pack_dot_int16(const float* w, const float* b, int co, int k, int out_
       }
     d.bias[o] = b[o];
   }
+  d.code_scale.assign(out, 127.0f);
+  if (ranges)
+    for (int o = 0; o < co; ++o) d.code_scale[o] = 127.0f / ranges[o];  // in float32, as the reference
   d.layer = DotLayer{d.weight.data(), d.scale.data(), d.bias.data(), nullptr, 1, out, out, k};
+  d.layer.code_scale = d.code_scale.data();
   return d;
 }
 

@@ -60,7 +60,8 @@ struct Kernels {
 // [in_group][ky][kx][out_stride].
 // Per output channel: bias; int8 also the scale back to float (weight scale
 // / 127) and the accumulator's start, -128 * the sum of its int8 weights.
-// A tanh layer's outputs are padded to whole groups (zero weights and bias).
+// A tanh layer's outputs are padded to whole groups (zero weights and bias);
+// in int8 each output a is stored as round(a * code_scale) (127 / its range).
 struct DotLayer {
   const uint32_t* weight;
   const float* scale;       // int8 only
@@ -70,6 +71,7 @@ struct DotLayer {
   int out_channels;
   int out_stride;
   int kernel;
+  const float* code_scale = nullptr;  // int8 tanh layers only
 };
 
 struct DotKernels {

@@ -133,7 +133,8 @@ int64_t check_network(const char* op, const at::Tensor& x, const at::Tensor& w1,
 // is packed for the dot kernels.
 at::Tensor espcn_forward_dot(const char* op, Precision precision, const at::Tensor& x, const at::Tensor& w1,
                              const at::Tensor& b1, const at::Tensor& w2, const at::Tensor& b2, const at::Tensor& w3,
-                             const at::Tensor& b3, int64_t scale, bool clamp) {
+                             const at::Tensor& b3, int64_t scale, bool clamp,
+                             const c10::optional<at::Tensor>& a1_ranges) {
   std::string why_not;
   const DotKernels* k = dot_kernels(precision, why_not);
   TORCH_CHECK(k != nullptr, op, ": ", why_not);
@@ -157,14 +158,24 @@ at::Tensor espcn_forward_dot(const char* op, Precision precision, const at::Tens
               "' takes finite inputs");
   TORCH_CHECK(!int8 || outside == 0, op, ": x holds ", outside,
               " value(s) outside [-1, 1]; precision 'int8' reads its input as 16-bit fixed point on [-1, 1]");
+  at::Tensor ranges;
+  const float* rp = nullptr;
+  if (a1_ranges.has_value()) {
+    ranges = a1_ranges->contiguous();
+    rp = ranges.data_ptr<float>();
+    for (int64_t i = 0; i < ranges.numel(); ++i)
+      TORCH_CHECK(rp[i] > 0.0f && rp[i] <= 1.0f, op, ": a1_ranges[", i, "] is ", rp[i],
+                  "; the ranges of tanh outputs lie in (0, 1]");
+  }
   // Each layer's weights as float32 (bf16 ones exactly), packed for the dot
   // kernels: layer 1 as 16-bit pairs (int8) or float32 (bf16).
   auto packed = [&](const at::Tensor& weight, const at::Tensor& bias, bool layer1, bool tanh_layer) {
     const at::Tensor w = weight.to(at::kFloat).contiguous(), b = bias.contiguous();
     const float *wp = w.data_ptr<float>(), *bp = b.data_ptr<float>();
     const int co = int(w.size(0)), ci = int(w.size(1)), kk = int(w.size(2));
-    if (layer1) return int8 ? pack_dot_int16(wp, bp, co, kk, k->pack) : pack_dot_float(wp, bp, co, ci, kk, k->pack);
-    return pack_dot(wp, bp, co, ci, kk, precision, tanh_layer);
+    if (layer1)
+      return int8 ? pack_dot_int16(wp, bp, co, kk, k->pack, rp) : pack_dot_float(wp, bp, co, ci, kk, k->pack);
+    return pack_dot(wp, bp, co, ci, kk, precision, tanh_layer, tanh_layer ? rp : nullptr);
   };
   const PackedDot l1 = packed(w1, b1, true, true);
   const PackedDot l2 = packed(w2, b2, false, true), l3 = packed(w3, b3, false, false);
@@ -175,13 +186,16 @@ at::Tensor espcn_forward_dot(const char* op, Precision precision, const at::Tens
 
 at::Tensor espcn_forward(const at::Tensor& x, const at::Tensor& w1, const at::Tensor& b1,
                          const at::Tensor& w2, const at::Tensor& b2, const at::Tensor& w3,
-                         const at::Tensor& b3, int64_t scale, bool clamp, c10::string_view precision_name) {
+                         const at::Tensor& b3, int64_t scale, bool clamp, c10::string_view precision_name,
+                         const c10::optional<at::Tensor>& a1_ranges) {
   const char* op = "espcn_fast::espcn_forward";
   const Precision precision = parse_precision(op, precision_name);
   TORCH_CHECK(precision == Precision::kFp32 || precision == Precision::kBf16 || precision == Precision::kInt8, op,
               ": the CPU kernels compute in fp32, bf16 or int8; precision '",
               std::string(precision_name.data(), precision_name.size()), "' runs on CUDA tensors only");
-  if (precision != Precision::kFp32) return espcn_forward_dot(op, precision, x, w1, b1, w2, b2, w3, b3, scale, clamp);
+  check_a1_ranges(op, precision, a1_ranges, x, w1.dim() > 0 ? w1.size(0) : 0);
+  if (precision != Precision::kFp32)
+    return espcn_forward_dot(op, precision, x, w1, b1, w2, b2, w3, b3, scale, clamp, a1_ranges);
   const Kernels& k = cpu_kernels();
   const int64_t out_channels = check_network(op, x, w1, b1, w2, b2, w3, b3, scale, at::kFloat);
   const Packed p1 = pack(w1, b1), p2 = pack(w2, b2, /*winograd=*/true), p3 = pack(w3, b3);

@@ -64,10 +64,11 @@ bool fused_shape(const at::Tensor& x, const at::Tensor& w1, const at::Tensor& w2
 
 at::Tensor espcn_forward(const at::Tensor& x, const at::Tensor& w1, const at::Tensor& b1, const at::Tensor& w2,
                          const at::Tensor& b2, const at::Tensor& w3, const at::Tensor& b3, int64_t scale, bool clamp,
-                         c10::string_view precision_name) {
+                         c10::string_view precision_name, const c10::optional<at::Tensor>& a1_ranges) {
   const char* op = "espcn_fast::espcn_forward";
   const Precision precision = parse_precision(op, precision_name);
   TORCH_CHECK(precision != Precision::kInt8, op, ": precision 'int8' runs on CPU tensors only");
+  check_a1_ranges(op, precision, a1_ranges, x, w1.dim() > 0 ? w1.size(0) : 0);
   const at::ScalarType wdtype = precision_weight_dtype(precision);
   check_input(op, x, {at::kFloat, at::kHalf});
   check_conv(op, "w1", "b1", x, w1, b1, x.size(1), kLayerMaxKernel, wdtype);

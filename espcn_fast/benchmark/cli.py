@@ -6,7 +6,7 @@
 
 Each row is checked against the float64 reference model on the benchmark input
 (the reference of the weights it runs) before it is timed, within the tolerance
-of its precision (``config.tolerance``; ours in int8 a tighter one); a wrong row is flagged and not timed
+of its precision (``config.tolerance``; ours in int8 against its own arithmetic, a tighter one); a wrong row is flagged and not timed
 (and a wrong row of espcn_fast's makes the exit status 1); a row that would not
 fit the machine's memory, or whose instruction set this CPU lacks (our bf16 and
 int8 rows), is skipped with the reason. On the CPU our rows run in fp32, bf16
@@ -117,15 +117,16 @@ def main(argv: list[str] | None = None) -> int:
         # The frames of every batch are the first of one pool of the largest batch, so that the float64
         # reference (seconds a frame on 2 cores, most of a full run's fixed cost) is computed once a scale.
         pool = [torch.rand(max(batches), 1, h, w, generator=g).to(device) for _ in range(3)]
-        references: dict[str, torch.Tensor] = {}  # by the weights' note ("" the shipped float weights)
+        # By the weights' note ("" the shipped float weights) and the arithmetic checked against.
+        references: dict[tuple[str, str | None], torch.Tensor] = {}
         for batch in batches:
             inputs = [p[:batch] for p in pool]
             for cand in cands:
                 # A row that runs other weights (our int8 rows) is checked against their own reference.
                 row_model, note = cand.weights(model) if cand.weights else (model, "")
-                key = "" if row_model is model else note
+                key = ("" if row_model is model else note, cand.arithmetic)
                 if key not in references:
-                    references[key] = reference_output(row_model, pool[0])
+                    references[key] = reference_output(row_model, pool[0], arithmetic=cand.arithmetic)
                 # Set5 PSNR: CPU rows, once a row (the same runner at every batch)
                 psnr = device.type == "cpu" and scale == PSNR_SCALE and (cand.name, cand.precision) not in scored
                 row = run_row(

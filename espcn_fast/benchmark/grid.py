@@ -16,6 +16,7 @@ from ..evaluate import psnr_image
 from ..image_io import list_images, read_image
 from ..memory_budget import available_memory, format_size
 from ..model import ESPCN
+from ..precision_model import PrecisionESPCN
 from ..tiling import HALO
 from . import peers
 from .config import Candidate, macs_per_lr_pixel, tolerance
@@ -55,8 +56,11 @@ class Row:
     extra: dict = field(default_factory=dict)
 
 
-def reference_output(model: ESPCN, x: torch.Tensor, rows: int = REFERENCE_ROWS) -> torch.Tensor:
-    """The reference model in float64, the yardstick of every row, as float32.
+def reference_output(
+    model: ESPCN, x: torch.Tensor, rows: int = REFERENCE_ROWS, arithmetic: str | None = None
+) -> torch.Tensor:
+    """The reference model in float64, the yardstick of every row, as float32; with ``arithmetic``
+    ("bf16", "int8"), the model computed in that CPU arithmetic (:mod:`espcn_fast.reduced_precision`).
 
     Not the model in float32: on a GPU cuDNN runs float32 convolutions in TF32
     by default, so that yardstick would itself be off by 5e-4. Computed image by
@@ -64,10 +68,12 @@ def reference_output(model: ESPCN, x: torch.Tensor, rows: int = REFERENCE_ROWS) 
     values as the whole image: zero padding at its edges, real rows elsewhere),
     so that its memory does not grow with the frame or the batch.
     """
-    reference = copy.deepcopy(model).double()
+    reference: torch.nn.Module = copy.deepcopy(model).double()
+    if arithmetic is not None:
+        reference = PrecisionESPCN(reference, arithmetic, dtype=torch.float64)
     r = model.scale
     n, _, h, w = x.shape
-    out = torch.empty((n, reference.out_channels, h * r, w * r), dtype=torch.float32, device=x.device)
+    out = torch.empty((n, model.out_channels, h * r, w * r), dtype=torch.float32, device=x.device)
     with torch.inference_mode():
         for i in range(n):
             for top in range(0, h, rows):

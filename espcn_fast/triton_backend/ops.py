@@ -18,7 +18,7 @@ import triton
 from torch.library import triton_op, wrap_triton
 
 from .. import ops as cpp_ops
-from ..op_checks import check_layers, check_precision
+from ..op_checks import check_a1_ranges, check_layers, check_precision
 from . import kernels
 
 
@@ -160,14 +160,17 @@ def espcn_forward(
     scale: int,
     clamp: bool,
     precision: str = "fp32",
+    a1_ranges: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """The whole network (three layer kernels) in ``precision``; as ``espcn_fast::espcn_forward``."""
+    """The whole network (three layer kernels) in ``precision``; as ``espcn_fast::espcn_forward``
+    (``a1_ranges`` belongs to int8, which runs on the CPU only)."""
     op = "espcn_fast_triton::espcn_forward"
     check_precision(op, precision)
     torch._check(
         precision not in cpp_ops.CPU_ONLY_PRECISIONS, lambda: f"{op}: precision '{precision}' runs on the CPU only"
     )
     check_layers(op, x, [("w1", w1), ("w2", w2), ("w3", w3)], scale)
+    check_a1_ranges(op, precision, a1_ranges, x, w1.shape[0])
     wdtype = cpp_ops.WEIGHT_DTYPES[precision]
     _check_input(op, x)
     for w, b, wname, bname in ((w1, b1, "w1", "b1"), (w2, b2, "w2", "b2"), (w3, b3, "w3", "b3")):
