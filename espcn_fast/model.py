@@ -119,9 +119,9 @@ class ESPCN(nn.Module):
         except BaseException:
             self.a1_ranges = kept
             raise
-        weight = self.feature_maps[0].weight
         if ranges is not None:
-            self.a1_ranges = ranges.detach().to(device=weight.device, dtype=torch.float32).clone()
+            device = self.feature_maps[0].weight.device
+            self.a1_ranges = ranges.detach().to(device=device, dtype=torch.float32).clone()
         return result
 
     @classmethod

@@ -120,19 +120,27 @@ def fake_quantize_activation(
 ) -> torch.Tensor:
     """A tanh output on the int8 grid ``k / m``, k in [-127, 127] (rounded in float32, half to even),
     with ``m`` 127 or, per channel (dim 1), ``multipliers`` (:func:`code_multipliers`)."""
-    m = ACTIVATION_LEVELS if multipliers is None else multipliers.to(torch.float32)[:, None, None]
+    m = torch.tensor(float(ACTIVATION_LEVELS)) if multipliers is None else multipliers.to(torch.float32)[:, None, None]
     k = torch.round(a.detach().to(torch.float32) * m).clamp_(-ACTIVATION_LEVELS, ACTIVATION_LEVELS)
-    return _straight_through(a, (k.to(a.dtype) / (m if multipliers is None else m.to(a.dtype))), straight_through)
+    return _straight_through(a, k.to(a.dtype) / m.to(a.dtype), straight_through)
 
 
 def int8_layer2_weight(w2: torch.Tensor, ranges: torch.Tensor | None, straight_through: bool = False) -> torch.Tensor:
-    """int8's layer-2 weight as it multiplies layer 1's outputs ``k / m``: ``w * r`` on the int8 grid,
-    times ``m / 127`` (so ``q * s * k / 127``, the kernels' exact int32 sum times their scale)."""
+    """int8's layer-2 weight as it multiplies layer 1's outputs ``k / m``: ``w * r`` on the int8 grid
+    (:func:`ranged_weight_on_codes`)."""
     if ranges is None:
         return fake_quantize_weight(w2, straight_through)
-    r = ranges.to(w2.dtype)[None, :, None, None]
-    m = code_multipliers(ranges, w2.shape[1]).to(w2.dtype)[None, :, None, None]
-    return fake_quantize_weight(w2 * r, straight_through) * (m / ACTIVATION_LEVELS)
+    return ranged_weight_on_codes(
+        fake_quantize_weight(w2 * ranges.to(w2.dtype)[None, :, None, None], straight_through), ranges
+    )
+
+
+def ranged_weight_on_codes(wq: torch.Tensor, ranges: torch.Tensor) -> torch.Tensor:
+    """A layer-2 weight quantized as ``w * r`` (``q * s``), as it multiplies layer 1's outputs ``k / m``:
+    times ``m / 127``, so that each product is ``q * s * k / 127``, the kernels' exact int32 sum times
+    their scale."""
+    m = code_multipliers(ranges, wq.shape[1]).to(wq.dtype)[None, :, None, None]
+    return wq * (m / ACTIVATION_LEVELS)
 
 
 def round_bf16(x: torch.Tensor, straight_through: bool = False) -> torch.Tensor:

@@ -51,6 +51,7 @@ from espcn_fast.reduced_precision import (
     fake_quantize_activation,
     int8_layer1,
     quantize_weight,
+    ranged_weight_on_codes,
     weight_scales,
 )
 from espcn_fast.weights import WeightsError, load_weights, save_weights
@@ -183,7 +184,6 @@ class AdaRoundESPCN(nn.Module):
         # Layer 2 is rounded as the kernels quantize it: times the ranges of its input channels.
         ranges = torch.ones(first.out_channels) if a1_ranges is None else a1_ranges.detach().float()
         self.register_buffer("a1_ranges", ranges)
-        self.register_buffer("multipliers", code_multipliers(ranges, first.out_channels))
         self.w2 = AdaRoundWeight(second.weight.detach().float() * ranges[None, :, None, None])
         self.w3 = AdaRoundWeight(last.weight)
 
@@ -195,9 +195,10 @@ class AdaRoundESPCN(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(N, 1, H, W)`` LR -> HR with the soft rounding (training's forward)."""
-        w2, w3 = self.w2.soft() * (self.multipliers / WEIGHT_LEVELS)[None, :, None, None], self.w3.soft()
+        w2, w3 = ranged_weight_on_codes(self.w2.soft(), self.a1_ranges), self.w3.soft()
         y1 = int8_layer1(x, self.w1, self.b1, straight_through=True)
-        a1 = fake_quantize_activation(torch.tanh(y1), straight_through=True, multipliers=self.multipliers)
+        m1 = code_multipliers(self.a1_ranges, self.w1.shape[0])
+        a1 = fake_quantize_activation(torch.tanh(y1), straight_through=True, multipliers=m1)
         a2 = fake_quantize_activation(torch.tanh(F.conv2d(a1, w2, self.b2, padding=w2.shape[-1] // 2)), True)
         return F.pixel_shuffle(F.conv2d(a2, w3, self.b3, padding=w3.shape[-1] // 2), self.scale)
 
